@@ -1,0 +1,167 @@
+"""The command allowlist: names, typed argument models and result models.
+
+A command name maps to exactly one argument model here and to exactly one handler in
+the agent's dispatch table. Nothing is ever looked up by attribute name.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from arete.errors import CommandArgsError, UnknownCommandError
+from arete.payloads import NonNegFloat, NonNegInt, ShortStr
+
+MAX_COMMAND_TTL_S: Final = 3600.0
+"""Commands may live at most an hour; agents remember executed ids at least that long."""
+
+
+class CommandName(StrEnum):
+    RESTART = "restart"
+    STOP = "stop"
+    SCREENSHOT = "screenshot"
+    SHELL = "shell"
+    DOCKER_PS = "docker_ps"
+    DOCKER_RESTART = "docker_restart"
+    METRICS = "metrics"
+
+
+class _Args(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class RestartArgs(_Args, kw_only=True):
+    """Restart the agent process (a supervisor such as systemd brings it back)."""
+
+
+class StopArgs(_Args, kw_only=True):
+    """Stop the agent process; under systemd it stays stopped (exit status 64)."""
+
+
+class ScreenshotArgs(_Args, kw_only=True):
+    monitor: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0  # 0 = all monitors
+    max_bytes: Annotated[int, msgspec.Meta(ge=16 * 1024, le=8 * 1024 * 1024)] = 2 * 1024 * 1024
+
+
+class ShellArgs(_Args, kw_only=True):
+    """Exactly one of ``argv`` (run directly) or ``command`` (run by ``/bin/sh -c``)."""
+
+    argv: Annotated[list[Annotated[str, msgspec.Meta(max_length=8192)]], msgspec.Meta(min_length=1, max_length=256)] | None = None  # noqa: E501
+    command: Annotated[str, msgspec.Meta(min_length=1, max_length=16384)] | None = None
+    cwd: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    max_output: Annotated[int, msgspec.Meta(ge=1024, le=4 * 1024 * 1024)] = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if (self.argv is None) == (self.command is None):
+            raise ValueError("give exactly one of 'argv' or 'command'")
+
+
+class DockerPsArgs(_Args, kw_only=True):
+    all: bool = False
+
+
+class DockerRestartArgs(_Args, kw_only=True):
+    container: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    timeout_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 10
+
+
+class MetricsArgs(_Args, kw_only=True):
+    """Take a fresh sample now."""
+
+
+CommandArgs = (
+    RestartArgs
+    | StopArgs
+    | ScreenshotArgs
+    | ShellArgs
+    | DockerPsArgs
+    | DockerRestartArgs
+    | MetricsArgs
+)
+
+ARG_MODELS: Final[dict[CommandName, type[CommandArgs]]] = {
+    CommandName.RESTART: RestartArgs,
+    CommandName.STOP: StopArgs,
+    CommandName.SCREENSHOT: ScreenshotArgs,
+    CommandName.SHELL: ShellArgs,
+    CommandName.DOCKER_PS: DockerPsArgs,
+    CommandName.DOCKER_RESTART: DockerRestartArgs,
+    CommandName.METRICS: MetricsArgs,
+}
+
+DEFAULT_TIMEOUT_S: Final[dict[CommandName, float]] = {
+    CommandName.RESTART: 10.0,
+    CommandName.STOP: 10.0,
+    CommandName.SCREENSHOT: 20.0,
+    CommandName.SHELL: 30.0,  # the shell's own ``timeout_s`` wins
+    CommandName.DOCKER_PS: 30.0,
+    CommandName.DOCKER_RESTART: 120.0,
+    CommandName.METRICS: 10.0,
+}
+
+
+def command_name(name: str) -> CommandName:
+    """Return the allowlisted name or raise :class:`UnknownCommandError`."""
+    try:
+        return CommandName(name)
+    except ValueError:
+        raise UnknownCommandError(name) from None
+
+
+def parse_args(name: str, args: dict[str, Any]) -> CommandArgs:
+    """Validate ``args`` against the model of ``name``; raise a typed error otherwise."""
+    model = ARG_MODELS[command_name(name)]
+    try:
+        return msgspec.convert(args, model)
+    except msgspec.ValidationError as exc:
+        raise CommandArgsError(f"bad arguments for {name}: {exc}") from None
+
+
+# -- results -----------------------------------------------------------------------------
+class Result(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    pass
+
+
+class MessageResult(Result, kw_only=True):
+    message: str
+
+
+class ScreenshotResult(Result, kw_only=True):
+    format: str = "png"
+    monitor: NonNegInt
+    width: NonNegInt  # of the image sent
+    height: NonNegInt
+    source_width: NonNegInt  # of the screen captured
+    source_height: NonNegInt
+    bytes: NonNegInt
+    png_b64: str
+
+
+class ShellResult(Result, kw_only=True):
+    exit_code: int | None  # None when killed by the timeout
+    stdout: str
+    stderr: str
+    truncated: bool = False
+    timed_out: bool = False
+    duration_s: NonNegFloat
+
+
+class ContainerInfo(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    id: ShortStr
+    name: ShortStr
+    image: ShortStr
+    state: ShortStr  # created, running, exited, ...
+    status: ShortStr  # engine's human text, e.g. "Up 3 hours"
+
+
+class DockerPsResult(Result, kw_only=True):
+    containers: list[ContainerInfo]
+
+
+class DockerRestartResult(Result, kw_only=True):
+    id: ShortStr
+    name: ShortStr
+    state: ShortStr

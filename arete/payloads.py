@@ -1,0 +1,230 @@
+"""Payload models of every topic, with their schema version, and their codecs.
+
+msgspec is the codec: it validates while it decodes and is several times faster than
+the standard library's ``json`` plus a validation layer (see ``bench/codec.py`` and
+BENCHMARKS.md), which matters to a maestro decoding tens of thousands of messages a
+second and to an agent that must stay light.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Final, TypeVar
+
+import msgspec
+
+from arete.errors import PayloadError
+
+SCHEMA: Final = 1
+"""Current payload schema version. Decoders accept this version only."""
+
+# Size limits per kind: a payload over its limit is refused before it is parsed.
+MAX_STATUS_BYTES: Final = 16 * 1024
+MAX_METRICS_BYTES: Final = 4 * 1024 * 1024  # a replay batch carries many samples
+MAX_HEARTBEAT_BYTES: Final = 1024
+MAX_COMMAND_BYTES: Final = 64 * 1024
+MAX_REPLY_BYTES: Final = 16 * 1024 * 1024  # screenshots ride in replies
+
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+ShortStr = Annotated[str, msgspec.Meta(max_length=256)]
+CommandId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+
+
+class AgentState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    STOPPING = "stopping"
+
+
+class ReplyState(StrEnum):
+    ACCEPTED = "accepted"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (ReplyState.ACCEPTED, ReplyState.RUNNING)
+
+
+class _Payload(msgspec.Struct, kw_only=True):
+    """Base of every topic payload: always carries its ``schema`` version."""
+
+    schema: int = SCHEMA
+
+
+# -- status ------------------------------------------------------------------------------
+class Status(_Payload, kw_only=True, frozen=True):
+    """Retained on ``status/<id>``; the agent's Last Will is one of these too."""
+
+    state: AgentState
+    epoch: NonNegInt
+    ts: NonNegFloat
+    version: ShortStr
+    host: ShortStr
+    labels: dict[ShortStr, ShortStr] = {}
+    heartbeat_s: Annotated[float, msgspec.Meta(gt=0)]
+    reason: ShortStr | None = None
+
+
+def is_stale(current: Status | None, incoming: Status) -> bool:
+    """True when ``incoming`` belongs to an older connection than ``current``.
+
+    A late Will (``offline`` with an older epoch) must never mark a reconnected agent
+    offline; with equal epochs the incoming message is the newer word of the same
+    connection (``online`` -> ``stopping`` -> ``offline``).
+    """
+    return current is not None and incoming.epoch < current.epoch
+
+
+# -- metrics -----------------------------------------------------------------------------
+class Mount(msgspec.Struct, frozen=True, omit_defaults=True):
+    mount: ShortStr
+    total: NonNegInt  # bytes
+    used: NonNegInt  # bytes
+    pct: Percent
+
+
+class Gpu(msgspec.Struct, frozen=True, omit_defaults=True):
+    index: NonNegInt
+    name: ShortStr
+    util: Percent | None = None
+    mem_used: NonNegInt | None = None  # bytes
+    mem_total: NonNegInt | None = None  # bytes
+    temp: float | None = None  # degrees Celsius
+    power_w: NonNegFloat | None = None
+
+
+class Sample(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """One reading of a machine. Rates are per second over the last interval."""
+
+    ts: NonNegFloat  # unix seconds when the sample was taken (kept through replay)
+    seq: NonNegInt  # per-agent sample counter, grows across restarts
+    cpu: Percent  # all cores
+    cpus: list[Percent] = []  # per core
+    load: tuple[float, float, float] | None = None
+    mem: Percent
+    mem_used: NonNegInt = 0
+    mem_total: NonNegInt = 0
+    swap: Percent = 0.0
+    disk: Percent = 0.0  # the fullest mount
+    mounts: list[Mount] = []
+    disk_read_bps: NonNegFloat = 0.0
+    disk_write_bps: NonNegFloat = 0.0
+    disk_read_iops: NonNegFloat = 0.0
+    disk_write_iops: NonNegFloat = 0.0
+    net_rx_bps: NonNegFloat = 0.0
+    net_tx_bps: NonNegFloat = 0.0
+    uptime_s: NonNegFloat = 0.0
+    procs: NonNegInt = 0
+    temps: dict[ShortStr, float] | None = None  # degrees Celsius by sensor
+    gpu: list[Gpu] | None = None
+
+
+class Metrics(_Payload, kw_only=True, frozen=True):
+    """On ``metrics/<id>``: one live sample, or a batch replayed from the outbox."""
+
+    epoch: NonNegInt
+    seq: NonNegInt  # seq of the first sample
+    samples: Annotated[list[Sample], msgspec.Meta(min_length=1, max_length=10_000)]
+    replay: bool = False
+    dropped: NonNegInt = 0  # samples the outbox had to drop (oldest first) since install
+
+
+class Heartbeat(_Payload, kw_only=True, frozen=True):
+    """On ``heartbeat/<id>`` from the agent's main loop when nothing else was sent."""
+
+    epoch: NonNegInt
+    seq: NonNegInt  # seq of the newest sample taken
+    ts: NonNegFloat
+
+
+# -- commands ----------------------------------------------------------------------------
+class Command(_Payload, kw_only=True, frozen=True):
+    """On ``cmd/<id>``, published by the maestro only."""
+
+    id: CommandId
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    args: dict[str, Any] = {}
+    issued_at: NonNegFloat
+    expires_at: NonNegFloat
+    sig: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    code: ShortStr  # machine-readable, see docs/topics.md
+    message: Annotated[str, msgspec.Meta(max_length=4096)]
+
+
+class Reply(_Payload, kw_only=True, frozen=True):
+    """On ``reply/<id>``: one per state change of a command."""
+
+    id: CommandId | None  # None only when the command was too malformed to carry an id
+    state: ReplyState
+    ts: NonNegFloat
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+# -- codecs ------------------------------------------------------------------------------
+_encoder = msgspec.json.Encoder()
+_T = TypeVar("_T")
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(payload: msgspec.Struct) -> bytes:
+    """Encode any payload model (or sample) to compact JSON bytes."""
+    return _encoder.encode(payload)
+
+
+def to_builtins(value: Any) -> Any:
+    """Plain dicts/lists for results that embed models."""
+    return msgspec.to_builtins(value)
+
+
+def decode(data: bytes | bytearray | memoryview, model: type[_T], *, max_bytes: int) -> _T:
+    """Decode and validate ``data`` as ``model``; raise :class:`PayloadError` with a reason."""
+    if len(data) > max_bytes:
+        raise PayloadError(
+            f"payload of {len(data)} bytes exceeds the {max_bytes}-byte limit", code="too_large"
+        )
+    decoder = _decoders.get(model)
+    if decoder is None:
+        decoder = _decoders[model] = msgspec.json.Decoder(model)
+    try:
+        value: _T = decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(f"invalid {model.__name__}: {exc}", code="schema") from None
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"undecodable {model.__name__}: {exc}", code="malformed") from None
+    schema = getattr(value, "schema", SCHEMA)
+    if schema != SCHEMA:
+        raise PayloadError(
+            f"unsupported {model.__name__} schema {schema} (this build speaks {SCHEMA})",
+            code="schema",
+        )
+    return value
+
+
+def decode_status(data: bytes | bytearray | memoryview) -> Status:
+    return decode(data, Status, max_bytes=MAX_STATUS_BYTES)
+
+
+def decode_metrics(data: bytes | bytearray | memoryview) -> Metrics:
+    return decode(data, Metrics, max_bytes=MAX_METRICS_BYTES)
+
+
+def decode_heartbeat(data: bytes | bytearray | memoryview) -> Heartbeat:
+    return decode(data, Heartbeat, max_bytes=MAX_HEARTBEAT_BYTES)
+
+
+def decode_command(data: bytes | bytearray | memoryview) -> Command:
+    return decode(data, Command, max_bytes=MAX_COMMAND_BYTES)
+
+
+def decode_reply(data: bytes | bytearray | memoryview) -> Reply:
+    return decode(data, Reply, max_bytes=MAX_REPLY_BYTES)

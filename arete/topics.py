@@ -1,0 +1,174 @@
+"""Topic builder and parser: the only place where Areté topic strings are made.
+
+Every topic has the shape ``<root>/<kind>/<agent_id>[/...]`` so that Mosquitto ACL
+patterns with ``%u`` (agent id == MQTT username) confine each agent to its own topics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from arete.errors import TopicError
+
+DEFAULT_ROOT: Final = "arete"
+
+# Agent ids double as MQTT usernames and topic levels: no wildcards, no slashes,
+# nothing a shell or a filename would trip over.
+_AGENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ROOT_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,3}$")
+_SESSION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# Broker accounts that are not agents. Mosquitto applies ``pattern`` ACL lines to every
+# user, so an agent with one of these names would share the account's rights.
+RESERVED_IDS: Final = frozenset({"maestro", "viewer", "admin", "root", "all"})
+
+
+class Kind(StrEnum):
+    """The second level of every topic."""
+
+    STATUS = "status"
+    METRICS = "metrics"
+    HEARTBEAT = "heartbeat"
+    CMD = "cmd"
+    REPLY = "reply"
+    TERM = "term"
+    ALERTS = "alerts"
+    MAESTRO = "maestro"
+
+
+class TermDirection(StrEnum):
+    IN = "in"  # browser -> agent
+    OUT = "out"  # agent -> browser
+
+
+def validate_agent_id(agent_id: str) -> str:
+    """Return ``agent_id`` if it is a valid agent id, else raise :class:`TopicError`."""
+    if not isinstance(agent_id, str) or not _AGENT_ID_RE.fullmatch(agent_id):
+        raise TopicError(
+            f"invalid agent id {agent_id!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if agent_id.lower() in RESERVED_IDS:
+        raise TopicError(f"agent id {agent_id!r} is reserved for a broker account")
+    return agent_id
+
+
+def validate_root(root: str) -> str:
+    if not isinstance(root, str) or not _ROOT_RE.fullmatch(root):
+        raise TopicError(
+            f"invalid topic root {root!r}: 1-4 levels of letters, digits, '.', '_' or '-'"
+        )
+    return root
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    """What a concrete topic says: its kind, the agent (or replica) and extra levels."""
+
+    kind: Kind
+    agent_id: str
+    session: str | None = None
+    direction: TermDirection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic builder/parser bound to one root (default ``arete``)."""
+
+    root: str = DEFAULT_ROOT
+
+    def __post_init__(self) -> None:
+        validate_root(self.root)
+
+    # -- concrete topics -------------------------------------------------------------
+    def status(self, agent_id: str) -> str:
+        return self._agent_topic(Kind.STATUS, agent_id)
+
+    def metrics(self, agent_id: str) -> str:
+        return self._agent_topic(Kind.METRICS, agent_id)
+
+    def heartbeat(self, agent_id: str) -> str:
+        return self._agent_topic(Kind.HEARTBEAT, agent_id)
+
+    def cmd(self, agent_id: str) -> str:
+        return self._agent_topic(Kind.CMD, agent_id)
+
+    def reply(self, agent_id: str) -> str:
+        return self._agent_topic(Kind.REPLY, agent_id)
+
+    def alerts(self, agent_id: str) -> str:
+        return self._agent_topic(Kind.ALERTS, agent_id)
+
+    def maestro(self, replica: str) -> str:
+        return f"{self.root}/{Kind.MAESTRO}/{validate_agent_id_or_replica(replica)}"
+
+    def term(self, agent_id: str, session: str, direction: TermDirection) -> str:
+        if not _SESSION_RE.fullmatch(session):
+            raise TopicError(f"invalid terminal session id {session!r}")
+        return f"{self._agent_topic(Kind.TERM, agent_id)}/{session}/{TermDirection(direction)}"
+
+    # -- filters ---------------------------------------------------------------------
+    def all_of(self, kind: Kind) -> str:
+        """Subscription filter for one kind across the fleet, e.g. ``arete/status/+``."""
+        suffix = "/+/+" if kind is Kind.TERM else ""
+        return f"{self.root}/{Kind(kind)}/+{suffix}"
+
+    def everything(self) -> str:
+        return f"{self.root}/#"
+
+    def shared(self, group: str, kind: Kind) -> str:
+        """MQTT 5 shared subscription so replicas split one kind's messages."""
+        if not _SESSION_RE.fullmatch(group):
+            raise TopicError(f"invalid shared-subscription group {group!r}")
+        return f"$share/{group}/{self.all_of(kind)}"
+
+    def term_filter(self, agent_id: str, direction: TermDirection) -> str:
+        return f"{self._agent_topic(Kind.TERM, agent_id)}/+/{TermDirection(direction)}"
+
+    def acl_pattern(self, kind: Kind, *, suffix: str = "") -> str:
+        """Mosquitto ACL pattern for an agent's own topic of ``kind`` (``%u`` = username)."""
+        return f"{self.root}/{Kind(kind)}/%u{suffix}"
+
+    def acl_kind(self, kind: Kind) -> str:
+        """Mosquitto ACL topic for every agent's topic of ``kind``."""
+        return f"{self.root}/{Kind(kind)}/#"
+
+    # -- parsing ---------------------------------------------------------------------
+    def parse(self, topic: str) -> ParsedTopic:
+        """Parse a concrete topic under this root; raise :class:`TopicError` otherwise."""
+        prefix = self.root + "/"
+        if not topic.startswith(prefix):
+            raise TopicError(f"topic {topic!r} is not under root {self.root!r}")
+        parts = topic[len(prefix) :].split("/")
+        try:
+            kind = Kind(parts[0])
+        except ValueError:
+            raise TopicError(f"unknown topic kind in {topic!r}") from None
+        if kind is Kind.TERM:
+            if len(parts) != 4:
+                raise TopicError(f"terminal topic {topic!r} must be term/<id>/<session>/<dir>")
+            if not _SESSION_RE.fullmatch(parts[2]):
+                raise TopicError(f"invalid terminal session in {topic!r}")
+            try:
+                direction = TermDirection(parts[3])
+            except ValueError:
+                raise TopicError(f"invalid terminal direction in {topic!r}") from None
+            return ParsedTopic(kind, validate_agent_id(parts[1]), parts[2], direction)
+        if len(parts) != 2:
+            raise TopicError(f"topic {topic!r} must be <root>/{kind}/<id>")
+        if kind is Kind.MAESTRO:
+            return ParsedTopic(kind, validate_agent_id_or_replica(parts[1]))
+        return ParsedTopic(kind, validate_agent_id(parts[1]))
+
+    def _agent_topic(self, kind: Kind, agent_id: str) -> str:
+        return f"{self.root}/{kind}/{validate_agent_id(agent_id)}"
+
+
+def validate_agent_id_or_replica(name: str) -> str:
+    """Maestro replica names follow the agent-id rules but may use reserved words."""
+    if not isinstance(name, str) or not _AGENT_ID_RE.fullmatch(name):
+        raise TopicError(f"invalid replica name {name!r}")
+    return name

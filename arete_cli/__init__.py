@@ -1,0 +1,1 @@
+"""The ``arete`` command line: composes each package's Typer sub-app."""

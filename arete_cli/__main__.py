@@ -1,0 +1,3 @@
+from arete_cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Areté edge agent: status, metrics and commands for one machine."""

@@ -1,0 +1,27 @@
+"""Test tiers by directory: tests/pure (tier 1), tests/real (tier 2), tests/e2e (tier 3).
+
+Run tier 1 alone with ``pytest -m pure``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.procs",
+    "tests.fixtures.broker",
+    "tests.fixtures.display",
+    "tests.fixtures.podman",
+    "tests.fixtures.agent",
+]
+
+_TIERS = {"pure": "pure", "real": "real", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _TIERS.get(Path(str(item.fspath)).parent.name)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
