@@ -37,6 +37,7 @@ from arete.payloads import (
     decode_reply,
     decode_status,
     encode,
+    encode_metrics,
     is_stale,
 )
 from arete.signing import signing_bytes
@@ -76,6 +77,7 @@ __all__ = [
     "decode_reply",
     "decode_status",
     "encode",
+    "encode_metrics",
     "is_stale",
     "parse_args",
     "signing_bytes",

@@ -32,23 +32,28 @@ class _Args(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     pass
 
 
-class RestartArgs(_Args, kw_only=True):
+class RestartArgs(_Args, kw_only=True, frozen=True):
     """Restart the agent process (a supervisor such as systemd brings it back)."""
 
 
-class StopArgs(_Args, kw_only=True):
+class StopArgs(_Args, kw_only=True, frozen=True):
     """Stop the agent process; under systemd it stays stopped (exit status 64)."""
 
 
-class ScreenshotArgs(_Args, kw_only=True):
+class ScreenshotArgs(_Args, kw_only=True, frozen=True):
     monitor: Annotated[int, msgspec.Meta(ge=0, le=32)] = 0  # 0 = all monitors
     max_bytes: Annotated[int, msgspec.Meta(ge=16 * 1024, le=8 * 1024 * 1024)] = 2 * 1024 * 1024
 
 
-class ShellArgs(_Args, kw_only=True):
+ArgvList = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=8192)]], msgspec.Meta(min_length=1, max_length=256)
+]
+
+
+class ShellArgs(_Args, kw_only=True, frozen=True):
     """Exactly one of ``argv`` (run directly) or ``command`` (run by ``/bin/sh -c``)."""
 
-    argv: Annotated[list[Annotated[str, msgspec.Meta(max_length=8192)]], msgspec.Meta(min_length=1, max_length=256)] | None = None  # noqa: E501
+    argv: ArgvList | None = None
     command: Annotated[str, msgspec.Meta(min_length=1, max_length=16384)] | None = None
     cwd: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
@@ -59,16 +64,16 @@ class ShellArgs(_Args, kw_only=True):
             raise ValueError("give exactly one of 'argv' or 'command'")
 
 
-class DockerPsArgs(_Args, kw_only=True):
+class DockerPsArgs(_Args, kw_only=True, frozen=True):
     all: bool = False
 
 
-class DockerRestartArgs(_Args, kw_only=True):
+class DockerRestartArgs(_Args, kw_only=True, frozen=True):
     container: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
     timeout_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 10
 
 
-class MetricsArgs(_Args, kw_only=True):
+class MetricsArgs(_Args, kw_only=True, frozen=True):
     """Take a fresh sample now."""
 
 
@@ -125,11 +130,11 @@ class Result(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     pass
 
 
-class MessageResult(Result, kw_only=True):
+class MessageResult(Result, kw_only=True, frozen=True):
     message: str
 
 
-class ScreenshotResult(Result, kw_only=True):
+class ScreenshotResult(Result, kw_only=True, frozen=True):
     format: str = "png"
     monitor: NonNegInt
     width: NonNegInt  # of the image sent
@@ -140,7 +145,7 @@ class ScreenshotResult(Result, kw_only=True):
     png_b64: str
 
 
-class ShellResult(Result, kw_only=True):
+class ShellResult(Result, kw_only=True, frozen=True):
     exit_code: int | None  # None when killed by the timeout
     stdout: str
     stderr: str
@@ -157,11 +162,11 @@ class ContainerInfo(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tru
     status: ShortStr  # engine's human text, e.g. "Up 3 hours"
 
 
-class DockerPsResult(Result, kw_only=True):
+class DockerPsResult(Result, kw_only=True, frozen=True):
     containers: list[ContainerInfo]
 
 
-class DockerRestartResult(Result, kw_only=True):
+class DockerRestartResult(Result, kw_only=True, frozen=True):
     id: ShortStr
     name: ShortStr
     state: ShortStr

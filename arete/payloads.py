@@ -51,7 +51,7 @@ class ReplyState(StrEnum):
         return self not in (ReplyState.ACCEPTED, ReplyState.RUNNING)
 
 
-class _Payload(msgspec.Struct, kw_only=True):
+class _Payload(msgspec.Struct, kw_only=True, frozen=True):
     """Base of every topic payload: always carries its ``schema`` version."""
 
     schema: int = SCHEMA
@@ -179,6 +179,31 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 def encode(payload: msgspec.Struct) -> bytes:
     """Encode any payload model (or sample) to compact JSON bytes."""
     return _encoder.encode(payload)
+
+
+class _MetricsWire(msgspec.Struct, kw_only=True):
+    """:class:`Metrics` with samples already encoded (the agent's outbox keeps bytes)."""
+
+    schema: int = SCHEMA
+    epoch: int
+    seq: int
+    samples: list[msgspec.Raw]
+    replay: bool
+    dropped: int
+
+
+def encode_metrics(
+    *, epoch: int, samples: list[bytes], replay: bool = False, first_seq: int, dropped: int = 0
+) -> bytes:
+    """Encode a :class:`Metrics` message from samples that are already JSON."""
+    wire = _MetricsWire(
+        epoch=epoch,
+        seq=first_seq,
+        samples=[msgspec.Raw(sample) for sample in samples],
+        replay=replay,
+        dropped=dropped,
+    )
+    return _encoder.encode(wire)
 
 
 def to_builtins(value: Any) -> Any:

@@ -6,13 +6,15 @@ their heavy dependencies inside the commands, so ``arete --help`` stays fast.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+from mosquitto.cli import broker_app
 
 from arete.version import __version__
 from arete_cli.agents import agents_app
 from arete_cli.up import up
 from edge_agent.cli import agent_app
-from mosquitto.cli import broker_app
 
 app = typer.Typer(
     name="arete",
@@ -35,9 +37,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Areté command line."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,15 +12,29 @@ agent_app = typer.Typer(help="Run the edge agent on this machine.", no_args_is_h
 
 @agent_app.command("run")
 def run(
-    config: Path | None = typer.Option(
-        None, "--config", "-c", help="Agent TOML file (from `arete agents add`)."
-    ),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Agent TOML file (from `arete agents add`)."),
+    ] = None,
 ) -> None:
     """Run the agent in the foreground until SIGTERM/Ctrl-C.
 
     Settings come from the config file, overridden by ARETE_AGENT_* variables
-    (nested keys with a double underscore: ARETE_AGENT_MQTT__HOST).
+    (nested keys with a double underscore: ARETE_AGENT_MQTT__HOST=broker.lan).
+
+    Exit status: 0 after SIGTERM/Ctrl-C, 64 after a `stop` command, 75 after a
+    `restart` command under systemd (elsewhere the agent re-executes itself),
+    2 for a configuration error.
 
     Example: arete agent run --config /etc/arete/agent.toml
     """
-    raise NotImplementedError  # filled in by the agent runtime
+    from edge_agent.errors import ConfigError
+    from edge_agent.main import run as run_agent
+    from edge_agent.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(run_agent(settings))

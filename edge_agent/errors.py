@@ -17,7 +17,7 @@ class StateError(AgentError):
     """The agent's state store (epoch, sequence, command ids, outbox) is unusable."""
 
 
-class CommandFailed(AgentError):
+class CommandFailed(AgentError):  # noqa: N818 - names the outcome at every raise site
     """A command handler could not do its job.
 
     ``code`` is the machine-readable reason sent in the reply (``no_display``,

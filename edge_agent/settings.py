@@ -86,7 +86,9 @@ class OutboxSettings(_Section, kw_only=True):
 
 class AgentSettings(_Section, kw_only=True):
     id: str
-    state_dir: str | None = None  # None: $STATE_DIRECTORY (systemd), else ~/.local/state/arete/agent-<id>
+    state_dir: str | None = (
+        None  # None: $STATE_DIRECTORY (systemd), else ~/.local/state/arete/agent-<id>
+    )
     interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 1.0
     heartbeat_s: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 10.0
     labels: dict[str, str] = {}
@@ -169,6 +171,7 @@ def _check(settings: AgentSettings) -> AgentSettings:
 def read_password(settings: AgentSettings) -> str | None:
     """The MQTT password from the settings or its file; refuses known default secrets."""
     mqtt = settings.mqtt
+    password: str | None
     if mqtt.password_file is not None:
         try:
             password = Path(mqtt.password_file).read_text(encoding="utf-8").strip()
@@ -188,8 +191,12 @@ def render_toml(settings: AgentSettings) -> str:
     lines: list[str] = []
     tables: list[tuple[str, dict[str, Any]]] = []
     for key, value in document.items():
+        if value is None:
+            continue
         if isinstance(value, dict) and key != "labels":
-            changed = {k: v for k, v in value.items() if defaults[key].get(k) != v}
+            changed = {
+                k: v for k, v in value.items() if v is not None and defaults[key].get(k) != v
+            }
             if changed:
                 tables.append((key, changed))
         elif key in ("id", "state_dir") or defaults.get(key) != value:
@@ -211,6 +218,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        inner = ", ".join(f"{msgspec.json.encode(k).decode()} = {_toml_value(v)}" for k, v in value.items())
+        inner = ", ".join(
+            f"{msgspec.json.encode(k).decode()} = {_toml_value(v)}" for k, v in value.items()
+        )
         return "{ " + inner + " }" if inner else "{}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

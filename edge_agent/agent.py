@@ -1,0 +1,511 @@
+"""The agent's asyncio shell: feeds link events, samples, commands and the outbox.
+
+Threads: the MQTT network thread (``link``) and short-lived sampler/handler threads
+post into this loop; all state changes happen here, on one thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arete.commands import CommandName
+from arete.payloads import (
+    AgentState,
+    ErrorInfo,
+    Heartbeat,
+    Reply,
+    ReplyState,
+    Sample,
+    Status,
+    encode,
+    encode_metrics,
+)
+from arete.topics import Topics
+from arete.version import __version__
+from edge_agent.dispatch import Entry, build_table, deadline_s
+from edge_agent.errors import CommandFailed, StateError
+from edge_agent.gate import Admitted, Refused, admit
+from edge_agent.link import (
+    Connected,
+    Disconnected,
+    LinkConfig,
+    LinkEvent,
+    MqttLink,
+    Published,
+    Received,
+    Retained,
+)
+from edge_agent.sampler import Sampler
+from edge_agent.settings import (
+    RESTART_EXIT_CODE,
+    STOP_EXIT_CODE,
+    AgentSettings,
+)
+from edge_agent.state import AgentState as StateStore
+from edge_agent.state import EpochCounter, OutboxRow
+from edge_agent.verify import load_verifier
+
+log = logging.getLogger("arete.agent")
+
+LIVE_WINDOW = 30  # live samples awaiting PUBACK before new ones go to the outbox
+REPLAY_WINDOW = 4  # replay batches in flight at once
+MAX_PENDING_REPLIES = 1000  # replies kept in memory while disconnected
+MAX_CONCURRENT_COMMANDS = 4
+CONTROL_ACK_TIMEOUT_S = 3.0
+FLUSH_TIMEOUT_S = 5.0
+
+
+@dataclass(slots=True)
+class _Live:
+    rows: list[OutboxRow]
+
+
+@dataclass(slots=True)
+class _Replay:
+    seqs: list[int]
+
+
+@dataclass(slots=True)
+class _Control:
+    done: asyncio.Future[bool]
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the agent dropped or refused, for logs and (later) self-metrics."""
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + amount
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        password: str | None,
+        state_dir: Path,
+        sampler: Sampler | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.mqtt.root)
+        self.state = StateStore(state_dir, outbox_max=settings.outbox.max_samples)
+        self.epochs = EpochCounter(state_dir)
+        self.verify = load_verifier(settings.commands)
+        self.sampler = sampler or Sampler()
+        self.counters = Counters()
+        self.exit_code = 0
+        self.host = socket.gethostname()
+        self._password = password
+        self._epoch = 0
+        self._generation = 0
+        self._inflight: dict[tuple[int, int], _Live | _Replay | _Control] = {}
+        self._live_count = 0
+        self._replay_count = 0
+        self._replay_cursor = 0
+        self._pending_replies: deque[tuple[str | None, bytes, bytes | None]] = deque(
+            maxlen=MAX_PENDING_REPLIES
+        )
+        self._last_sent = time.monotonic()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self._exit_reason = "shutdown"
+        self._replay_wake = asyncio.Event()
+        self._acked = asyncio.Event()  # set at every PUBACK: the shutdown flush waits on it
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_COMMANDS)
+        self._events: asyncio.Queue[LinkEvent] = asyncio.Queue()
+        self._table: dict[CommandName, Entry] = build_table(
+            settings, fresh_sample=self._fresh_sample
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+
+        def post(event: LinkEvent) -> None:  # called from the network thread
+            loop.call_soon_threadsafe(self._events.put_nowait, event)
+
+        self.link = MqttLink(
+            self._link_config(),
+            next_epoch=lambda: self.epochs.next(time.time_ns() // 1_000_000),
+            will=lambda epoch: self._status(AgentState.OFFLINE, epoch, "connection_lost"),
+            birth=lambda epoch: self._status(AgentState.ONLINE, epoch, None),
+            on_event=post,
+        )
+        log.info(
+            "agent starting",
+            extra={"kv": {"agent_id": self.settings.id, "version": __version__}},
+        )
+        self.link.start()
+        events = self._spawn(self._event_loop(), "events")
+        replay = self._spawn(self._replay_loop(), "replay")
+        workers = [
+            self._spawn(self._sample_loop(), "sampler"),
+            self._spawn(self._heartbeat_loop(), "heartbeat"),
+            self._spawn(self._housekeeping_loop(), "housekeeping"),
+        ]
+        await self._stop.wait()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await self._shutdown()
+        for task in (events, replay, *self._tasks):
+            task.cancel()
+        await asyncio.gather(events, replay, return_exceptions=True)
+        self.state.close()
+        log.info("agent stopped", extra={"kv": {"exit_code": self.exit_code}})
+        return self.exit_code
+
+    def request_exit(self, code: int, reason: str = "shutdown") -> None:
+        if not self._stop.is_set():
+            self.exit_code = code
+            self._exit_reason = reason
+            self._stop.set()
+
+    async def _shutdown(self) -> None:
+        reason = self._exit_reason
+        if self.link.connected:
+            await self._publish_acked(self._status(AgentState.STOPPING, self._epoch, reason))
+            deadline = time.monotonic() + FLUSH_TIMEOUT_S
+            while self.link.connected and (self._live_count or self.state.outbox_len):
+                self._acked.clear()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._acked.wait(), min(remaining, 0.2))
+            await self._publish_acked(self._status(AgentState.OFFLINE, self._epoch, reason))
+        await asyncio.to_thread(self.link.close)
+        self._requeue_unacked()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error(
+            "agent task crashed",
+            exc_info=task.exception(),
+            extra={"kv": {"task": task.get_name()}},
+        )
+        self.request_exit(70, "internal error")
+
+    # -- link events ---------------------------------------------------------------------
+    async def _event_loop(self) -> None:
+        while True:
+            event = await self._events.get()
+            if isinstance(event, Published):
+                self._on_published(event)
+            elif isinstance(event, Received):
+                self._on_command(event)
+            elif isinstance(event, Connected):
+                self._generation, self._epoch = event.generation, event.epoch
+                self._replay_cursor = 0
+                self._last_sent = time.monotonic()
+                self._flush_replies()
+                self._replay_wake.set()
+            elif isinstance(event, Disconnected):
+                log.warning("link lost", extra={"kv": {"reason": event.reason}})
+                self._requeue_unacked()
+
+    def _on_published(self, event: Published) -> None:
+        entry = self._inflight.pop((event.generation, event.mid), None)
+        self._acked.set()
+        if entry is None:
+            return
+        if isinstance(entry, _Control):
+            if not entry.done.done():
+                entry.done.set_result(event.ok)
+            return
+        if not event.ok:
+            # The broker refused (e.g. ACL): resending would loop forever. Count and drop.
+            self.counters.add("samples_refused_by_broker")
+            log.error("broker refused metrics", extra={"kv": {"reason": event.reason}})
+        if isinstance(entry, _Live):
+            self._live_count -= 1
+        else:
+            self._replay_count -= 1
+            self._store(lambda: self.state.outbox_delete(entry.seqs), "outbox_delete_failed")
+            self._replay_wake.set()
+
+    def _requeue_unacked(self) -> None:
+        """After a lost link: unacknowledged live samples go to the outbox, in order."""
+        live: list[OutboxRow] = []
+        for entry in self._inflight.values():
+            if isinstance(entry, _Live):
+                live.extend(entry.rows)
+            elif isinstance(entry, _Control) and not entry.done.done():
+                entry.done.set_result(False)
+        self._inflight.clear()
+        self._live_count = self._replay_count = 0
+        if live:
+            self._to_outbox(sorted(live, key=lambda row: row.seq))
+
+    # -- metrics ---------------------------------------------------------------------------
+    async def _sample_loop(self) -> None:
+        interval = self.settings.interval_s
+        next_at = time.monotonic()
+        while True:
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < -interval:  # fell behind (suspend, overload): realign, don't burst
+                next_at = time.monotonic()
+                delay = 0.0
+            await asyncio.sleep(max(0.0, delay))
+            try:
+                seq = self.state.next_seq()
+            except StateError as exc:
+                self.counters.add("samples_lost")
+                log.error("cannot number sample", extra={"kv": {"error": str(exc)}})
+                continue
+            sample = await asyncio.to_thread(self.sampler.sample, seq)
+            self._emit(sample)
+
+    async def _fresh_sample(self) -> Sample:
+        return await asyncio.to_thread(self.sampler.sample, self.state.last_seq)
+
+    def _emit(self, sample: Sample) -> None:
+        row = OutboxRow(sample.seq, encode(sample))
+        backlog = self.state.outbox_len or self._replay_count
+        if self.link.connected and not backlog and self._live_count < LIVE_WINDOW:
+            qos = self.settings.mqtt.metrics_qos
+            payload = encode_metrics(
+                epoch=self._epoch,
+                samples=[row.sample],
+                first_seq=row.seq,
+                dropped=self.state.dropped,
+            )
+            sent = self.link.publish(self.topics.metrics(self.settings.id), payload, qos=qos)
+            if sent is not None:
+                self._last_sent = time.monotonic()
+                if qos:
+                    self._inflight[sent] = _Live([row])
+                    self._live_count += 1
+                return
+        self._to_outbox([row])
+        if self.link.connected:
+            self._replay_wake.set()
+
+    def _to_outbox(self, rows: list[OutboxRow]) -> None:
+        try:
+            dropped = self.state.outbox_append(rows)
+        except StateError as exc:
+            self.counters.add("samples_lost", len(rows))
+            log.error("outbox write failed", extra={"kv": {"error": str(exc)}})
+            return
+        if dropped:
+            log.warning(
+                "outbox full: dropped oldest samples",
+                extra={"kv": {"dropped": dropped, "dropped_total": self.state.dropped}},
+            )
+
+    async def _replay_loop(self) -> None:
+        topic = self.topics.metrics(self.settings.id)
+        batch = self.settings.outbox.replay_batch
+        while True:
+            await self._replay_wake.wait()
+            self._replay_wake.clear()
+            while self.link.connected and self._replay_count < REPLAY_WINDOW:
+                try:
+                    rows = self.state.outbox_batch(self._replay_cursor, batch)
+                except StateError as exc:
+                    log.error("outbox read failed", extra={"kv": {"error": str(exc)}})
+                    break
+                if not rows:
+                    break
+                payload = encode_metrics(
+                    epoch=self._epoch,
+                    samples=[row.sample for row in rows],
+                    first_seq=rows[0].seq,
+                    replay=True,
+                    dropped=self.state.dropped,
+                )
+                sent = self.link.publish(topic, payload, qos=1)
+                if sent is None:
+                    break
+                self._last_sent = time.monotonic()
+                self._replay_cursor = rows[-1].seq
+                self._inflight[sent] = _Replay([row.seq for row in rows])
+                self._replay_count += 1
+
+    async def _heartbeat_loop(self) -> None:
+        period = self.settings.heartbeat_s
+        while True:
+            await asyncio.sleep(min(1.0, period / 4))
+            if self.link.connected and time.monotonic() - self._last_sent >= period:
+                beat = Heartbeat(epoch=self._epoch, seq=self.state.last_seq, ts=time.time())
+                if self.link.publish(self.topics.heartbeat(self.settings.id), encode(beat), qos=0):
+                    self._last_sent = time.monotonic()
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(60.0)
+            self._store(
+                lambda: self.state.forget_commands_expired_before(time.time() - 120.0),
+                "prune_failed",
+            )
+
+    # -- commands --------------------------------------------------------------------------
+    def _on_command(self, event: Received) -> None:
+        now = time.time()
+        try:
+            decision = admit(
+                event.payload,
+                agent_id=self.settings.id,
+                now=now,
+                max_ttl_s=self.settings.commands.max_ttl_s,
+                seen=self.state.seen_command,
+                verify=self.verify,
+            )
+            if isinstance(decision, Admitted):
+                cmd = decision.command
+                self.state.remember_command(cmd.id, cmd.expires_at, now)
+        except StateError as exc:
+            # Without a durable id record, at-most-once cannot be promised: refuse.
+            decision = Refused(None, ReplyState.REJECTED, ErrorInfo("internal", str(exc)))
+        if isinstance(decision, Refused):
+            self.counters.add(f"commands_{decision.state}")
+            log.warning(
+                "command refused",
+                extra={"kv": {"command_id": decision.command_id, "code": decision.error.code}},
+            )
+            self._reply(
+                decision.command_id, decision.state, event.correlation, error=decision.error
+            )
+            return
+        self._reply(decision.command.id, ReplyState.ACCEPTED, event.correlation)
+        task = asyncio.create_task(self._execute(decision, event.correlation))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, admitted: Admitted, correlation: bytes | None) -> None:
+        cmd, entry = admitted.command, self._table[admitted.name]
+        kv = {"command_id": cmd.id, "command": admitted.name.value}
+        async with self._slots:
+            self._reply(cmd.id, ReplyState.RUNNING, correlation)
+            log.info("command running", extra={"kv": kv})
+            try:
+                result = await asyncio.wait_for(
+                    entry.handler(admitted.args), deadline_s(admitted.name, admitted.args)
+                )
+            except CommandFailed as exc:
+                self._reply(
+                    cmd.id,
+                    ReplyState.FAILED,
+                    correlation,
+                    result=exc.result,
+                    error=ErrorInfo(exc.code, exc.message),
+                )
+                log.info("command failed", extra={"kv": {**kv, "code": exc.code}})
+                return
+            except TimeoutError:
+                self._reply(
+                    cmd.id,
+                    ReplyState.FAILED,
+                    correlation,
+                    error=ErrorInfo("timeout", "the command did not finish in time"),
+                )
+                return
+            except Exception as exc:  # a handler bug must not kill the agent
+                log.exception("command crashed", extra={"kv": kv})
+                self._reply(
+                    cmd.id,
+                    ReplyState.FAILED,
+                    correlation,
+                    error=ErrorInfo("internal", f"{type(exc).__name__}: {exc}"[:4000]),
+                )
+                return
+            self._reply(cmd.id, ReplyState.OK, correlation, result=result)
+            log.info("command ok", extra={"kv": kv})
+        if entry.exit_after:
+            if admitted.name is CommandName.RESTART:
+                self.request_exit(RESTART_EXIT_CODE, f"restart (command {cmd.id})")
+            else:
+                self.request_exit(STOP_EXIT_CODE, f"stop (command {cmd.id})")
+
+    def _reply(
+        self,
+        command_id: str | None,
+        state: ReplyState,
+        correlation: bytes | None,
+        *,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        reply = Reply(id=command_id, state=state, ts=time.time(), result=result, error=error)
+        payload = encode(reply)
+        topic = self.topics.reply(self.settings.id)
+        if self.link.publish(topic, payload, qos=1, correlation=correlation) is None:
+            self._pending_replies.append((command_id, payload, correlation))
+        else:
+            self._last_sent = time.monotonic()
+
+    def _flush_replies(self) -> None:
+        topic = self.topics.reply(self.settings.id)
+        while self._pending_replies:
+            _, payload, correlation = self._pending_replies[0]
+            if self.link.publish(topic, payload, qos=1, correlation=correlation) is None:
+                return
+            self._pending_replies.popleft()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _status(self, state: AgentState, epoch: int, reason: str | None) -> Retained:
+        status = Status(
+            state=state,
+            epoch=epoch,
+            ts=time.time(),
+            version=__version__,
+            host=self.host,
+            labels=self.settings.labels,
+            heartbeat_s=self.settings.heartbeat_s,
+            reason=reason,
+        )
+        return Retained(self.topics.status(self.settings.id), encode(status))
+
+    async def _publish_acked(self, message: Retained) -> bool:
+        sent = self.link.publish(message.topic, message.payload, qos=1, retain=True)
+        if sent is None:
+            return False
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[sent] = _Control(done)
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(done, CONTROL_ACK_TIMEOUT_S)
+        return False
+
+    def _store(self, action: Any, counter: str) -> None:
+        try:
+            action()
+        except StateError as exc:
+            self.counters.add(counter)
+            log.error("agent state error", extra={"kv": {"error": str(exc)}})
+
+    def _link_config(self) -> LinkConfig:
+        mqtt = self.settings.mqtt
+        return LinkConfig(
+            client_id=f"arete-agent-{self.settings.id}",
+            host=mqtt.host,
+            port=mqtt.port,
+            username=self.settings.username,
+            password=self._password,
+            keepalive_s=mqtt.keepalive_s,
+            tls=mqtt.tls,
+            ca_file=mqtt.ca_file,
+            reconnect_min_s=mqtt.reconnect_min_s,
+            reconnect_max_s=mqtt.reconnect_max_s,
+            session_expiry_s=int(self.settings.commands.max_ttl_s),
+            subscriptions=(self.topics.cmd(self.settings.id),),
+        )

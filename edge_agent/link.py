@@ -1,0 +1,286 @@
+"""The agent's MQTT link: paho in its own network thread, one client per connection.
+
+Why not paho's own reconnect loop: every connection needs a new ``epoch`` in both the
+online status and the Last Will, and reconnects need jitter. So each attempt builds a
+fresh client (fresh Will, fresh message ids, no stale in-flight queue) and the thread
+waits with :class:`Backoff` between attempts. Events go to the asyncio loop through
+``on_event`` (called from the network thread; it must be thread-safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.backoff import Backoff
+
+log = logging.getLogger("arete.agent.link")
+
+STABLE_CONNECTION_S = 5.0  # a connection that lasted this long resets the backoff
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    generation: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    generation: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    topic: str
+    payload: bytes
+    correlation: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    generation: int
+    mid: int
+    ok: bool
+    reason: str
+
+
+LinkEvent = Connected | Disconnected | Received | Published
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    client_id: str
+    host: str
+    port: int
+    username: str
+    password: str | None
+    keepalive_s: int
+    tls: bool
+    ca_file: str | None
+    reconnect_min_s: float
+    reconnect_max_s: float
+    session_expiry_s: int
+    subscriptions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Retained:
+    """A retained QoS 1 message built per connection (online status, Last Will)."""
+
+    topic: str
+    payload: bytes
+
+
+def _properties(packet_type: int) -> Properties:
+    return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho leaves it untyped
+
+
+class MqttLink:
+    def __init__(
+        self,
+        config: LinkConfig,
+        *,
+        next_epoch: Callable[[], int],
+        will: Callable[[int], Retained],
+        birth: Callable[[int], Retained],
+        on_event: Callable[[LinkEvent], None],
+    ) -> None:
+        self._config = config
+        self._next_epoch = next_epoch
+        self._will = will
+        self._birth = birth
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._client: mqtt.Client | None = None
+        self._generation = 0
+        self._connected = False
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="arete-mqtt", daemon=True)
+        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+
+    # -- called from the agent's thread ----------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool = False,
+        correlation: bytes | None = None,
+    ) -> tuple[int, int] | None:
+        """Send now; returns ``(generation, mid)`` or None when not connected."""
+        with self._lock:
+            client = self._client
+            if client is None or not self._connected:
+                return None
+            properties = None
+            if correlation is not None:
+                properties = _properties(PacketTypes.PUBLISH)
+                properties.CorrelationData = correlation
+            info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return None
+            return self._generation, info.mid
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Disconnect cleanly (DISCONNECT reason 0: the broker drops the Will) and join."""
+        self._stopping.set()
+        with self._lock:
+            client = self._client
+            if client is not None:
+                client.disconnect()
+        self._thread.join(timeout)
+
+    # -- network thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            was_connected = self._connect_once()
+            if self._stopping.is_set():
+                break
+            if was_connected and time.monotonic() - started >= STABLE_CONNECTION_S:
+                self._backoff.reset()
+            delay = self._backoff.next()
+            log.info("mqtt reconnect scheduled", extra={"kv": {"in_s": round(delay, 2)}})
+            self._stopping.wait(delay)
+
+    def _connect_once(self) -> bool:
+        cfg = self._config
+        epoch = self._next_epoch()
+        client = self._new_client(epoch)
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self._client = client
+        props = _properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = cfg.session_expiry_s
+        try:
+            client.connect(cfg.host, cfg.port, cfg.keepalive_s, clean_start=False, properties=props)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.warning(
+                "mqtt connect failed",
+                extra={"kv": {"host": cfg.host, "port": cfg.port, "error": str(exc)}},
+            )
+            self._drop_client(client)
+            return False
+        ever_connected = False
+        while not self._stopping.is_set() or client.is_connected():
+            rc = client.loop(timeout=1.0)
+            ever_connected = ever_connected or self._connected
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        was_connected = self._connected
+        with self._lock:
+            self._connected = False
+        self._drop_client(client)
+        if was_connected:
+            self._on_event(Disconnected(generation, f"connection closed ({rc.name})"))
+        return ever_connected
+
+    def _drop_client(self, client: mqtt.Client) -> None:
+        with self._lock:
+            if self._client is client:
+                self._client = None
+
+    def _new_client(self, epoch: int) -> mqtt.Client:
+        cfg = self._config
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls:
+            client.tls_set(ca_certs=cfg.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        will = self._will(epoch)
+        client.will_set(will.topic, will.payload, qos=1, retain=True)
+        client.max_inflight_messages_set(100)
+        client.on_connect = self._make_on_connect(epoch)
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def _make_on_connect(self, epoch: int) -> Callable[..., None]:
+        def on_connect(
+            client: mqtt.Client,
+            userdata: Any,
+            flags: Any,
+            reason_code: ReasonCode,
+            properties: Properties | None,
+        ) -> None:
+            if reason_code.is_failure:
+                log.error(
+                    "mqtt connection refused",
+                    extra={"kv": {"reason": str(reason_code), "username": self._config.username}},
+                )
+                client.disconnect()
+                return
+            # Subscribe and announce first, from this thread, so that no command that
+            # arrives before the agent's loop runs is missed and "online" goes out first.
+            for topic in self._config.subscriptions:
+                client.subscribe(topic, qos=1)
+            birth = self._birth(epoch)
+            client.publish(birth.topic, birth.payload, qos=1, retain=True)
+            with self._lock:
+                self._connected = True
+                generation = self._generation
+            log.info(
+                "mqtt connected",
+                extra={
+                    "kv": {"host": self._config.host, "port": self._config.port, "epoch": epoch}
+                },
+            )
+            self._on_event(Connected(generation, epoch))
+
+        return on_connect
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if not self._stopping.is_set():
+            log.warning("mqtt disconnected", extra={"kv": {"reason": str(reason_code)}})
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        correlation = None
+        props = message.properties
+        if props is not None and hasattr(props, "CorrelationData"):
+            correlation = bytes(props.CorrelationData)
+        self._on_event(Received(message.topic, bytes(message.payload), correlation))
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            generation = self._generation
+        self._on_event(Published(generation, mid, not reason_code.is_failure, str(reason_code)))
