@@ -28,6 +28,7 @@ from edge_agent.backoff import Backoff
 log = logging.getLogger("arete.agent.link")
 
 STABLE_CONNECTION_S = 5.0  # a connection that lasted this long resets the backoff
+SESSION_TAKEN_OVER = 142  # MQTT 5 reason code: another client connected with our client id
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class MqttLink:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="arete-mqtt", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._taken_over = False
 
     # -- called from the agent's thread ----------------------------------------------------
     def start(self) -> None:
@@ -161,6 +163,10 @@ class MqttLink:
             if was_connected and time.monotonic() - started >= STABLE_CONNECTION_S:
                 self._backoff.reset()
             delay = self._backoff.next()
+            if self._taken_over:
+                # Two agents share one id: don't let them kick each other off in a loop.
+                self._taken_over = False
+                delay = self._config.reconnect_max_s
             log.info("mqtt reconnect scheduled", extra={"kv": {"in_s": round(delay, 2)}})
             self._stopping.wait(delay)
 
@@ -263,7 +269,13 @@ class MqttLink:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if not self._stopping.is_set():
+        if reason_code.value == SESSION_TAKEN_OVER:
+            self._taken_over = True
+            log.error(
+                "another agent connected with this agent's id; is it running twice?",
+                extra={"kv": {"client_id": self._config.client_id}},
+            )
+        elif not self._stopping.is_set():
             log.warning("mqtt disconnected", extra={"kv": {"reason": str(reason_code)}})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -1,0 +1,293 @@
+"""The seven commands and every refusal, end to end through a real broker and agent."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from arete.payloads import AgentState, ReplyState, Sample
+from tests.fixtures.agent import AgentProc, Commander, states, wait_status
+from tests.fixtures.broker import Broker
+from tests.fixtures.mqtt import MqttProbe
+
+OK = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.OK]
+FAILED = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.FAILED]
+
+
+def ready(
+    broker: Broker,
+    mqtt: Callable[..., MqttProbe],
+    start_agent: Callable[..., AgentProc],
+    commander_for: Callable[..., Commander],
+    agent_id: str = "a1",
+    env: dict[str, str] | None = None,
+    key: Ed25519PrivateKey | None = None,
+) -> tuple[AgentProc, Commander]:
+    commander = commander_for(agent_id, key)
+    commander.probe.subscribe(broker.topics.status(agent_id))
+    agent = start_agent(agent_id, env=env)
+    wait_status(commander.probe, broker.topics, agent_id, lambda s: s.state is AgentState.ONLINE)
+    return agent, commander
+
+
+def test_metrics_command_returns_a_fresh_sample(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
+    _, commander = ready(broker, mqtt, start_agent, commander_for)
+    replies = commander.run("metrics")
+    assert states(replies) == OK
+    sample = msgspec.convert(replies[-1].result, Sample)
+    assert 0 <= sample.cpu <= 100
+    assert sample.mem_total > 0
+
+
+def test_shell_command_returns_output(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
+    _, commander = ready(broker, mqtt, start_agent, commander_for)
+    replies = commander.run("shell", {"argv": ["echo", "hello fleet"]})
+    assert states(replies) == OK
+    assert replies[-1].result["stdout"] == "hello fleet\n"
+    assert replies[-1].result["exit_code"] == 0
+    failing = commander.run("shell", {"command": "echo oops >&2; exit 3"})
+    assert states(failing) == FAILED
+    assert failing[-1].error is not None
+    assert failing[-1].error.code == "exit_status"
+    assert failing[-1].result["stderr"] == "oops\n"
+
+
+def test_disabled_shell_is_refused(broker, mqtt, start_agent, commander_for, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, commander = ready(
+        broker, mqtt, start_agent, commander_for, env={"ARETE_AGENT_SHELL__ENABLED": "false"}
+    )
+    marker = tmp_path / "ran"
+    replies = commander.run("shell", {"argv": ["touch", str(marker)]})
+    assert replies[-1].error is not None
+    assert replies[-1].error.code == "not_allowed"
+    assert not marker.exists()
+
+
+def test_screenshot_command_returns_a_png(  # type: ignore[no-untyped-def]
+    broker, mqtt, start_agent, commander_for, xvfb_display
+) -> None:
+    _, commander = ready(
+        broker, mqtt, start_agent, commander_for, env={"DISPLAY": xvfb_display}
+    )
+    replies = commander.run("screenshot", {"monitor": 1}, timeout=30)
+    assert states(replies) == OK
+    png = base64.b64decode(replies[-1].result["png_b64"])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert replies[-1].result["bytes"] == len(png)
+
+
+def test_screenshot_without_a_display_says_so(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
+    env = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    _, commander = ready(broker, mqtt, start_agent, commander_for, env=env)
+    replies = commander.run("screenshot")
+    assert states(replies) == FAILED
+    assert replies[-1].error is not None
+    assert replies[-1].error.code == "no_display"
+
+
+def test_docker_commands_through_a_real_engine_api(  # type: ignore[no-untyped-def]
+    broker, mqtt, start_agent, commander_for, podman_engine
+) -> None:
+    _, commander = ready(
+        broker,
+        mqtt,
+        start_agent,
+        commander_for,
+        env={"ARETE_AGENT_DOCKER__URL": podman_engine.url},
+    )
+    listing = commander.run("docker_ps", {"all": True}, timeout=30)
+    assert states(listing) == OK
+    names = [c["name"] for c in listing[-1].result["containers"]]
+    assert podman_engine.container_name in names
+
+    missing = commander.run("docker_restart", {"container": "no-such-container"}, timeout=30)
+    assert states(missing) == FAILED
+    assert missing[-1].error is not None
+    assert missing[-1].error.code == "not_found"
+
+    # Containers cannot start in this sandbox (see RECIPES.md): the engine refuses and the
+    # agent says so. On a host with a working engine this reply is ``ok``.
+    refused = commander.run(
+        "docker_restart", {"container": podman_engine.container_name}, timeout=60
+    )
+    assert refused[-1].state in (ReplyState.OK, ReplyState.FAILED)
+    if refused[-1].state is ReplyState.FAILED:
+        assert refused[-1].error is not None
+        assert refused[-1].error.code == "docker_error"
+
+
+def test_docker_without_an_engine_says_so(broker, mqtt, start_agent, commander_for, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"unix://{tmp_path}/no-engine.sock"
+    _, commander = ready(
+        broker, mqtt, start_agent, commander_for, env={"ARETE_AGENT_DOCKER__URL": url}
+    )
+    replies = commander.run("docker_ps", timeout=30)
+    assert states(replies) == FAILED
+    assert replies[-1].error is not None
+    assert replies[-1].error.code == "docker_unavailable"
+
+
+def test_restart_command_brings_the_agent_back_with_a_new_epoch(  # type: ignore[no-untyped-def]
+    broker, mqtt, start_agent, commander_for
+) -> None:
+    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    before = wait_status(commander.probe, broker.topics, "a1", lambda s: True)
+    replies = commander.run("restart")
+    assert states(replies) == OK
+    wait_status(
+        commander.probe, broker.topics, "a1", lambda s: s.reason is not None and "restart" in s.reason
+    )
+    back = wait_status(
+        commander.probe,
+        broker.topics,
+        "a1",
+        lambda s: s.state is AgentState.ONLINE and s.epoch > before.epoch,
+        timeout=20,
+    )
+    assert back.epoch > before.epoch
+    assert agent.proc.alive(), "re-executed in place (under systemd it exits 75 instead)"
+    assert states(commander.run("metrics")) == OK
+
+
+def test_stop_command_stops_the_agent_cleanly(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
+    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    assert states(commander.run("stop")) == OK
+    assert agent.proc.wait(10) == 64
+    final = wait_status(
+        commander.probe, broker.topics, "a1", lambda s: s.state is AgentState.OFFLINE
+    )
+    assert final.reason is not None
+    assert "stop" in final.reason
+
+
+def test_a_command_id_runs_at_most_once_even_across_restarts(  # type: ignore[no-untyped-def]
+    broker, mqtt, start_agent, commander_for, tmp_path
+) -> None:
+    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    ledger = tmp_path / "ledger"
+    cmd = commander.command("shell", {"command": f"echo ran >> {ledger}"})
+    assert states(commander.wait_final(commander.send(cmd))) == OK
+    again = commander.wait_final(commander.send(cmd))
+    assert states(again) == [ReplyState.REJECTED]
+    assert again[-1].error is not None
+    assert again[-1].error.code == "duplicate"
+
+    agent.signal(signal.SIGTERM)
+    agent.proc.wait(10)
+    start_agent("a1", config=agent.config, state_dir=agent.state_dir)
+    wait_status(
+        commander.probe,
+        broker.topics,
+        "a1",
+        lambda s: s.state is AgentState.ONLINE and s.ts > time.time() - 5,
+    )
+    after_restart = commander.wait_final(commander.send(cmd))
+    assert states(after_restart) == [ReplyState.REJECTED]
+    assert ledger.read_text() == "ran\n", "executed exactly once"
+
+
+def test_expired_unknown_and_malformed_commands_are_refused_with_a_reason(  # type: ignore[no-untyped-def]
+    broker, mqtt, start_agent, commander_for, tmp_path
+) -> None:
+    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    marker = tmp_path / "ran"
+    expired = commander.command(
+        "shell",
+        {"argv": ["touch", str(marker)]},
+        issued_at=time.time() - 120,
+        expires_at=time.time() - 60,
+    )
+    replies = commander.wait_final(commander.send(expired))
+    assert states(replies) == [ReplyState.EXPIRED]
+    assert not marker.exists()
+
+    unknown = commander.wait_final(commander.send(commander.command("reboot_everything")))
+    assert states(unknown) == [ReplyState.REJECTED]
+    assert unknown[-1].error is not None
+    assert unknown[-1].error.code == "unknown_command"
+
+    bad_args = commander.wait_final(commander.send(commander.command("shell", {"argv": []})))
+    assert bad_args[-1].error is not None
+    assert bad_args[-1].error.code == "bad_args"
+
+    garbage = commander.wait_final(commander.send(b"\x00\xffnot json at all"))
+    assert states(garbage) == [ReplyState.REJECTED]
+    assert garbage[-1].id is None
+    assert garbage[-1].error is not None
+    assert garbage[-1].error.code == "malformed"
+    assert agent.proc.alive()
+
+
+def test_garbage_on_the_command_topic_never_crashes_the_agent(  # type: ignore[no-untyped-def]
+    broker, mqtt, start_agent, commander_for
+) -> None:
+    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    junk = [
+        b"",
+        b"null",
+        b"[]",
+        b"{}",
+        b'{"id": "x", "name": "shell", "args": "rm -rf /", "issued_at": 1, "expires_at": 2}',
+        b'{"id": "' + b"y" * 5000 + b'"}',
+        b"[" * 100_000,
+        os.urandom(4096),
+        b'{"schema": 99, "id": "z", "name": "metrics", "issued_at": 1, "expires_at": 9e18}',
+        b'{"id": "w", "name": "metrics", "args": {}, "issued_at": 1e400, "expires_at": -1}',
+        b"\xc3\x28" * 100,
+    ]
+    correlations = [commander.send(payload) for payload in junk]
+    for correlation in correlations:
+        replies = commander.wait_final(correlation, timeout=10)
+        assert replies[-1].state in (ReplyState.REJECTED, ReplyState.EXPIRED)
+        assert replies[-1].error is not None
+    assert agent.proc.alive()
+    assert states(commander.run("metrics")) == OK
+
+
+def test_a_slow_command_does_not_block_others(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
+    _, commander = ready(broker, mqtt, start_agent, commander_for)
+    slow = commander.send(commander.command("shell", {"argv": ["sleep", "3"]}))
+    started = time.monotonic()
+    assert states(commander.run("metrics")) == OK
+    assert time.monotonic() - started < 2.5
+    assert states(commander.wait_final(slow)) == OK
+
+
+def test_with_signing_on_only_validly_signed_commands_run(  # type: ignore[no-untyped-def]
+    broker, mqtt, start_agent, commander_for, tmp_path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    env = {"ARETE_AGENT_COMMANDS__PUBLIC_KEY": base64.b64encode(public).decode()}
+    _, commander = ready(broker, mqtt, start_agent, commander_for, env=env, key=key)
+    marker = tmp_path / "ran"
+
+    signed = commander.sign(commander.command("shell", {"argv": ["touch", str(marker)]}))
+    assert states(commander.wait_final(commander.send(signed))) == OK
+    marker.unlink()
+
+    replay = commander.wait_final(commander.send(signed))
+    assert replay[-1].error is not None
+    assert replay[-1].error.code == "duplicate"
+
+    unsigned = commander.command("shell", {"argv": ["touch", str(marker)]})
+    refused = commander.wait_final(commander.send(unsigned))
+    assert refused[-1].error is not None
+    assert refused[-1].error.code == "unsigned"
+
+    forged = commander.sign(
+        commander.command("shell", {"argv": ["touch", str(marker)]}),
+        key=Ed25519PrivateKey.generate(),
+    )
+    bad = commander.wait_final(commander.send(forged))
+    assert bad[-1].error is not None
+    assert bad[-1].error.code == "bad_signature"
+    assert not Path(marker).exists(), "no refused command ran"
