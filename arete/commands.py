@@ -69,7 +69,7 @@ class DockerPsArgs(_Args, kw_only=True, frozen=True):
 
 
 class DockerRestartArgs(_Args, kw_only=True, frozen=True):
-    container: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    container: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")]
     timeout_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 10
 
 

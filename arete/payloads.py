@@ -29,7 +29,8 @@ NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 ShortStr = Annotated[str, msgspec.Meta(max_length=256)]
-CommandId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+# msgspec matches patterns with re.search, where "$" also matches before a final newline.
+CommandId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")]
 
 
 class AgentState(StrEnum):
