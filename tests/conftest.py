@@ -11,6 +11,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.procs",
+    "tests.fixtures.mqtt",
     "tests.fixtures.broker",
     "tests.fixtures.display",
     "tests.fixtures.podman",

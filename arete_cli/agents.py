@@ -1,0 +1,259 @@
+"""``arete agents ...``: give machines broker credentials and a ready agent config.
+
+``add`` creates the agent's account in the broker's password file, writes
+``DATA/agents/<id>.toml`` (mode 0600: it holds the password) and sends the running
+broker SIGHUP, the only way Mosquitto picks up new or changed passwords without a
+restart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Final
+
+import msgspec
+import typer
+
+from arete.errors import TopicError
+from arete.topics import validate_agent_id
+from edge_agent.settings import AgentSettings, MqttSettings, ShellSettings, render_toml
+from mosquitto.config import validate_host
+from mosquitto.errors import BrokerConfigError, BrokerNotSetUp
+from mosquitto.state import BrokerInfo
+
+agents_app = typer.Typer(
+    help="Manage the agents allowed on the broker (credentials and config files).",
+    no_args_is_help=True,
+)
+
+_LABEL_KEY_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_LABEL_VALUE: Final = 256
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="ARETE_DATA_DIR",
+        help="The broker's data dir (the one given to `arete broker run`).",
+    ),
+]
+
+
+def parse_labels(pairs: list[str]) -> dict[str, str]:
+    """``["role=web", "site=paris"]`` -> ``{"role": "web", "site": "paris"}``."""
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not _LABEL_KEY_RE.fullmatch(key):
+            raise typer.BadParameter(
+                f"{pair!r}: use key=value, the key made of letters, digits, '.', '_', '-'",
+                param_hint="--label",
+            )
+        if len(value) > MAX_LABEL_VALUE or not value.isprintable():
+            raise typer.BadParameter(
+                f"{pair!r}: the value must be printable and at most {MAX_LABEL_VALUE} characters",
+                param_hint="--label",
+            )
+        if key in labels:
+            raise typer.BadParameter(f"label {key!r} given twice", param_hint="--label")
+        labels[key] = value
+    return labels
+
+
+def default_mqtt_host(bind_host: str) -> str:
+    """Where agents reach a broker bound to ``bind_host``: itself, unless it is a wildcard."""
+    try:
+        if ipaddress.ip_address(bind_host).is_unspecified:
+            return socket.getfqdn()
+    except ValueError:
+        pass
+    return bind_host
+
+
+def agent_settings(
+    agent_id: str,
+    info: BrokerInfo,
+    *,
+    host: str | None = None,
+    tls: bool = False,
+    ca_file: Path | None = None,
+    labels: dict[str, str] | None = None,
+    shell: bool = True,
+    state_dir: str | None = None,
+) -> AgentSettings:
+    """The config of a new agent of the broker described by ``info`` (no password yet)."""
+    try:
+        validate_agent_id(agent_id)
+    except TopicError as exc:
+        raise BrokerConfigError(str(exc)) from None
+    host = validate_host(host, "MQTT host") if host else default_mqtt_host(info.host)
+    if tls and info.tls_port is None:
+        raise BrokerConfigError(
+            "the broker has no TLS listener: restart it with --tls-port N, or pass --no-tls"
+        )
+    if tls and ca_file is None:
+        raise BrokerConfigError("TLS needs the CA file that signed the broker's certificate")
+    mqtt = MqttSettings(
+        host=host,
+        port=info.tls_port if tls and info.tls_port is not None else info.port,
+        root=info.root,
+        tls=tls,
+        ca_file=str(ca_file) if tls else None,
+    )
+    return AgentSettings(
+        id=agent_id,
+        state_dir=state_dir,
+        labels=dict(labels or {}),
+        mqtt=mqtt,
+        shell=ShellSettings(enabled=shell),
+    )
+
+
+def with_password(settings: AgentSettings, password: str) -> AgentSettings:
+    mqtt = msgspec.structs.replace(settings.mqtt, password=password)
+    return msgspec.structs.replace(settings, mqtt=mqtt)
+
+
+def render_checked(settings: AgentSettings) -> str:
+    """The TOML text, proven to load back into exactly these settings."""
+    text = render_toml(settings)
+    try:
+        loaded = msgspec.convert(tomllib.loads(text), AgentSettings, strict=False)
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise BrokerConfigError(f"invalid agent settings: {exc}") from None
+    if loaded != settings:
+        raise BrokerConfigError("the agent config does not survive a round trip through TOML")
+    return text
+
+
+# Wrong input (exit 2, nothing written) as opposed to a refused operation (exit 1).
+_INPUT_ERRORS: Final = (BrokerConfigError, BrokerNotSetUp)
+
+
+@agents_app.command("add")
+def add(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
+    agent_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="Agent id, also its MQTT username (letters, digits, . _ -)."
+        ),
+    ],
+    data_dir: DataDir,
+    mqtt_host: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-host",
+            help="Broker address as the agent's machine sees it (default: the broker's "
+            "bind address, or this machine's name when it binds every interface).",
+        ),
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="A key=value label reported in the status (repeatable)."),
+    ] = None,
+    rotate: Annotated[
+        bool,
+        typer.Option("--rotate", help="Replace an existing agent's password (the old one dies)."),
+    ] = False,
+    no_shell: Annotated[
+        bool, typer.Option("--no-shell", help="Disable the `shell` command on this agent.")
+    ] = False,
+    state_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--state-dir",
+            help="The agent's state directory on its machine (default: the agent's own default).",
+        ),
+    ] = None,
+    tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls/--no-tls",
+            help="Connect over TLS (default: when the broker has a TLS listener).",
+        ),
+    ] = None,
+) -> None:
+    """Create an agent's broker credentials and its ready-to-use config.
+
+    The config (DATA/agents/ID.toml, mode 0600) holds the agent's password:
+    copy it to the agent's machine, with DATA/broker/tls/ca.crt when TLS is
+    on. A running broker is told to reload (SIGHUP), so the agent can
+    connect at once. --rotate issues a new password for an existing agent.
+
+    Example: arete agents add web-01 --data-dir ./data --label role=web
+    """
+    from mosquitto.accounts import add_agent_credentials
+    from mosquitto.errors import BrokerError
+    from mosquitto.layout import Layout, write_private
+    from mosquitto.state import load_info, reload_broker
+
+    try:
+        validate_agent_id(agent_id)
+    except TopicError as exc:
+        raise typer.BadParameter(str(exc), param_hint="ID") from None
+    labels = parse_labels(label or [])
+    if state_dir is not None and not state_dir.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--state-dir")
+    try:
+        layout = Layout.at(data_dir)
+        info = load_info(layout)
+        use_tls = info.tls_port is not None if tls is None else tls
+        settings = agent_settings(
+            agent_id,
+            info,
+            host=mqtt_host,
+            tls=use_tls,
+            ca_file=layout.ca_cert,
+            labels=labels,
+            shell=not no_shell,
+            state_dir=state_dir,
+        )
+        config = layout.agent_config(agent_id)
+        # Every input is checked before the first write: a refused command changes nothing.
+        render_checked(settings)
+        password = add_agent_credentials(layout, agent_id, rotate=rotate)
+        write_private(config, render_checked(with_password(settings, password)))
+    except BrokerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if isinstance(exc, _INPUT_ERRORS) else 1) from None
+    pid = reload_broker(layout)
+
+    verb = "issued a new password for" if rotate else "added"
+    typer.echo(f"{verb} agent {agent_id!r}; its config (keep it private): {config}")
+    if pid is not None:
+        typer.echo(f"the running broker (pid {pid}) reloaded its accounts")
+    else:
+        typer.echo("the broker is not running; it accepts the agent once started")
+    if use_tls:
+        typer.echo(f"the agent verifies the broker with {layout.ca_cert}: copy it along")
+    typer.echo(f"run the agent with:  arete agent run --config {config}")
+
+
+@agents_app.command("list")
+def list_agents(data_dir: DataDir) -> None:
+    """List the agents that have broker credentials, with their config files.
+
+    Example: arete agents list --data-dir ./data
+    """
+    from mosquitto.accounts import agent_ids
+    from mosquitto.errors import BrokerError
+    from mosquitto.layout import Layout
+
+    try:
+        layout = Layout.at(data_dir)
+        ids = agent_ids(layout)
+    except BrokerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not ids:
+        typer.echo(f"no agents yet; add one with: arete agents add ID --data-dir {layout.data_dir}")
+        return
+    width = max(len(agent) for agent in ids)
+    for agent in ids:
+        config = layout.agent_config(agent)
+        where = str(config) if config.exists() else "(no config file)"
+        typer.echo(f"{agent:<{width}}  {where}")

@@ -1,0 +1,171 @@
+"""Where the broker's files live under the data dir, and how private files are written.
+
+::
+
+    DATA/                       0700
+      broker/                   0700
+        mosquitto.conf          generated at every ``arete broker run``
+        acl                     generated at every ``arete broker run``
+        passwd                  0600, password hashes only
+        broker.json             0600, what ``arete agents add`` needs (port, root, pid)
+        persistence/            Mosquitto's retained messages and sessions
+        tls/                    ca.crt, ca.key (0600), server.crt, server.key (0600)
+      secrets/                  0700
+        maestro.password        0600
+        viewer.password         0600
+      agents/                   0700
+        <id>.toml               0600, a ready-to-use agent config (holds its password)
+
+Secrets are never world-readable: every file here is written through
+:func:`write_private`, which creates it with mode 0600 before a byte is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from arete.errors import TopicError
+from arete.topics import validate_agent_id
+from mosquitto.errors import BrokerConfigError
+
+PRIVATE_FILE: Final = 0o600
+PRIVATE_DIR: Final = 0o700
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The file layout of one data dir (an absolute path)."""
+
+    data_dir: Path
+
+    @classmethod
+    def at(cls, data_dir: str | os.PathLike[str]) -> Layout:
+        """Validate and resolve ``data_dir`` (it need not exist yet)."""
+        text = os.fspath(data_dir)
+        if not text.strip():
+            raise BrokerConfigError("the data dir must not be empty")
+        resolved = Path(text).expanduser().resolve()
+        # Mosquitto's config parser splits values on whitespace: a path with a space in it
+        # would silently point the broker at another file.
+        if any(ch.isspace() for ch in str(resolved)):
+            raise BrokerConfigError(
+                f"data dir {str(resolved)!r} contains whitespace, which Mosquitto's config "
+                "file cannot express; choose a path without spaces"
+            )
+        if resolved.exists() and not resolved.is_dir():
+            raise BrokerConfigError(f"data dir {resolved} exists and is not a directory")
+        return cls(resolved)
+
+    # -- broker ----------------------------------------------------------------------
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def config_file(self) -> Path:
+        return self.broker_dir / "mosquitto.conf"
+
+    @property
+    def acl_file(self) -> Path:
+        return self.broker_dir / "acl"
+
+    @property
+    def password_file(self) -> Path:
+        return self.broker_dir / "passwd"
+
+    @property
+    def lock_file(self) -> Path:
+        """Serialises read-modify-write of the password file between processes."""
+        return self.broker_dir / ".passwd.lock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.broker_dir / "broker.json"
+
+    @property
+    def persistence_dir(self) -> Path:
+        return self.broker_dir / "persistence"
+
+    # -- TLS -------------------------------------------------------------------------
+    @property
+    def tls_dir(self) -> Path:
+        return self.broker_dir / "tls"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.tls_dir / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.tls_dir / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.tls_dir / "server.key"
+
+    # -- accounts --------------------------------------------------------------------
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    def secret_file(self, account: str) -> Path:
+        """Where the password of a service account (maestro, viewer) is kept."""
+        return self.secrets_dir / f"{account}.password"
+
+    @property
+    def agents_dir(self) -> Path:
+        return self.data_dir / "agents"
+
+    def agent_config(self, agent_id: str) -> Path:
+        try:
+            return self.agents_dir / f"{validate_agent_id(agent_id)}.toml"
+        except TopicError as exc:
+            raise BrokerConfigError(str(exc)) from None
+
+    def create(self) -> None:
+        """Create the directories (0700); tighten them if they exist with looser modes."""
+        for directory in (
+            self.data_dir,
+            self.broker_dir,
+            self.persistence_dir,
+            self.secrets_dir,
+            self.agents_dir,
+        ):
+            make_private_dir(directory)
+
+
+def make_private_dir(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    if directory.stat().st_mode & 0o077:
+        directory.chmod(PRIVATE_DIR)
+
+
+def write_private(path: Path, text: str, mode: int = PRIVATE_FILE) -> None:
+    """Atomically replace ``path`` with ``text``; the file never exists with a looser mode.
+
+    The temporary file is created 0600 in the same directory, synced, then renamed over
+    the target, so a reader (Mosquitto on SIGHUP) sees the old or the new file, never half.
+    """
+    make_private_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise

@@ -1,0 +1,112 @@
+"""``broker/broker.json``: how the broker of a data dir is reachable, and whether it runs.
+
+``arete broker run`` writes it at start (and records Mosquitto's pid while it runs);
+``arete agents add`` reads it to write a ready agent config and to send the running
+broker SIGHUP so it reloads the password and ACL files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mosquitto.config import BrokerOptions
+from mosquitto.errors import BrokerConfigError, BrokerNotSetUp
+from mosquitto.layout import Layout, write_private
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    host: str
+    port: int
+    root: str
+    tls_port: int | None = None
+    ws_port: int | None = None
+    pid: int | None = None  # Mosquitto's pid while `arete broker run` is running
+
+    @classmethod
+    def from_options(cls, options: BrokerOptions, pid: int | None = None) -> BrokerInfo:
+        return cls(
+            host=options.host,
+            port=options.port,
+            root=options.root,
+            tls_port=options.tls_port,
+            ws_port=options.ws_port,
+            pid=pid,
+        )
+
+    def with_pid(self, pid: int | None) -> BrokerInfo:
+        return replace(self, pid=pid)
+
+
+def save_info(layout: Layout, info: BrokerInfo) -> None:
+    write_private(layout.state_file, json.dumps(asdict(info), indent=2) + "\n")
+
+
+def load_info(layout: Layout) -> BrokerInfo:
+    """The recorded broker, or :class:`BrokerNotSetUp` with what to run first."""
+    path = layout.state_file
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BrokerNotSetUp(
+            f"no broker is set up in {layout.data_dir} ({path} is missing); "
+            f"run `arete broker run --data-dir {layout.data_dir}` once first"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise BrokerConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        info = BrokerInfo(**raw)
+        # Re-validate what a hand edit could have broken.
+        BrokerOptions(port=info.port, host=info.host, root=info.root, tls_port=info.tls_port)
+    except (TypeError, BrokerConfigError) as exc:
+        raise BrokerConfigError(f"{path} is not a valid broker record: {exc}") from None
+    if info.pid is not None and (isinstance(info.pid, bool) or not isinstance(info.pid, int)):
+        raise BrokerConfigError(f"{path}: pid must be an integer")
+    return info
+
+
+def running_pid(layout: Layout, info: BrokerInfo) -> int | None:
+    """The recorded Mosquitto pid if that process is still our broker, else ``None``.
+
+    A stale pid may have been reused by an unrelated process: on Linux the process's
+    command line must name this data dir's config file before we signal it.
+    """
+    pid = info.pid
+    if pid is None or pid <= 1:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return None  # someone else's process: not ours to signal
+    if sys.platform.startswith("linux"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if os.fsencode(str(layout.config_file)) not in cmdline:
+            return None
+    return pid
+
+
+def reload_broker(layout: Layout) -> int | None:
+    """SIGHUP the running broker so it re-reads passwords and ACLs; its pid, or None."""
+    try:
+        info = load_info(layout)
+    except BrokerNotSetUp:
+        return None
+    pid = running_pid(layout, info)
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return None
+    return pid

@@ -1,0 +1,594 @@
+"""Broker setup without a broker: config and ACL rendering, password hashes, accounts,
+and the input checks of ``arete agents add``. No processes; files only under tmp_path.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from paho.mqtt.client import topic_matches_sub
+from typer.testing import CliRunner
+
+from arete.payloads import MAX_REPLY_BYTES
+from arete.topics import RESERVED_IDS, Kind, TermDirection, Topics
+from arete_cli.agents import agent_settings, agents_app, default_mqtt_host, render_checked
+from edge_agent.settings import load_settings
+from mosquitto.accounts import add_agent_credentials, agent_ids, ensure_service_accounts
+from mosquitto.acl import MAESTRO, SERVICE_ACCOUNTS, VIEWER, render_acl
+from mosquitto.cli import broker_app
+from mosquitto.config import BrokerOptions, render_config
+from mosquitto.errors import AccountExists, BrokerConfigError, PasswordFileError
+from mosquitto.layout import Layout
+from mosquitto.passwords import (
+    hash_password,
+    new_password,
+    read_password_file,
+    remove_user,
+    set_user,
+    verify_password,
+)
+from mosquitto.state import BrokerInfo, save_info
+from mosquitto.tls import init_tls
+
+LAYOUT = Layout(Path("/srv/arete"))
+
+
+def directives(config: str) -> list[tuple[str, str]]:
+    """``(key, value)`` for every non-comment line of a Mosquitto config."""
+    pairs = []
+    for line in config.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            pairs.append((key, value))
+    return pairs
+
+
+def value_of(config: str, key: str) -> str:
+    values = [value for k, value in directives(config) if k == key]
+    assert len(values) == 1, f"{key} appears {len(values)} times"
+    return values[0]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- mosquitto.conf --------------------------------------------------------------------
+def test_config_refuses_anonymous_clients_and_uses_the_generated_password_and_acl_files() -> None:
+    config = render_config(LAYOUT, BrokerOptions(), user="arete")
+    assert value_of(config, "allow_anonymous") == "false"
+    assert value_of(config, "per_listener_settings") == "false"
+    assert value_of(config, "password_file") == "/srv/arete/broker/passwd"
+    assert value_of(config, "acl_file") == "/srv/arete/broker/acl"
+
+
+def test_config_listens_on_localhost_by_default_and_on_the_host_given() -> None:
+    assert value_of(render_config(LAYOUT, BrokerOptions(), user="u"), "listener") == (
+        "1883 127.0.0.1"
+    )
+    options = BrokerOptions(port=2883, host="0.0.0.0")
+    assert value_of(render_config(LAYOUT, options, user="u"), "listener") == "2883 0.0.0.0"
+
+
+def test_config_keeps_running_as_the_data_dirs_owner_and_logs_to_stderr() -> None:
+    config = render_config(LAYOUT, BrokerOptions(), user="alice")
+    assert value_of(config, "user") == "alice"
+    assert value_of(config, "log_dest") == "stderr"
+
+
+def test_config_persists_retained_messages_with_a_short_autosave() -> None:
+    config = render_config(LAYOUT, BrokerOptions(), user="u")
+    assert value_of(config, "persistence") == "true"
+    assert value_of(config, "persistence_location") == "/srv/arete/broker/persistence/"
+    assert int(value_of(config, "autosave_interval")) <= 10
+
+
+def test_queue_limits_are_far_above_mosquittos_silent_drop_default() -> None:
+    config = render_config(LAYOUT, BrokerOptions(), user="u")
+    assert int(value_of(config, "max_queued_messages")) >= 100_000  # default: 1000
+    assert int(value_of(config, "max_queued_bytes")) >= 256 * 1024 * 1024
+    assert "DROPS" in config, "the config explains what happens past the limits"
+
+
+def test_max_packet_size_fits_the_largest_screenshot_reply() -> None:
+    config = render_config(LAYOUT, BrokerOptions(), user="u")
+    assert int(value_of(config, "max_packet_size")) > MAX_REPLY_BYTES
+
+
+def test_tls_listener_uses_the_generated_ca_and_server_certificate() -> None:
+    config = render_config(LAYOUT, BrokerOptions(tls_port=8883), user="u")
+    assert [v for k, v in directives(config) if k == "listener"] == [
+        "1883 127.0.0.1",
+        "8883 127.0.0.1",
+    ]
+    assert value_of(config, "cafile") == "/srv/arete/broker/tls/ca.crt"
+    assert value_of(config, "certfile") == "/srv/arete/broker/tls/server.crt"
+    assert value_of(config, "keyfile") == "/srv/arete/broker/tls/server.key"
+    assert value_of(config, "tls_version") == "tlsv1.2"
+
+
+def test_websockets_is_refused_unless_all_interfaces_are_acknowledged() -> None:
+    with pytest.raises(BrokerConfigError, match="ALL network interfaces"):
+        BrokerOptions(ws_port=9001)
+    config = render_config(LAYOUT, BrokerOptions(ws_port=9001, ws_all_interfaces=True), user="u")
+    assert ("listener", "9001") in directives(config), "no bind address that would mislead"
+    assert ("protocol", "websockets") in directives(config)
+
+
+def test_a_plain_config_has_no_tls_or_websockets_listener() -> None:
+    config = render_config(LAYOUT, BrokerOptions(), user="u")
+    keys = {key for key, _ in directives(config)}
+    assert not keys & {"cafile", "certfile", "keyfile"}
+    assert ("protocol", "websockets") not in directives(config)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"host": "127.0.0.1\nallow_anonymous true"},  # a line smuggled into the config
+        {"host": "my host"},
+        {"host": ""},
+        {"port": 0},
+        {"port": 65536},
+        {"tls_port": 1883},  # same as the plain port
+        {"root": "arete/#"},
+        {"root": ""},
+    ],
+)
+def test_invalid_broker_options_are_refused(options: dict[str, object]) -> None:
+    with pytest.raises(BrokerConfigError):
+        BrokerOptions(**options)  # type: ignore[arg-type]
+
+
+def test_a_data_dir_with_whitespace_is_refused_because_mosquitto_cannot_express_it() -> None:
+    with pytest.raises(BrokerConfigError, match="whitespace"):
+        Layout.at("/tmp/my data")
+
+
+def test_a_system_user_name_cannot_inject_config_lines() -> None:
+    with pytest.raises(BrokerConfigError):
+        render_config(LAYOUT, BrokerOptions(), user="root\nallow_anonymous true")
+
+
+# -- ACL -------------------------------------------------------------------------------
+class AclModel:
+    """Mosquitto 2.0's acl_file rules, for checking the rendered ACL by reading it.
+
+    A user's deny lines are checked first, then its own lines, then every ``pattern``
+    line with ``%u`` replaced by the username (patterns apply to every user).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.users: dict[str, list[tuple[str, str]]] = {}
+        self.patterns: list[tuple[str, str]] = []
+        current: list[tuple[str, str]] | None = None
+        for line in text.splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            words = line.split()
+            if words[0] == "user":
+                current = self.users.setdefault(words[1], [])
+            elif words[0] == "topic":
+                assert current is not None, "topic lines before a user line are unused"
+                current.append((words[1], words[2]))
+            elif words[0] == "pattern":
+                self.patterns.append((words[1], words[2]))
+            else:
+                raise AssertionError(f"unexpected ACL line {line!r}")
+
+    def allows(self, user: str, access: str, topic: str) -> bool:
+        own = self.users.get(user, [])
+        if any(kind == "deny" and topic_matches_sub(t, topic) for kind, t in own):
+            return False
+        rules = own + [(kind, t.replace("%u", user)) for kind, t in self.patterns]
+        return any(
+            access in kind and kind != "deny" and topic_matches_sub(t, topic) for kind, t in rules
+        )
+
+
+def every_topic(topics: Topics, agent_ids: list[str]) -> list[str]:
+    concrete = []
+    for agent in agent_ids:
+        concrete += [
+            topics.status(agent),
+            topics.metrics(agent),
+            topics.heartbeat(agent),
+            topics.cmd(agent),
+            topics.reply(agent),
+            topics.alerts(agent),
+            topics.term(agent, "s1", TermDirection.IN),
+            topics.term(agent, "s1", TermDirection.OUT),
+        ]
+    return [*concrete, topics.maestro("m1")]
+
+
+def term(topics: Topics, agent: str, direction: TermDirection) -> str:
+    return topics.term(agent, "s1", direction)
+
+
+@pytest.fixture(params=["arete", "acme/eu-west"])
+def topics(request: pytest.FixtureRequest) -> Topics:
+    return Topics(request.param)
+
+
+def test_maestro_may_read_and_write_everything_under_the_root(topics: Topics) -> None:
+    acl = AclModel(render_acl(topics))
+    for topic in every_topic(topics, ["a1"]):
+        assert acl.allows(MAESTRO, "write", topic)
+        assert acl.allows(MAESTRO, "read", topic)
+
+
+def test_viewer_can_publish_nowhere_not_even_on_topics_named_after_itself(
+    topics: Topics,
+) -> None:
+    acl = AclModel(render_acl(topics))
+    # "viewer" substituted into the agent patterns would be viewer's own topics.
+    named_after_viewer = [t.replace("/a1", "/viewer") for t in every_topic(topics, ["a1"])]
+    for topic in every_topic(topics, ["a1"]) + named_after_viewer:
+        assert not acl.allows(VIEWER, "write", topic), topic
+
+
+def test_viewer_reads_status_metrics_heartbeat_alerts_and_maestro_only(topics: Topics) -> None:
+    acl = AclModel(render_acl(topics))
+    readable = {t for t in every_topic(topics, ["a1"]) if acl.allows(VIEWER, "read", t)}
+    assert readable == {
+        topics.status("a1"),
+        topics.metrics("a1"),
+        topics.heartbeat("a1"),
+        topics.alerts("a1"),
+        topics.maestro("m1"),
+    }
+
+
+def test_an_agent_writes_only_its_own_status_metrics_heartbeat_reply_and_terminal_output(
+    topics: Topics,
+) -> None:
+    acl = AclModel(render_acl(topics))
+    writable = {t for t in every_topic(topics, ["a1", "a2"]) if acl.allows("a1", "write", t)}
+    assert writable == {
+        topics.status("a1"),
+        topics.metrics("a1"),
+        topics.heartbeat("a1"),
+        topics.reply("a1"),
+        term(topics, "a1", TermDirection.OUT),
+    }
+
+
+def test_an_agent_reads_only_its_own_commands_terminal_input_and_the_maestro(
+    topics: Topics,
+) -> None:
+    acl = AclModel(render_acl(topics))
+    readable = {t for t in every_topic(topics, ["a1", "a2"]) if acl.allows("a1", "read", t)}
+    assert readable == {
+        topics.cmd("a1"),
+        term(topics, "a1", TermDirection.IN),
+        topics.maestro("m1"),
+    }
+
+
+def test_acl_rules_are_built_from_the_topic_contract() -> None:
+    text = render_acl(Topics("lab"))
+    assert f"pattern read {Topics('lab').acl_pattern(Kind.CMD)}" in text
+    assert f"topic readwrite {Topics('lab').everything()}" in text
+    assert Topics().root + "/" not in text, "no default root leaks into another root's ACL"
+
+
+def test_service_accounts_cannot_be_taken_as_agent_ids() -> None:
+    # Patterns apply to every user: an agent named "viewer" would share its rights.
+    assert set(SERVICE_ACCOUNTS) <= RESERVED_IDS
+
+
+# -- password hashes -------------------------------------------------------------------
+def test_password_hash_is_mosquitto_2_pbkdf2_sha512_and_verifies_with_hashlib() -> None:
+    encoded = hash_password("correct horse")
+    match = re.fullmatch(r"\$7\$(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)", encoded)
+    assert match, encoded
+    iterations, salt, digest = int(match[1]), base64.b64decode(match[2]), match[3]
+    assert len(salt) == 12
+    expected = hashlib.pbkdf2_hmac("sha512", b"correct horse", salt, iterations, 64)
+    assert base64.b64decode(digest) == expected
+
+
+def test_a_hash_written_by_mosquitto_passwd_verifies() -> None:
+    # `mosquitto_passwd -b pw alice s3cret` (Mosquitto 2.0.11) wrote this line.
+    line = (
+        "alice:$7$101$68qwrkNSEYaZ8Ulx$R4uIgcVVNulO9J3HModo+LcyjK2x3aSqibJKNgL03tMWV6DCYoOL2y"
+        "egcu9uq7oJSNHEMyOlAFwlXGzbDCH6hQ=="
+    )
+    encoded = line.partition(":")[2]
+    assert verify_password("s3cret", encoded)
+    assert not verify_password("s3cret!", encoded)
+
+
+def test_same_password_hashes_differently_each_time() -> None:
+    first, second = hash_password("pw-1"), hash_password("pw-1")
+    assert first != second
+    assert verify_password("pw-1", first)
+    assert verify_password("pw-1", second)
+
+
+@pytest.mark.parametrize("encoded", ["", "$6$101$abc$def", "$7$x$abc$def", "$7$101$!!$def"])
+def test_malformed_hashes_never_verify(encoded: str) -> None:
+    assert not verify_password("anything", encoded)
+
+
+def test_generated_passwords_are_long_random_and_shell_safe() -> None:
+    passwords = {new_password() for _ in range(20)}
+    assert len(passwords) == 20
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43,}", p) for p in passwords)
+
+
+# -- password file and accounts --------------------------------------------------------
+def test_password_file_add_replace_remove_keeps_other_users_and_stays_private(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "passwd"
+    set_user(path, "a1", "one-111")
+    set_user(path, "a2", "two-222")
+    set_user(path, "a1", "uno-111")
+    entries = read_password_file(path)
+    assert list(entries) == ["a1", "a2"]
+    assert verify_password("uno-111", entries["a1"])
+    assert verify_password("two-222", entries["a2"])
+    assert mode(path) == 0o600
+    assert remove_user(path, "a1")
+    assert not remove_user(path, "a1")
+    assert list(read_password_file(path)) == ["a2"]
+    assert "two-222" not in path.read_text()
+
+
+@pytest.mark.parametrize("username", ["a:b", "a\nb", "", "a b"])
+def test_password_file_refuses_usernames_that_would_break_its_lines(
+    tmp_path: Path, username: str
+) -> None:
+    with pytest.raises(PasswordFileError):
+        set_user(tmp_path / "passwd", username, "pw-123")
+
+
+def test_a_garbled_password_file_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "passwd"
+    path.write_text("a1:$7$101$x$y\nnot a valid line\n")
+    with pytest.raises(PasswordFileError, match=r"passwd:2"):
+        read_password_file(path)
+
+
+def test_service_accounts_are_created_once_with_private_secret_files(tmp_path: Path) -> None:
+    layout = Layout.at(tmp_path / "data")
+    layout.create()
+    created = ensure_service_accounts(layout)
+    assert created == [layout.secret_file(MAESTRO), layout.secret_file(VIEWER)]
+    assert mode(layout.secrets_dir) == 0o700
+    entries = read_password_file(layout.password_file)
+    for account in SERVICE_ACCOUNTS:
+        secret = layout.secret_file(account)
+        assert mode(secret) == 0o600
+        password = secret.read_text().strip()
+        assert verify_password(password, entries[account])
+        assert password not in layout.password_file.read_text()
+    before = {a: layout.secret_file(a).read_text() for a in SERVICE_ACCOUNTS}
+    assert ensure_service_accounts(layout) == []
+    assert before == {a: layout.secret_file(a).read_text() for a in SERVICE_ACCOUNTS}
+
+
+def test_a_loosened_secret_file_is_made_private_again(tmp_path: Path) -> None:
+    layout = Layout.at(tmp_path / "data")
+    layout.create()
+    ensure_service_accounts(layout)
+    layout.secret_file(VIEWER).chmod(0o644)
+    ensure_service_accounts(layout)
+    assert mode(layout.secret_file(VIEWER)) == 0o600
+
+
+def test_agent_credentials_refuse_duplicates_unless_rotated(tmp_path: Path) -> None:
+    layout = Layout.at(tmp_path / "data")
+    layout.create()
+    first = add_agent_credentials(layout, "web-01")
+    with pytest.raises(AccountExists, match="--rotate"):
+        add_agent_credentials(layout, "web-01")
+    second = add_agent_credentials(layout, "web-01", rotate=True)
+    encoded = read_password_file(layout.password_file)["web-01"]
+    assert verify_password(second, encoded)
+    assert not verify_password(first, encoded)
+    assert agent_ids(layout) == ["web-01"]
+
+
+# -- arete agents add ------------------------------------------------------------------
+def broker_dir(tmp_path: Path, **info: object) -> Layout:
+    """A data dir as `arete broker run` leaves it (without running Mosquitto)."""
+    layout = Layout.at(tmp_path / "data")
+    layout.create()
+    ensure_service_accounts(layout)
+    values: dict[str, object] = {"host": "127.0.0.1", "port": 18830, "root": "lab"}
+    values.update(info)
+    save_info(layout, BrokerInfo(**values))  # type: ignore[arg-type]
+    return layout
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "agent_id",
+    ["bad/id", "viewer", "Maestro", "a" * 65, "has space", "plus+", "hash#", "ünï", "."],
+)
+def test_agents_add_refuses_a_bad_id_with_exit_2_and_writes_nothing(
+    tmp_path: Path, agent_id: str
+) -> None:
+    layout = broker_dir(tmp_path)
+    before = snapshot(layout.data_dir)
+    result = CliRunner().invoke(agents_app, ["add", agent_id, "--data-dir", str(layout.data_dir)])
+    assert result.exit_code == 2, result.output
+    assert "agent id" in result.output
+    assert snapshot(layout.data_dir) == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--label", "novalue"],
+        ["--label", "=v"],
+        ["--label", "k=v", "--label", "k=w"],
+        ["--mqtt-host", "two words"],
+        ["--tls"],  # the broker has no TLS listener
+    ],
+)
+def test_agents_add_refuses_bad_options_with_exit_2_and_writes_nothing(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    layout = broker_dir(tmp_path)
+    before = snapshot(layout.data_dir)
+    result = CliRunner().invoke(
+        agents_app, ["add", "web-01", "--data-dir", str(layout.data_dir), *extra]
+    )
+    assert result.exit_code == 2, result.output
+    assert snapshot(layout.data_dir) == before
+
+
+def test_agents_add_without_a_broker_says_to_run_it_first(tmp_path: Path) -> None:
+    result = CliRunner().invoke(agents_app, ["add", "web-01", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "arete broker run" in result.output
+    assert not (tmp_path / "agents").exists()
+
+
+def test_agents_add_writes_a_private_config_the_agent_loads_as_is(tmp_path: Path) -> None:
+    layout = broker_dir(tmp_path)
+    result = CliRunner().invoke(
+        agents_app,
+        [
+            "add",
+            "web-01",
+            "--data-dir",
+            str(layout.data_dir),
+            "--label",
+            "role=web",
+            "--label",
+            "site=paris",
+            "--no-shell",
+            "--mqtt-host",
+            "broker.lan",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    config = layout.agent_config("web-01")
+    assert str(config) in result.output
+    assert f"arete agent run --config {config}" in result.output
+    assert mode(config) == 0o600
+    settings = load_settings(config, env={})
+    assert (settings.id, settings.mqtt.host, settings.mqtt.port) == ("web-01", "broker.lan", 18830)
+    assert settings.mqtt.root == "lab"
+    assert settings.labels == {"role": "web", "site": "paris"}
+    assert settings.shell.enabled is False
+    assert settings.mqtt.tls is False
+    assert settings.mqtt.password is not None
+    hashed = read_password_file(layout.password_file)["web-01"]
+    assert verify_password(settings.mqtt.password, hashed)
+
+
+def test_agents_add_uses_tls_when_the_broker_has_a_tls_listener(tmp_path: Path) -> None:
+    layout = broker_dir(tmp_path, tls_port=18883)
+    result = CliRunner().invoke(agents_app, ["add", "a1", "--data-dir", str(layout.data_dir)])
+    assert result.exit_code == 0, result.output
+    settings = load_settings(layout.agent_config("a1"), env={})
+    assert settings.mqtt.tls is True
+    assert settings.mqtt.port == 18883
+    assert settings.mqtt.ca_file == str(layout.ca_cert)
+
+
+def test_agents_list_shows_agents_and_their_configs(tmp_path: Path) -> None:
+    layout = broker_dir(tmp_path)
+    runner = CliRunner()
+    empty = runner.invoke(agents_app, ["list", "--data-dir", str(layout.data_dir)])
+    assert "no agents yet" in empty.output
+    runner.invoke(agents_app, ["add", "a1", "--data-dir", str(layout.data_dir)])
+    listed = runner.invoke(agents_app, ["list", "--data-dir", str(layout.data_dir)])
+    assert listed.exit_code == 0
+    assert "a1" in listed.output
+    assert MAESTRO not in listed.output
+
+
+def test_agent_config_points_wildcard_binds_at_this_machine() -> None:
+    assert default_mqtt_host("127.0.0.1") == "127.0.0.1"
+    assert default_mqtt_host("0.0.0.0") not in ("0.0.0.0", "")
+    info = BrokerInfo(host="broker.lan", port=1883, root="arete")
+    text = render_checked(agent_settings("a1", info, labels={"k": 'quote " and = sign'}))
+    assert 'quote \\" and = sign' in text
+
+
+def test_agents_add_twice_without_rotate_exits_1_and_keeps_the_first_config(
+    tmp_path: Path,
+) -> None:
+    layout = broker_dir(tmp_path)
+    runner = CliRunner()
+    first = runner.invoke(agents_app, ["add", "a1", "--data-dir", str(layout.data_dir)])
+    assert first.exit_code == 0, first.output
+    before = snapshot(layout.data_dir)
+    again = runner.invoke(agents_app, ["add", "a1", "--data-dir", str(layout.data_dir)])
+    assert again.exit_code == 1
+    assert "--rotate" in again.output
+    assert snapshot(layout.data_dir) == before
+
+
+# -- arete broker ----------------------------------------------------------------------
+def test_broker_run_without_mosquitto_says_how_to_install_it_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARETE_MOSQUITTO", str(tmp_path / "no-such-mosquitto"))
+    data = tmp_path / "data"
+    result = CliRunner().invoke(broker_app, ["run", "--data-dir", str(data)])
+    assert result.exit_code == 1
+    assert "apt-get install -y mosquitto" in result.output
+    assert not data.exists()
+
+
+def test_tls_init_makes_a_ca_and_a_server_certificate_for_local_and_extra_names(
+    tmp_path: Path,
+) -> None:
+    layout = Layout.at(tmp_path / "data")
+    result = init_tls(layout, ["broker.example.lan", "10.0.0.7"])
+    assert result.ca_created
+    assert result.server_created
+    for name in ("localhost", "127.0.0.1", "::1", socket.gethostname()):
+        assert name in result.names
+    assert {"broker.example.lan", "10.0.0.7"} <= set(result.names)
+    assert mode(layout.ca_key) == 0o600
+    assert mode(layout.server_key) == 0o600
+    ca = x509.load_pem_x509_certificate(layout.ca_cert.read_bytes())
+    server = x509.load_pem_x509_certificate(layout.server_cert.read_bytes())
+    server.verify_directly_issued_by(ca)
+    assert ca.not_valid_after_utc - ca.not_valid_before_utc >= dt.timedelta(days=3650)
+
+
+def test_tls_init_keeps_existing_files_and_force_reissues_only_the_server_certificate(
+    tmp_path: Path,
+) -> None:
+    layout = Layout.at(tmp_path / "data")
+    init_tls(layout)
+    ca, server = layout.ca_cert.read_bytes(), layout.server_cert.read_bytes()
+    again = init_tls(layout)
+    assert not again.ca_created
+    assert not again.server_created
+    assert (layout.ca_cert.read_bytes(), layout.server_cert.read_bytes()) == (ca, server)
+    forced = init_tls(layout, ["new.example.lan"], force=True)
+    assert forced.server_created
+    assert not forced.ca_created
+    assert layout.ca_cert.read_bytes() == ca, "agents keep trusting the same CA"
+    assert "new.example.lan" in forced.names
+
+
+def test_tls_init_refuses_a_name_that_is_not_a_host_name(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        broker_app, ["tls-init", "--data-dir", str(tmp_path / "d"), "--name", "bad name"]
+    )
+    assert result.exit_code == 2
+    assert "certificate name" in result.output
+    assert not (tmp_path / "d").exists()
