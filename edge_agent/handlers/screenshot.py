@@ -1,0 +1,140 @@
+"""The ``screenshot`` command: grab a monitor with mss and send it as a size-capped PNG.
+
+A service without a desktop session (a headless Linux box, a Windows service in
+session 0) has no screen to capture: that is reported as ``no_display`` with a sentence
+that says why, never as a black image. mss is imported on first use, so an agent that
+never takes a screenshot does not pay for it in memory.
+
+A PNG over the size cap is downscaled by keeping every n-th pixel of every n-th row
+(n = 2, 3, ...) until it fits. That needs no image library: the pixels are 32-bit BGRA
+words, picked with strided ``memoryview`` slices and reordered to RGB with strided
+``bytearray`` slice assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import os
+import sys
+from typing import Any, Final, cast
+
+from arete.commands import ScreenshotArgs, ScreenshotResult
+from edge_agent.errors import CommandFailed
+from edge_agent.settings import ScreenshotSettings
+
+MIN_SIDE_PX: Final = 128  # never downscale a screen's shorter side below this
+NO_DESKTOP: Final = (
+    "a service without a desktop session — a headless box, Windows session 0 — "
+    "cannot capture the screen"
+)
+
+
+async def take_screenshot(args: ScreenshotArgs, settings: ScreenshotSettings) -> ScreenshotResult:
+    """Capture monitor ``args.monitor`` (0 = all of them) as a PNG within the size cap."""
+    if not settings.enabled:
+        raise CommandFailed("not_allowed", "screenshots are disabled on this agent")
+    cap = min(args.max_bytes, settings.max_bytes)
+    return await asyncio.to_thread(_capture, args.monitor, cap)
+
+
+def _capture(monitor: int, cap: int) -> ScreenshotResult:
+    missing = _missing_display()
+    if missing is not None:
+        raise _no_display(missing)
+    import mss
+    from mss.exception import ScreenShotError
+
+    open_screen = getattr(mss, "MSS", None) or mss.mss  # ``mss.MSS`` since mss 10.2
+    try:
+        with open_screen() as screen:
+            monitors: list[dict[str, Any]] = screen.monitors
+            if monitor >= len(monitors):
+                count = len(monitors) - 1
+                raise CommandFailed(
+                    "bad_args",
+                    f"monitor {monitor} does not exist; this machine has {count} "
+                    f"(1..{count}, or 0 for all of them)",
+                )
+            shot = screen.grab(monitors[monitor])
+    except (ScreenShotError, OSError) as exc:
+        raise _no_display(str(exc)) from None
+
+    width, height = shot.size
+    png = to_png(shot.rgb, width, height)
+    sent_width, sent_height = width, height
+    if len(png) > cap:
+        png, sent_width, sent_height = fit_png(shot.raw, width, height, cap, full_size=len(png))
+    return ScreenshotResult(
+        monitor=monitor,
+        width=sent_width,
+        height=sent_height,
+        source_width=width,
+        source_height=height,
+        bytes=len(png),
+        png_b64=base64.b64encode(png).decode("ascii"),
+    )
+
+
+def fit_png(
+    bgra: bytes | bytearray, width: int, height: int, cap: int, *, full_size: int
+) -> tuple[bytes, int, int]:
+    """The largest integer-stride downscale whose PNG fits in ``cap`` bytes.
+
+    Returns ``(png, width, height)``; raises ``too_large`` when even the strongest
+    allowed downscale (shorter side about :data:`MIN_SIDE_PX`) does not fit.
+    """
+    max_stride = max(2, min(width, height) // MIN_SIDE_PX)
+    # A PNG shrinks roughly with its pixel count: start near the stride that should fit.
+    first = min(max_stride, max(2, math.isqrt(full_size // cap)))
+    size = full_size
+    for stride in range(first, max_stride + 1):
+        rgb, small_width, small_height = downscale_rgb(bgra, width, height, stride)
+        png = to_png(rgb, small_width, small_height)
+        if len(png) <= cap:
+            return png, small_width, small_height
+        size = len(png)
+    raise CommandFailed(
+        "too_large",
+        f"the screenshot is {size} bytes even at 1/{max_stride} of its size "
+        f"({width}x{height} screen); the limit is {cap} bytes",
+    )
+
+
+def downscale_rgb(
+    bgra: bytes | bytearray, width: int, height: int, stride: int
+) -> tuple[bytes, int, int]:
+    """Every ``stride``-th pixel of every ``stride``-th row, as packed RGB."""
+    pixels = memoryview(bgra).cast("I")  # one 32-bit word per BGRA pixel
+    small_width = len(range(0, width, stride))
+    small_height = len(range(0, height, stride))
+    picked = bytearray(small_width * small_height * 4)
+    out = memoryview(picked).cast("I")
+    for row, y in enumerate(range(0, height, stride)):
+        start = y * width
+        out[row * small_width : (row + 1) * small_width] = pixels[start : start + width : stride]
+    rgb = bytearray(small_width * small_height * 3)
+    rgb[0::3] = picked[2::4]
+    rgb[1::3] = picked[1::4]
+    rgb[2::3] = picked[0::4]
+    return bytes(rgb), small_width, small_height
+
+
+def to_png(rgb: bytes, width: int, height: int) -> bytes:
+    import mss.tools
+
+    # Without an output path, to_png returns the PNG instead of writing it.
+    return cast("bytes", mss.tools.to_png(rgb, (width, height)))
+
+
+def _missing_display() -> str | None:
+    if sys.platform in ("win32", "darwin"):
+        return None  # no environment variable to check; mss itself reports failure
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        return "neither DISPLAY nor WAYLAND_DISPLAY is set"
+    return None
+
+
+def _no_display(detail: str) -> CommandFailed:
+    return CommandFailed("no_display", f"no graphical display available: {detail} ({NO_DESKTOP})")
