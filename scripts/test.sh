@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole check suite, as CI runs it: install what is missing (scripts/setup.sh --dev),
+# then ruff check, ruff format --check, mypy --strict and pytest (all tiers). Every step
+# runs even when an earlier one fails; the exit status is non-zero if any failed.
+#
+#   scripts/test.sh                      everything
+#   scripts/test.sh -m pure              tier 1 only (arguments go to pytest)
+#   scripts/test.sh tests/real -k outbox paths are relative to the repository root
+#
+# ARETE_TEST_TIMEOUT (seconds, default 2700) bounds the pytest run as a whole; each test
+# also has pytest-timeout's own limit (pyproject.toml).
+set -euo pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+./scripts/setup.sh --dev
+
+BIN="$ROOT/.venv/bin"
+failed=()
+
+banner() { printf '\n===== %s =====\n' "$*"; }
+
+banner "ruff check"
+"$BIN/ruff" check . || failed+=("ruff check")
+
+banner "ruff format --check"
+"$BIN/ruff" format --check . || failed+=("ruff format")
+
+banner "mypy --strict (files from pyproject.toml)"
+"$BIN/mypy" || failed+=("mypy")
+
+banner "pytest${*:+ $*}"
+pytest=("$BIN/python" -m pytest "$@")
+if command -v timeout >/dev/null 2>&1; then
+    # SIGINT first so that fixtures stop the brokers and agents they started.
+    pytest=(timeout --foreground -s INT -k 60 "${ARETE_TEST_TIMEOUT:-2700}" "${pytest[@]}")
+fi
+status=0
+"${pytest[@]}" || status=$?
+case "$status" in
+    0) ;;
+    5)
+        echo "test.sh: pytest collected no tests: that counts as a failure (check the paths, -m and -k)" >&2
+        failed+=("pytest: no tests collected")
+        ;;
+    124) failed+=("pytest: timed out after ${ARETE_TEST_TIMEOUT:-2700} s") ;;
+    *) failed+=("pytest (exit $status)") ;;
+esac
+
+echo
+if [ "${#failed[@]}" -eq 0 ]; then
+    echo "test.sh: OK: ruff check, ruff format, mypy and pytest all succeeded"
+else
+    joined=$(printf '%s; ' "${failed[@]}")
+    echo "test.sh: FAILED: ${joined%; }" >&2
+    exit 1
+fi

@@ -1,0 +1,93 @@
+"""``arete up``: one command runs the broker and a local agent; Ctrl-C stops both."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from arete.payloads import AgentState, decode_metrics, decode_status
+from arete.topics import Topics
+from tests.fixtures.mqtt import MqttProbe
+from tests.fixtures.procs import Proc, free_port, port_open, wait_for
+
+
+def start_up(procs: Callable[..., Proc], data_dir: Path, port: int, name: str) -> Proc:
+    return procs(
+        [
+            sys.executable,
+            "-m",
+            "arete_cli",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--mqtt-port",
+            str(port),
+            "--agent-id",
+            "this-pc",
+        ],
+        name,
+        env={"ARETE_AGENT_INTERVAL_S": "0.5"},
+    )
+
+
+def test_up_runs_broker_and_local_agent_and_ctrl_c_stops_both(
+    procs: Callable[..., Proc], mqtt: Callable[..., MqttProbe], tmp_path: Path
+) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    up = start_up(procs, data_dir, port, "up-1")
+    wait_for(lambda: "mosquitto_sub" in up.output(), 30, "the banner")
+    banner = up.output()
+    assert f"127.0.0.1:{port}" in banner
+    assert "viewer.password" in banner
+
+    viewer_password = (data_dir / "secrets" / "viewer.password").read_text().strip()
+    topics = Topics()
+    probe = mqtt("viewer", viewer_password, port=port)
+    probe.subscribe(topics.status("this-pc"))
+    probe.subscribe(topics.metrics("this-pc"))
+    probe.wait_for_message(
+        lambda m: (
+            m.topic == topics.status("this-pc")
+            and decode_status(m.payload).state is AgentState.ONLINE
+        ),
+        20,
+    )
+    probe.wait_for_message(
+        lambda m: (
+            m.topic == topics.metrics("this-pc") and decode_metrics(m.payload).samples[0].mem > 0
+        ),
+        10,
+    )
+    children = psutil.Process(up.pid).children(recursive=True)
+    assert len(children) >= 2
+
+    up.signal(signal.SIGINT)
+    assert up.wait(30) == 0
+    wait_for(
+        lambda: not any(c.is_running() and c.status() != "zombie" for c in children),
+        10,
+        "children to exit",
+    )
+    assert not port_open(port)
+
+    again = start_up(procs, data_dir, port, "up-2")
+    wait_for(lambda: "mosquitto_sub" in again.output(), 30, "the banner again")
+    assert (data_dir / "secrets" / "viewer.password").read_text().strip() == viewer_password
+    again.signal(signal.SIGTERM)
+    assert again.wait(30) == 0
+
+
+def test_up_refuses_a_busy_port_clearly(procs: Callable[..., Proc], tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        up = start_up(procs, tmp_path / "data", port, "up-busy")
+        assert up.wait(20) == 1
+    assert "in use" in up.output()
