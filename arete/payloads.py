@@ -227,6 +227,8 @@ def decode(data: bytes | bytearray | memoryview, model: type[_T], *, max_bytes: 
         raise PayloadError(f"invalid {model.__name__}: {exc}", code="schema") from None
     except msgspec.DecodeError as exc:
         raise PayloadError(f"undecodable {model.__name__}: {exc}", code="malformed") from None
+    except RecursionError:  # "[[[[…" deeper than the interpreter's recursion limit
+        raise PayloadError(f"{model.__name__} nested too deeply", code="malformed") from None
     schema = getattr(value, "schema", SCHEMA)
     if schema != SCHEMA:
         raise PayloadError(

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from mosquitto.cli import broker_app
 
 from arete.version import __version__
 from arete_cli.agents import agents_app
 from arete_cli.up import up
 from edge_agent.cli import agent_app
+from mosquitto.cli import broker_app
 
 app = typer.Typer(
     name="arete",

@@ -154,6 +154,10 @@ def up(
 
 def _banner(data_dir: Path, port: int, agent_id: str, config: Path) -> None:
     viewer = data_dir / "secrets" / "viewer.password"
+    watch = (
+        f'mosquitto_sub -h 127.0.0.1 -p {port} -u viewer -P "$(cat {viewer})" '
+        f"-V mqttv5 -t '{Topics().everything()}' -v"
+    )
     typer.echo(
         f"""
 Areté is running (Ctrl-C stops everything).
@@ -163,7 +167,7 @@ Areté is running (Ctrl-C stops everything).
 
 Watch the fleet live with the read-only viewer account:
 
-  mosquitto_sub -h 127.0.0.1 -p {port} -u viewer -P "$(cat {viewer})" -V mqttv5 -t '{Topics().everything()}' -v
+  {watch}
 
 Add another machine:  arete agents add NAME --data-dir {data_dir}
 The maestro, web API and Mission Control dashboard arrive in the next releases.

@@ -32,7 +32,7 @@ from arete.topics import Topics
 from arete.version import __version__
 from edge_agent.dispatch import Entry, build_table, deadline_s
 from edge_agent.errors import CommandFailed, StateError
-from edge_agent.gate import Admitted, Refused, admit
+from edge_agent.gate import Admitted, Refused, admit, salvage_id
 from edge_agent.link import (
     Connected,
     Disconnected,
@@ -57,6 +57,7 @@ log = logging.getLogger("arete.agent")
 
 LIVE_WINDOW = 30  # live samples awaiting PUBACK before new ones go to the outbox
 REPLAY_WINDOW = 4  # replay batches in flight at once
+REPLAY_MAX_BYTES = 1024 * 1024  # per replay message; well under MAX_METRICS_BYTES
 MAX_PENDING_REPLIES = 1000  # replies kept in memory while disconnected
 MAX_CONCURRENT_COMMANDS = 4
 CONTROL_ACK_TIMEOUT_S = 3.0
@@ -116,7 +117,6 @@ class Agent:
         self._pending_replies: deque[tuple[str | None, bytes, bytes | None]] = deque(
             maxlen=MAX_PENDING_REPLIES
         )
-        self._last_sent = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._exit_reason = "shutdown"
@@ -159,6 +159,7 @@ class Agent:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await self._shutdown()
+        await asyncio.to_thread(self.sampler.close)
         for task in (events, replay, *self._tasks):
             task.cancel()
         await asyncio.gather(events, replay, return_exceptions=True)
@@ -211,11 +212,14 @@ class Agent:
             if isinstance(event, Published):
                 self._on_published(event)
             elif isinstance(event, Received):
-                self._on_command(event)
+                try:
+                    self._on_command(event)
+                except Exception:  # a bad command must never take the agent down
+                    self.counters.add("commands_crashed")
+                    log.exception("command handling failed; dropped")
             elif isinstance(event, Connected):
                 self._generation, self._epoch = event.generation, event.epoch
                 self._replay_cursor = 0
-                self._last_sent = time.monotonic()
                 self._flush_replies()
                 self._replay_wake.set()
             elif isinstance(event, Disconnected):
@@ -291,7 +295,6 @@ class Agent:
             )
             sent = self.link.publish(self.topics.metrics(self.settings.id), payload, qos=qos)
             if sent is not None:
-                self._last_sent = time.monotonic()
                 if qos:
                     self._inflight[sent] = _Live([row])
                     self._live_count += 1
@@ -327,6 +330,7 @@ class Agent:
                     break
                 if not rows:
                     break
+                rows = _within_bytes(rows, REPLAY_MAX_BYTES)
                 payload = encode_metrics(
                     epoch=self._epoch,
                     samples=[row.sample for row in rows],
@@ -337,19 +341,30 @@ class Agent:
                 sent = self.link.publish(topic, payload, qos=1)
                 if sent is None:
                     break
-                self._last_sent = time.monotonic()
                 self._replay_cursor = rows[-1].seq
                 self._inflight[sent] = _Replay([row.seq for row in rows])
                 self._replay_count += 1
 
     async def _heartbeat_loop(self) -> None:
+        """One heartbeat every ``heartbeat_s`` from the event loop, whatever else is sent.
+
+        It comes from the asyncio loop, not from paho's network thread, so an agent whose
+        loop hangs stops beating even though its connection still answers pings. It
+        carries the last sample ``seq``, so the receiver can tell a gap in metrics.
+        """
         period = self.settings.heartbeat_s
+        next_at = time.monotonic()
         while True:
-            await asyncio.sleep(min(1.0, period / 4))
-            if self.link.connected and time.monotonic() - self._last_sent >= period:
-                beat = Heartbeat(epoch=self._epoch, seq=self.state.last_seq, ts=time.time())
-                if self.link.publish(self.topics.heartbeat(self.settings.id), encode(beat), qos=0):
-                    self._last_sent = time.monotonic()
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay < -period:  # suspended or starved: realign rather than burst
+                next_at = time.monotonic()
+                delay = 0.0
+            await asyncio.sleep(max(0.0, delay))
+            if not self.link.connected:
+                continue
+            beat = Heartbeat(epoch=self._epoch, seq=self.state.last_seq, ts=time.time())
+            self.link.publish(self.topics.heartbeat(self.settings.id), encode(beat), qos=0)
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -374,9 +389,14 @@ class Agent:
             if isinstance(decision, Admitted):
                 cmd = decision.command
                 self.state.remember_command(cmd.id, cmd.expires_at, now)
+                decision = self._precheck(decision)
         except StateError as exc:
             # Without a durable id record, at-most-once cannot be promised: refuse.
-            decision = Refused(None, ReplyState.REJECTED, ErrorInfo("internal", str(exc)))
+            decision = Refused(
+                salvage_id(event.payload),
+                ReplyState.REJECTED,
+                ErrorInfo("internal", f"agent state unavailable: {exc}"),
+            )
         if isinstance(decision, Refused):
             self.counters.add(f"commands_{decision.state}")
             log.warning(
@@ -391,6 +411,17 @@ class Agent:
         task = asyncio.create_task(self._execute(decision, event.correlation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _precheck(self, admitted: Admitted) -> Admitted | Refused:
+        check = self._table[admitted.name].precheck
+        if check is not None:
+            try:
+                check(admitted.args)
+            except CommandFailed as exc:
+                return Refused(
+                    admitted.command.id, ReplyState.REJECTED, ErrorInfo(exc.code, exc.message)
+                )
+        return admitted
 
     async def _execute(self, admitted: Admitted, correlation: bytes | None) -> None:
         cmd, entry = admitted.command, self._table[admitted.name]
@@ -451,8 +482,6 @@ class Agent:
         topic = self.topics.reply(self.settings.id)
         if self.link.publish(topic, payload, qos=1, correlation=correlation) is None:
             self._pending_replies.append((command_id, payload, correlation))
-        else:
-            self._last_sent = time.monotonic()
 
     def _flush_replies(self) -> None:
         topic = self.topics.reply(self.settings.id)
@@ -509,3 +538,13 @@ class Agent:
             session_expiry_s=int(self.settings.commands.max_ttl_s),
             subscriptions=(self.topics.cmd(self.settings.id),),
         )
+
+
+def _within_bytes(rows: list[OutboxRow], budget: int) -> list[OutboxRow]:
+    """The longest prefix of ``rows`` whose samples fit in ``budget`` bytes (at least one)."""
+    total = 0
+    for index, row in enumerate(rows):
+        total += len(row.sample) + 1
+        if total > budget and index:
+            return rows[:index]
+    return rows

@@ -1,8 +1,10 @@
 """The explicit command table: allowlisted name -> handler and execution deadline.
 
 Handlers raise :class:`~edge_agent.errors.CommandFailed` with a reason code; the agent
-turns every outcome into a reply. ``restart`` and ``stop`` only acknowledge here: the
-agent acts on them after their ``ok`` reply has been sent.
+turns every outcome into a reply. An entry's ``precheck`` (the shell policy) runs before
+the command is accepted: a refusal there is a ``rejected`` reply and nothing runs.
+``restart`` and ``stop`` only acknowledge here: the agent acts on them after their ``ok``
+reply has been sent.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from arete.commands import (
     ShellArgs,
 )
 from arete.payloads import Sample
+from edge_agent.errors import CommandFailed
 from edge_agent.settings import AgentSettings
 
 Handler = Callable[[Any], Awaitable[Any]]
+Precheck = Callable[[Any], object]  # raises CommandFailed when this agent's policy refuses
 
 SHELL_GRACE_S = 5.0  # the shell handler enforces its own timeout; this is the backstop
 
@@ -33,6 +37,7 @@ SHELL_GRACE_S = 5.0  # the shell handler enforces its own timeout; this is the b
 class Entry:
     handler: Handler
     exit_after: bool = False  # restart / stop: the agent exits once the reply is out
+    precheck: Precheck | None = None  # policy, checked before ``accepted`` is sent
 
 
 def build_table(
@@ -41,7 +46,7 @@ def build_table(
     # Handlers import their heavy libraries (mss, docker) only when first called.
     from edge_agent.handlers.docker import docker_ps, docker_restart
     from edge_agent.handlers.screenshot import take_screenshot
-    from edge_agent.handlers.shell import run_shell
+    from edge_agent.handlers.shell import checked_argv, run_shell
 
     async def restart(_: CommandArgs) -> MessageResult:
         return MessageResult(message="agent restarting")
@@ -67,12 +72,24 @@ def build_table(
     return {
         CommandName.RESTART: Entry(restart, exit_after=True),
         CommandName.STOP: Entry(stop, exit_after=True),
-        CommandName.SCREENSHOT: Entry(screenshot),
-        CommandName.SHELL: Entry(shell),
-        CommandName.DOCKER_PS: Entry(ps),
-        CommandName.DOCKER_RESTART: Entry(restart_container),
+        CommandName.SCREENSHOT: Entry(
+            screenshot, precheck=_enabled(settings.screenshot.enabled, "screenshots")
+        ),
+        CommandName.SHELL: Entry(shell, precheck=lambda a: checked_argv(a, settings.shell)),
+        CommandName.DOCKER_PS: Entry(ps, precheck=_enabled(settings.docker.enabled, "docker")),
+        CommandName.DOCKER_RESTART: Entry(
+            restart_container, precheck=_enabled(settings.docker.enabled, "docker")
+        ),
         CommandName.METRICS: Entry(metrics),
     }
+
+
+def _enabled(enabled: bool, what: str) -> Precheck:
+    def check(_: object) -> None:
+        if not enabled:
+            raise CommandFailed("not_allowed", f"{what} commands are disabled on this agent")
+
+    return check
 
 
 def deadline_s(name: CommandName, args: CommandArgs) -> float:

@@ -53,7 +53,7 @@ def admit(  # noqa: PLR0911 - one early return per refusal reason, in order
     try:
         command = decode_command(payload)
     except PayloadError as exc:
-        return _reject(_salvage_id(payload), exc.code, str(exc))
+        return _reject(salvage_id(payload), exc.code, str(exc))
     try:
         name = command_name(command.name)
     except PayloadError as exc:
@@ -106,11 +106,11 @@ def _reject(command_id: str | None, code: str, message: str) -> Refused:
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
 
 
-def _salvage_id(payload: bytes) -> str | None:
+def salvage_id(payload: bytes) -> str | None:
     """The command id of a payload that failed validation, if one can be read safely."""
     try:
         document = msgspec.json.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if not isinstance(document, dict):
         return None

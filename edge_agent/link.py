@@ -104,7 +104,8 @@ class MqttLink:
         self._will = will
         self._birth = birth
         self._on_event = on_event
-        self._lock = threading.Lock()
+        # Re-entrant: paho calls on_publish from inside publish() for QoS 0 messages.
+        self._lock = threading.RLock()
         self._client: mqtt.Client | None = None
         self._generation = 0
         self._connected = False
@@ -178,6 +179,7 @@ class MqttLink:
             self._generation += 1
             generation = self._generation
             self._client = client
+        client.user_data_set(generation)  # callbacks of this client report its generation
         props = _properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = cfg.session_expiry_s
         try:
@@ -293,6 +295,4 @@ class MqttLink:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        with self._lock:
-            generation = self._generation
-        self._on_event(Published(generation, mid, not reason_code.is_failure, str(reason_code)))
+        self._on_event(Published(int(userdata), mid, not reason_code.is_failure, str(reason_code)))

@@ -119,6 +119,10 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
             raise ConfigError(f"config file {path} is not readable by this user") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is a directory, not a file") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     _overlay_env(data, env)
     try:
         settings = msgspec.convert(data, AgentSettings, strict=False)
@@ -143,7 +147,7 @@ def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
 
 def _env_value(key: str, raw: str) -> Any:
     # Lists and tables come as JSON; scalars as text that msgspec converts (strict=False).
-    if raw[:1] in "[{":
+    if raw.startswith(("[", "{")):
         try:
             return msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
@@ -214,12 +218,15 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return msgspec.json.encode(value).decode()  # a JSON string is a valid TOML string
+        return _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        inner = ", ".join(
-            f"{msgspec.json.encode(k).decode()} = {_toml_value(v)}" for k, v in value.items()
-        )
+        inner = ", ".join(f"{_toml_string(k)} = {_toml_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_string(text: str) -> str:
+    # A JSON string is a valid TOML basic string, except that TOML wants DEL escaped.
+    return msgspec.json.encode(text).decode().replace("\x7f", "\\u007f")

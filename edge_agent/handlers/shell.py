@@ -38,7 +38,7 @@ OUTPUT_GRACE_S: Final = 1.0  # after the main process exits, wait this long for 
 
 async def run_shell(args: ShellArgs, settings: ShellSettings) -> ShellResult:
     """Run the command; raise :class:`CommandFailed` for a refusal, failure or timeout."""
-    argv = _checked_argv(args, settings)
+    argv = checked_argv(args, settings)
     cwd = _checked_cwd(args.cwd)
     started = time.monotonic()
     loop = asyncio.get_running_loop()
@@ -98,8 +98,12 @@ async def run_shell(args: ShellArgs, settings: ShellSettings) -> ShellResult:
     return result
 
 
-def _checked_argv(args: ShellArgs, settings: ShellSettings) -> list[str]:
-    """The argv to execute, or :class:`CommandFailed` (``not_allowed``) by policy."""
+def checked_argv(args: ShellArgs, settings: ShellSettings) -> list[str]:
+    """The argv to execute, or :class:`CommandFailed` (``not_allowed``) by policy.
+
+    The agent calls this before it accepts a shell command, so a refusal by policy is a
+    ``rejected`` reply and nothing runs; ``run_shell`` checks again (defence in depth).
+    """
     if not settings.enabled:
         raise CommandFailed("not_allowed", "shell is disabled on this agent")
     if args.command is not None:

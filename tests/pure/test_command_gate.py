@@ -78,7 +78,16 @@ def test_valid_command_is_admitted_with_typed_args() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b"not json", b"[1,2]", b"\xff\xfe", b'{"id": 5}', b"{" * 10_000],
+    [
+        b"",
+        b"not json",
+        b"[1,2]",
+        b"\xff\xfe",
+        b'{"id": 5}',
+        b"{" * 10_000,
+        b"[" * 60_000,  # deeper than the recursion limit, under the size limit
+        b'{"id": "c-1", "args": ' + b"[" * 60_000,
+    ],
 )
 def test_garbage_is_rejected_as_malformed_or_schema(payload: bytes) -> None:
     state, code = refusal(run(payload))

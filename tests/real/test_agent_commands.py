@@ -14,32 +14,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from arete.payloads import AgentState, ReplyState, Sample
-from tests.fixtures.agent import AgentProc, Commander, states, wait_status
+from tests.fixtures.agent import AgentProc, ReadyAgent, states, wait_status
 from tests.fixtures.broker import Broker
-from tests.fixtures.mqtt import MqttProbe
+from tests.fixtures.podman import PodmanEngine
 
 OK = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.OK]
 FAILED = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.FAILED]
 
 
-def ready(
-    broker: Broker,
-    mqtt: Callable[..., MqttProbe],
-    start_agent: Callable[..., AgentProc],
-    commander_for: Callable[..., Commander],
-    agent_id: str = "a1",
-    env: dict[str, str] | None = None,
-    key: Ed25519PrivateKey | None = None,
-) -> tuple[AgentProc, Commander]:
-    commander = commander_for(agent_id, key)
-    commander.probe.subscribe(broker.topics.status(agent_id))
-    agent = start_agent(agent_id, env=env)
-    wait_status(commander.probe, broker.topics, agent_id, lambda s: s.state is AgentState.ONLINE)
-    return agent, commander
-
-
-def test_metrics_command_returns_a_fresh_sample(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
-    _, commander = ready(broker, mqtt, start_agent, commander_for)
+def test_metrics_command_returns_a_fresh_sample(ready_agent: ReadyAgent, broker: Broker) -> None:
+    _, commander = ready_agent()
     replies = commander.run("metrics")
     assert states(replies) == OK
     sample = msgspec.convert(replies[-1].result, Sample)
@@ -47,8 +31,8 @@ def test_metrics_command_returns_a_fresh_sample(broker, mqtt, start_agent, comma
     assert sample.mem_total > 0
 
 
-def test_shell_command_returns_output(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
-    _, commander = ready(broker, mqtt, start_agent, commander_for)
+def test_shell_command_returns_output(ready_agent: ReadyAgent, broker: Broker) -> None:
+    _, commander = ready_agent()
     replies = commander.run("shell", {"argv": ["echo", "hello fleet"]})
     assert states(replies) == OK
     assert replies[-1].result["stdout"] == "hello fleet\n"
@@ -60,23 +44,20 @@ def test_shell_command_returns_output(broker, mqtt, start_agent, commander_for) 
     assert failing[-1].result["stderr"] == "oops\n"
 
 
-def test_disabled_shell_is_refused(broker, mqtt, start_agent, commander_for, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _, commander = ready(
-        broker, mqtt, start_agent, commander_for, env={"ARETE_AGENT_SHELL__ENABLED": "false"}
-    )
+def test_disabled_shell_is_refused(ready_agent: ReadyAgent, broker: Broker, tmp_path: Path) -> None:
+    _, commander = ready_agent(env={"ARETE_AGENT_SHELL__ENABLED": "false"})
     marker = tmp_path / "ran"
     replies = commander.run("shell", {"argv": ["touch", str(marker)]})
+    assert states(replies) == [ReplyState.REJECTED], "refused before it is accepted"
     assert replies[-1].error is not None
     assert replies[-1].error.code == "not_allowed"
     assert not marker.exists()
 
 
-def test_screenshot_command_returns_a_png(  # type: ignore[no-untyped-def]
-    broker, mqtt, start_agent, commander_for, xvfb_display
+def test_screenshot_command_returns_a_png(
+    ready_agent: ReadyAgent, broker: Broker, xvfb_display: str
 ) -> None:
-    _, commander = ready(
-        broker, mqtt, start_agent, commander_for, env={"DISPLAY": xvfb_display}
-    )
+    _, commander = ready_agent(env={"DISPLAY": xvfb_display})
     replies = commander.run("screenshot", {"monitor": 1}, timeout=30)
     assert states(replies) == OK
     png = base64.b64decode(replies[-1].result["png_b64"])
@@ -84,23 +65,19 @@ def test_screenshot_command_returns_a_png(  # type: ignore[no-untyped-def]
     assert replies[-1].result["bytes"] == len(png)
 
 
-def test_screenshot_without_a_display_says_so(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
+def test_screenshot_without_a_display_says_so(ready_agent: ReadyAgent, broker: Broker) -> None:
     env = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
-    _, commander = ready(broker, mqtt, start_agent, commander_for, env=env)
+    _, commander = ready_agent(env=env)
     replies = commander.run("screenshot")
     assert states(replies) == FAILED
     assert replies[-1].error is not None
     assert replies[-1].error.code == "no_display"
 
 
-def test_docker_commands_through_a_real_engine_api(  # type: ignore[no-untyped-def]
-    broker, mqtt, start_agent, commander_for, podman_engine
+def test_docker_commands_through_a_real_engine_api(
+    ready_agent: ReadyAgent, broker: Broker, podman_engine: PodmanEngine
 ) -> None:
-    _, commander = ready(
-        broker,
-        mqtt,
-        start_agent,
-        commander_for,
+    _, commander = ready_agent(
         env={"ARETE_AGENT_DOCKER__URL": podman_engine.url},
     )
     listing = commander.run("docker_ps", {"all": True}, timeout=30)
@@ -124,26 +101,29 @@ def test_docker_commands_through_a_real_engine_api(  # type: ignore[no-untyped-d
         assert refused[-1].error.code == "docker_error"
 
 
-def test_docker_without_an_engine_says_so(broker, mqtt, start_agent, commander_for, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_docker_without_an_engine_says_so(
+    ready_agent: ReadyAgent, broker: Broker, tmp_path: Path
+) -> None:
     url = f"unix://{tmp_path}/no-engine.sock"
-    _, commander = ready(
-        broker, mqtt, start_agent, commander_for, env={"ARETE_AGENT_DOCKER__URL": url}
-    )
+    _, commander = ready_agent(env={"ARETE_AGENT_DOCKER__URL": url})
     replies = commander.run("docker_ps", timeout=30)
     assert states(replies) == FAILED
     assert replies[-1].error is not None
     assert replies[-1].error.code == "docker_unavailable"
 
 
-def test_restart_command_brings_the_agent_back_with_a_new_epoch(  # type: ignore[no-untyped-def]
-    broker, mqtt, start_agent, commander_for
+def test_restart_command_brings_the_agent_back_with_a_new_epoch(
+    ready_agent: ReadyAgent, broker: Broker
 ) -> None:
-    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    agent, commander = ready_agent()
     before = wait_status(commander.probe, broker.topics, "a1", lambda s: True)
     replies = commander.run("restart")
     assert states(replies) == OK
     wait_status(
-        commander.probe, broker.topics, "a1", lambda s: s.reason is not None and "restart" in s.reason
+        commander.probe,
+        broker.topics,
+        "a1",
+        lambda s: s.reason is not None and "restart" in s.reason,
     )
     back = wait_status(
         commander.probe,
@@ -157,8 +137,8 @@ def test_restart_command_brings_the_agent_back_with_a_new_epoch(  # type: ignore
     assert states(commander.run("metrics")) == OK
 
 
-def test_stop_command_stops_the_agent_cleanly(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
-    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+def test_stop_command_stops_the_agent_cleanly(ready_agent: ReadyAgent, broker: Broker) -> None:
+    agent, commander = ready_agent()
     assert states(commander.run("stop")) == OK
     assert agent.proc.wait(10) == 64
     final = wait_status(
@@ -168,10 +148,13 @@ def test_stop_command_stops_the_agent_cleanly(broker, mqtt, start_agent, command
     assert "stop" in final.reason
 
 
-def test_a_command_id_runs_at_most_once_even_across_restarts(  # type: ignore[no-untyped-def]
-    broker, mqtt, start_agent, commander_for, tmp_path
+def test_a_command_id_runs_at_most_once_even_across_restarts(
+    ready_agent: ReadyAgent,
+    start_agent: Callable[..., AgentProc],
+    broker: Broker,
+    tmp_path: Path,
 ) -> None:
-    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    agent, commander = ready_agent()
     ledger = tmp_path / "ledger"
     cmd = commander.command("shell", {"command": f"echo ran >> {ledger}"})
     assert states(commander.wait_final(commander.send(cmd))) == OK
@@ -194,10 +177,10 @@ def test_a_command_id_runs_at_most_once_even_across_restarts(  # type: ignore[no
     assert ledger.read_text() == "ran\n", "executed exactly once"
 
 
-def test_expired_unknown_and_malformed_commands_are_refused_with_a_reason(  # type: ignore[no-untyped-def]
-    broker, mqtt, start_agent, commander_for, tmp_path
+def test_expired_unknown_and_malformed_commands_are_refused_with_a_reason(
+    ready_agent: ReadyAgent, broker: Broker, tmp_path: Path
 ) -> None:
-    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    agent, commander = ready_agent()
     marker = tmp_path / "ran"
     expired = commander.command(
         "shell",
@@ -226,10 +209,10 @@ def test_expired_unknown_and_malformed_commands_are_refused_with_a_reason(  # ty
     assert agent.proc.alive()
 
 
-def test_garbage_on_the_command_topic_never_crashes_the_agent(  # type: ignore[no-untyped-def]
-    broker, mqtt, start_agent, commander_for
+def test_garbage_on_the_command_topic_never_crashes_the_agent(
+    ready_agent: ReadyAgent, broker: Broker
 ) -> None:
-    agent, commander = ready(broker, mqtt, start_agent, commander_for)
+    agent, commander = ready_agent()
     junk = [
         b"",
         b"null",
@@ -252,8 +235,8 @@ def test_garbage_on_the_command_topic_never_crashes_the_agent(  # type: ignore[n
     assert states(commander.run("metrics")) == OK
 
 
-def test_a_slow_command_does_not_block_others(broker, mqtt, start_agent, commander_for) -> None:  # type: ignore[no-untyped-def]
-    _, commander = ready(broker, mqtt, start_agent, commander_for)
+def test_a_slow_command_does_not_block_others(ready_agent: ReadyAgent, broker: Broker) -> None:
+    _, commander = ready_agent()
     slow = commander.send(commander.command("shell", {"argv": ["sleep", "3"]}))
     started = time.monotonic()
     assert states(commander.run("metrics")) == OK
@@ -261,13 +244,13 @@ def test_a_slow_command_does_not_block_others(broker, mqtt, start_agent, command
     assert states(commander.wait_final(slow)) == OK
 
 
-def test_with_signing_on_only_validly_signed_commands_run(  # type: ignore[no-untyped-def]
-    broker, mqtt, start_agent, commander_for, tmp_path
+def test_with_signing_on_only_validly_signed_commands_run(
+    ready_agent: ReadyAgent, broker: Broker, tmp_path: Path
 ) -> None:
     key = Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     env = {"ARETE_AGENT_COMMANDS__PUBLIC_KEY": base64.b64encode(public).decode()}
-    _, commander = ready(broker, mqtt, start_agent, commander_for, env=env, key=key)
+    _, commander = ready_agent(env=env, key=key)
     marker = tmp_path / "ran"
 
     signed = commander.sign(commander.command("shell", {"argv": ["touch", str(marker)]}))

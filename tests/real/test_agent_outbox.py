@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
-from arete.payloads import Metrics, decode_metrics
+from arete.payloads import Metrics, Sample, decode_metrics
 from tests.fixtures.agent import AgentProc
 from tests.fixtures.broker import Broker
 from tests.fixtures.mqtt import MqttProbe
@@ -18,9 +19,7 @@ def received(probe: MqttProbe, topic: str) -> list[Metrics]:
 def persistent_watcher(broker: Broker, mqtt: Callable[..., MqttProbe], topic: str) -> MqttProbe:
     # A persistent session: the broker keeps the subscription and queues QoS 1 messages
     # across its own restart (persistence on), as it will for the maestro.
-    probe = mqtt(
-        "maestro", broker.maestro_password, client_id="outbox-watcher", persistent=True
-    )
+    probe = mqtt("maestro", broker.maestro_password, client_id="outbox-watcher", persistent=True)
     probe.subscribe(topic, qos=1)
     return probe
 
@@ -54,12 +53,12 @@ def test_broker_outage_samples_arrive_afterwards_in_order_with_original_timestam
 
     unique = sorted(set(seqs))
     assert unique == list(range(unique[0], unique[-1] + 1)), "no sample is missing"
-    first_seen = {}
+    first_seen: dict[int, Sample] = {}
     for sample in samples:
         first_seen.setdefault(sample.seq, sample)
     ordered = [first_seen[seq] for seq in unique]
     assert [s.seq for s in samples if s.seq in first_seen] == sorted(seqs), "arrive in order"
-    assert all(a.ts < b.ts for a, b in zip(ordered, ordered[1:], strict=False))
+    assert all(a.ts < b.ts for a, b in itertools.pairwise(ordered))
 
     during = [s for s in ordered if down_at + 0.3 < s.ts < up_at - 0.3]
     assert len(during) >= int((outage_s - 0.6) / 0.25) - 1, "samples taken while down arrived"
