@@ -40,7 +40,7 @@ from arete.payloads import (
     encode_metrics,
     is_stale,
 )
-from arete.signing import signing_bytes
+from arete.signing import sign_command, signing_bytes
 from arete.topics import DEFAULT_ROOT, RESERVED_IDS, Kind, Topics, validate_agent_id
 from arete.version import __version__
 
@@ -80,6 +80,7 @@ __all__ = [
     "encode_metrics",
     "is_stale",
     "parse_args",
+    "sign_command",
     "signing_bytes",
     "validate_agent_id",
 ]

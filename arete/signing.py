@@ -10,7 +10,8 @@ The signature is Ed25519 over ``SIGNING_CONTEXT + document``, sent base64-encode
 
 from __future__ import annotations
 
-from typing import Final
+import base64
+from typing import Final, Protocol
 
 import msgspec
 
@@ -28,3 +29,15 @@ def signing_bytes(agent_id: str, command: Command) -> bytes:
     document["expires_at"] = float(command.expires_at)
     document["agent"] = agent_id
     return SIGNING_CONTEXT + _canonical.encode(document)
+
+
+class Signer(Protocol):
+    """What signs: ``cryptography``'s ``Ed25519PrivateKey`` (imported by the caller)."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+def sign_command(agent_id: str, command: Command, key: Signer) -> Command:
+    """``command`` with ``sig`` set: Ed25519 over :func:`signing_bytes`, base64-encoded."""
+    signature = key.sign(signing_bytes(agent_id, command))
+    return msgspec.structs.replace(command, sig=base64.b64encode(signature).decode("ascii"))

@@ -315,7 +315,7 @@ def test_render_writes_only_what_differs_from_the_defaults() -> None:
 
 # Any text but lone surrogates (which cannot be written as UTF-8), control characters and
 # DEL included: TOML wants those escaped, and render_toml must do it.
-printable = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+printable = st.text(st.characters(blacklist_categories=["Cs"]), max_size=20)
 
 
 agent_settings = st.builds(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import pytest
@@ -10,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from arete.commands import CommandName, ShellArgs
 from arete.payloads import Command, ReplyState, encode
-from arete.signing import signing_bytes
+from arete.signing import sign_command
 from edge_agent.gate import Admitted, Refused, Verify, admit
 
 NOW = 1_800_000_000.0
@@ -39,15 +38,7 @@ def command(**overrides: Any) -> Command:
 
 
 def signed(cmd: Command, agent_id: str = "a1") -> Command:
-    sig = base64.b64encode(KEY.sign(signing_bytes(agent_id, cmd))).decode()
-    return Command(
-        id=cmd.id,
-        name=cmd.name,
-        args=cmd.args,
-        issued_at=cmd.issued_at,
-        expires_at=cmd.expires_at,
-        sig=sig,
-    )
+    return sign_command(agent_id, cmd, KEY)
 
 
 def run(
