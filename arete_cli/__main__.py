@@ -1,3 +1,3 @@
-from arete_cli.main import main
+from arete_cli.launch import main
 
 main()

@@ -1,25 +1,9 @@
-"""``python -m edge_agent --config FILE``: the agent without the full CLI (lighter)."""
+"""``python -m edge_agent --config FILE``: the agent alone, without the ``arete`` CLI."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from edge_agent.errors import ConfigError
-from edge_agent.main import run
-from edge_agent.settings import load_settings
+from edge_agent.entry import main
 
-
-def _main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_agent", description=__doc__)
-    parser.add_argument("--config", "-c", help="agent TOML file")
-    options = parser.parse_args()
-    try:
-        settings = load_settings(options.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return run(settings)
-
-
-sys.exit(_main())
+sys.exit(main(prog="python -m edge_agent"))

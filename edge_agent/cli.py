@@ -26,6 +26,9 @@ def run(
     `restart` command under systemd (elsewhere the agent re-executes itself),
     2 for a configuration error.
 
+    `arete agent run` itself is served by a light entry point (edge_agent.entry) that
+    does not load Typer; this command documents it and serves programmatic use.
+
     Example: arete agent run --config /etc/arete/agent.toml
     """
     from edge_agent.errors import ConfigError

@@ -1,0 +1,53 @@
+"""The agent's light command line: ``arete agent run``, ``arete-agent``, ``python -m edge_agent``.
+
+It uses argparse, not Typer: Typer (with click and, when installed, pydantic) would add
+about 10 MiB to a process that runs on every machine of the fleet for months.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+DESCRIPTION = """\
+Run the edge agent in the foreground until SIGTERM/Ctrl-C.
+
+Settings come from the config file, overridden by ARETE_AGENT_* variables (nested keys
+with a double underscore: ARETE_AGENT_MQTT__HOST=broker.lan).
+"""
+
+EPILOG = """\
+exit status: 0 after SIGTERM/Ctrl-C, 64 after a `stop` command, 75 after a `restart`
+command under systemd (elsewhere the agent re-executes itself), 2 for a configuration
+error, 70 for an internal error.
+
+example: arete agent run --config /etc/arete/agent.toml
+"""
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "arete agent run") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", "-c", metavar="FILE", help="agent TOML file (arete agents add)")
+    options = parser.parse_args(argv)
+
+    from edge_agent.errors import ConfigError
+    from edge_agent.main import run
+    from edge_agent.settings import load_settings
+
+    try:
+        settings = load_settings(options.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run(settings)
+
+
+def console() -> None:
+    """The ``arete-agent`` console script."""
+    sys.exit(main(prog="arete-agent"))
