@@ -195,3 +195,16 @@ def test_invalid_config_exits_2_with_a_clear_message(
     agent = start_agent("a1", env={"ARETE_AGENT_MQTT__PORT": "not-a-port"})
     assert agent.proc.wait(15) == 2
     assert "mqtt.port" in agent.output()
+
+
+def test_an_agent_made_with_tls_connects_through_the_generated_ca(
+    tls_broker: Broker, mqtt: Callable[..., MqttProbe], start_agent: Callable[..., AgentProc]
+) -> None:
+    config = tls_broker.add_agent("secure-01", tls=True)
+    text = config.read_text()
+    assert "tls = true" in text
+    assert str(tls_broker.tls_port) in text
+    watcher = mqtt("viewer", tls_broker.viewer_password, port=tls_broker.port)
+    watcher.subscribe(tls_broker.topics.status("secure-01"))
+    start_agent("secure-01", config=config)
+    wait_status(watcher, tls_broker.topics, "secure-01", online)
