@@ -18,6 +18,7 @@ from typing import Any
 
 from arete.commands import CommandName
 from arete.payloads import (
+    MAX_REPLY_BYTES,
     AgentState,
     ErrorInfo,
     Heartbeat,
@@ -479,8 +480,23 @@ class Agent:
     ) -> None:
         reply = Reply(id=command_id, state=state, ts=time.time(), result=result, error=error)
         payload = encode(reply)
+        if len(payload) > MAX_REPLY_BYTES:
+            # The broker would drop the connection over it: say so instead, without result.
+            self.counters.add("replies_too_large")
+            log.error("reply too large", extra={"kv": {"command_id": command_id}})
+            message = f"the reply of {len(payload)} bytes exceeds {MAX_REPLY_BYTES} bytes"
+            reply = Reply(
+                id=command_id,
+                state=ReplyState.FAILED,
+                ts=reply.ts,
+                error=ErrorInfo("too_large", message),
+            )
+            payload = encode(reply)
         topic = self.topics.reply(self.settings.id)
         if self.link.publish(topic, payload, qos=1, correlation=correlation) is None:
+            if len(self._pending_replies) == MAX_PENDING_REPLIES:
+                self.counters.add("replies_dropped")
+                log.warning("reply queue full: dropped the oldest unsent reply")
             self._pending_replies.append((command_id, payload, correlation))
 
     def _flush_replies(self) -> None:

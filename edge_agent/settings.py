@@ -123,12 +123,33 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
             raise ConfigError(f"config file {path} is a directory, not a file") from None
         except OSError as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+        _resolve_paths(data, Path(path).absolute().parent)
     _overlay_env(data, env)
     try:
         settings = msgspec.convert(data, AgentSettings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid agent settings: {exc}") from None
     return _check(settings)
+
+
+# File paths a config file may give relative to itself (so that a config and the files
+# beside it, e.g. the broker's ca.crt, can be copied to another machine together).
+_RELATIVE_PATHS: Final = (
+    ("mqtt", "ca_file"),
+    ("mqtt", "password_file"),
+    ("commands", "public_key_file"),
+    (None, "state_dir"),
+)
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    for section, key in _RELATIVE_PATHS:
+        table = data if section is None else data.get(section)
+        if not isinstance(table, dict):
+            continue  # a wrong type is reported by validation
+        value = table.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            table[key] = str(base / value)
 
 
 def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> None:

@@ -334,3 +334,25 @@ def test_render_then_load_round_trips_any_printable_values(
     tmp_path: Path, original: AgentSettings
 ) -> None:
     assert round_trip(tmp_path, original) == original
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_that_file(tmp_path: Path) -> None:
+    folder = tmp_path / "etc-arete"
+    folder.mkdir()
+    path = write(
+        folder,
+        'id = "a1"\nstate_dir = "state"\n'
+        '[mqtt]\ntls = true\nca_file = "ca.crt"\npassword_file = "secrets/pw"\n'
+        '[commands]\npublic_key_file = "/abs/maestro.pub"\n',
+    )
+    settings = load_settings(path, env={})
+    assert settings.mqtt.ca_file == str(folder / "ca.crt")
+    assert settings.mqtt.password_file == str(folder / "secrets" / "pw")
+    assert settings.state_dir == str(folder / "state")
+    assert settings.commands.public_key_file == "/abs/maestro.pub", "absolute stays as is"
+
+
+def test_paths_from_the_environment_are_taken_as_given(tmp_path: Path) -> None:
+    path = write(tmp_path, 'id = "a1"\n')
+    settings = load_settings(path, env={"ARETE_AGENT_MQTT__PASSWORD_FILE": "pw"})
+    assert settings.mqtt.password_file == "pw"
