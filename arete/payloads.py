@@ -137,7 +137,7 @@ class Metrics(_Payload, kw_only=True, frozen=True):
 
 
 class Heartbeat(_Payload, kw_only=True, frozen=True):
-    """On ``heartbeat/<id>`` from the agent's main loop when nothing else was sent."""
+    """On ``heartbeat/<id>`` from the agent's main loop, every ``heartbeat_s`` seconds."""
 
     epoch: NonNegInt
     seq: NonNegInt  # seq of the newest sample taken

@@ -108,13 +108,21 @@ class Topics:
     def term(self, agent_id: str, session: str, direction: TermDirection) -> str:
         if not _SESSION_RE.fullmatch(session):
             raise TopicError(f"invalid terminal session id {session!r}")
-        return f"{self._agent_topic(Kind.TERM, agent_id)}/{session}/{TermDirection(direction)}"
+        try:
+            way = TermDirection(direction)
+        except ValueError:
+            raise TopicError(f"invalid terminal direction {direction!r}") from None
+        return f"{self._agent_topic(Kind.TERM, agent_id)}/{session}/{way}"
 
     # -- filters ---------------------------------------------------------------------
     def all_of(self, kind: Kind) -> str:
         """Subscription filter for one kind across the fleet, e.g. ``arete/status/+``."""
+        try:
+            kind = Kind(kind)
+        except ValueError:
+            raise TopicError(f"unknown topic kind {kind!r}") from None
         suffix = "/+/+" if kind is Kind.TERM else ""
-        return f"{self.root}/{Kind(kind)}/+{suffix}"
+        return f"{self.root}/{kind}/+{suffix}"
 
     def everything(self) -> str:
         return f"{self.root}/#"

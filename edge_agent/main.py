@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from edge_agent.agent import Agent
-from edge_agent.errors import AgentError
+from edge_agent.errors import AgentError, ConfigError
 from edge_agent.logs import setup_logging
 from edge_agent.settings import RESTART_EXIT_CODE, AgentSettings, read_password
 
@@ -40,9 +40,12 @@ def run(settings: AgentSettings) -> int:
     setup_logging(settings.log_level, settings.log_format)
     try:
         code = asyncio.run(main(settings))
-    except AgentError as exc:
-        log.error("agent cannot run", extra={"kv": {"error": str(exc)}})
+    except ConfigError as exc:  # permanent until someone edits the config: 2, no restart
+        log.error("agent cannot run: bad configuration", extra={"kv": {"error": str(exc)}})
         return 2
+    except AgentError as exc:  # e.g. the state directory cannot be opened: may pass
+        log.error("agent cannot run", extra={"kv": {"error": str(exc)}})
+        return 70
     if code == RESTART_EXIT_CODE and _restart_by_exec(settings):
         log.info("agent re-executing itself")
         logging.shutdown()

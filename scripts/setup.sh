@@ -146,9 +146,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
         fi
         say "installing system packages: ${missing[*]}"
         step "updating the apt package lists (apt-get update)" \
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+            -o DPkg::Lock::Timeout=600
         step "installing system packages (apt-get install ${missing[*]})" \
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            -o DPkg::Lock::Timeout=600 "${missing[@]}"
         # On a machine with systemd, Debian starts its own Mosquitto on port 1883 at
         # install. Areté runs its own broker, so stop the one we have just installed.
         if [[ " ${missing[*]} " == *" mosquitto "* ]] && [ -d /run/systemd/system ] &&

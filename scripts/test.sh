@@ -11,6 +11,9 @@
 # also has pytest-timeout's own limit (pyproject.toml).
 set -euo pipefail
 
+# CI closes stdin: give children /dev/null rather than a reused file descriptor 0.
+[ -t 0 ] || exec </dev/null
+
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
