@@ -2,9 +2,16 @@
 
 Starts a real broker, adds an agent ``bench`` and runs it at 1 Hz; beside it runs
 ``prometheus-node-exporter``, which this script scrapes once a second (the scraping costs
-this script, not node_exporter). After a warm-up, it measures each process tree's CPU
-time (user + system, children included) over the window as % of one core, and its
-memory (RSS max and final; USS and PSS at the end).
+this script, not node_exporter). After a warm-up, it measures each process tree over the
+window: CPU as % of one core, and memory (RSS max and final; USS and PSS at the end).
+
+CPU is the same measure for every process: the nanoseconds the scheduler accounted to
+each of its threads (``/proc/<pid>/task/<tid>/schedstat``, first field), polled once a
+second so a thread that ends inside the window still counts up to its last poll. The
+clock-tick counters behind ``cpu_times()`` (10 ms steps) are too coarse for processes
+that use a few milliseconds a second. The run fails when the agent published fewer than
+95 % of the samples the window should hold, since a cheap agent that skipped samples
+proves nothing.
 
 Usage::
 
@@ -38,12 +45,16 @@ from pathlib import Path
 import psutil
 from sections import replace_section
 
+from edge_agent.sampler_math import Partition, select_mounts
+
 REPO = Path(__file__).resolve().parents[1]
 ARETE = [sys.executable, "-m", "arete_cli"]
 NODE_EXPORTER = "prometheus-node-exporter"
 MIB = 1024 * 1024
 GOAL_CPU_PCT = 0.25
 GOAL_RSS_MIB = 30.0
+AGENT_INTERVAL_S = 1.0
+MIN_PUBLISHED = 0.95  # of the samples expected in the window, or the run fails
 
 
 def free_port() -> int:
@@ -64,14 +75,31 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
+def thread_run_ns(pid: int) -> dict[int, int]:
+    """Nanoseconds each thread of ``pid`` has run, by thread id (``schedstat``)."""
+    task_dir = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(task_dir)
+    except OSError:  # the process ended
+        return {}
+    run_ns = {}
+    for tid in tids:
+        try:
+            with open(f"{task_dir}/{tid}/schedstat") as file:
+                run_ns[int(tid)] = int(file.read().split()[0])
+        except (OSError, ValueError, IndexError):  # the thread ended meanwhile
+            continue
+    return run_ns
+
+
 @dataclass
 class Watched:
     """A process tree we started, and what it cost."""
 
     name: str
     popen: subprocess.Popen[bytes]
-    cpu_start: float = 0.0
-    cpu_end: float = 0.0
+    run_ns_start: dict[int, int] = field(default_factory=dict)  # by thread id
+    run_ns_seen: dict[int, int] = field(default_factory=dict)  # latest poll of every thread
     rss_max: int = 0
     rss_final: int = 0
     uss: int | None = None
@@ -87,13 +115,18 @@ class Watched:
         self.pids_seen.update(p.pid for p in procs)
         return procs
 
-    def cpu_seconds(self) -> float:
-        total = 0.0
+    def poll_cpu(self) -> None:
         for proc in self.tree():
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
-        return total
+            self.run_ns_seen.update(thread_run_ns(proc.pid))
+
+    def start_cpu(self) -> None:
+        self.poll_cpu()
+        self.run_ns_start = dict(self.run_ns_seen)
+
+    def cpu_seconds(self) -> float:
+        """Run time of every thread since :meth:`start_cpu` (threads born later from 0)."""
+        ns = sum(seen - self.run_ns_start.get(tid, 0) for tid, seen in self.run_ns_seen.items())
+        return ns / 1e9
 
     def rss(self) -> int:
         total = 0
@@ -120,7 +153,7 @@ class Watched:
         self.uss, self.pss = uss, pss or None
 
     def cpu_pct(self, window_s: float) -> float:
-        return (self.cpu_end - self.cpu_start) / window_s * 100
+        return self.cpu_seconds() / window_s * 100
 
 
 class Run:
@@ -204,16 +237,66 @@ def add_agent(run: Run, data_dir: Path) -> Path:
     raise RuntimeError(f"arete agents add printed no config path: {result.stdout!r}")
 
 
-def samples_taken(state_dir: Path) -> tuple[int, int] | None:
-    """(samples numbered, samples left unsent) from the agent's state, when readable."""
+@dataclass(frozen=True)
+class AgentCount:
+    """The agent's sample counters, read from its state database while it runs."""
+
+    numbered: int  # samples taken since the agent was installed
+    unsent: int  # in the outbox (not yet acknowledged by the broker)
+    dropped: int  # dropped from a full outbox: never published
+
+    @property
+    def published(self) -> int:
+        return self.numbered - self.unsent - self.dropped
+
+
+def agent_count(state_dir: Path) -> AgentCount | None:
+    """The agent's counters, when its state database is readable."""
     try:
         path = next(state_dir.rglob("*.db"))
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            seq = db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             unsent = db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        return int(seq[0]) if seq else 0, int(unsent[0])
+        return AgentCount(int(meta.get("seq", 0)), int(unsent[0]), int(meta.get("dropped", 0)))
     except (StopIteration, sqlite3.Error, TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class MachineShape:
+    """What node_exporter's and the agent's cost grow with."""
+
+    cpus: int
+    processes: int
+    nics: list[str]
+    hardware_nics: list[str]  # with a /sys/class/net/<name>/device link
+    mounts: int
+    reported_mounts: int  # the ones the agent reports
+
+    def describe(self) -> str:
+        hardware = ", ".join(self.hardware_nics) or "none"
+        return (
+            f"{self.cpus} CPUs, {self.processes} processes, {len(self.nics)} network "
+            f"interfaces ({len(self.hardware_nics)} hardware: {hardware}), {self.mounts} "
+            f"mounts ({self.reported_mounts} reported by the agent)"
+        )
+
+
+def machine_shape() -> MachineShape:
+    net = Path("/sys/class/net")
+    nics = sorted(path.name for path in net.iterdir()) if net.is_dir() else []
+    reported = select_mounts(
+        Partition(p.device, p.mountpoint, p.fstype, p.opts)
+        for p in psutil.disk_partitions(all=False)
+    )
+    return MachineShape(
+        cpus=psutil.cpu_count() or 0,
+        processes=len(psutil.pids()),
+        nics=nics,
+        hardware_nics=[name for name in nics if (net / name / "device").exists()],
+        mounts=len(psutil.disk_partitions(all=True)),
+        reported_mounts=len(reported),
+    )
 
 
 @dataclass
@@ -222,7 +305,19 @@ class Result:
     scrapes: int
     scrape_bytes: int
     watched: list[Watched]
-    agent_samples: tuple[int, int] | None = None
+    shape: MachineShape
+    agent_start: AgentCount | None = None
+    agent_end: AgentCount | None = None
+
+    @property
+    def expected_samples(self) -> int:
+        return int(self.window_s / AGENT_INTERVAL_S)
+
+    @property
+    def published_in_window(self) -> int | None:
+        if self.agent_start is None or self.agent_end is None:
+            return None
+        return self.agent_end.published - self.agent_start.published
 
 
 def start_processes(run: Run, args: argparse.Namespace) -> int:
@@ -239,7 +334,7 @@ def start_processes(run: Run, args: argparse.Namespace) -> int:
             [*ARETE, "agent", "run", "--config", str(config)],
             env={
                 "ARETE_AGENT_STATE_DIR": str(run.workdir / "agent-state"),
-                "ARETE_AGENT_INTERVAL_S": "1",
+                "ARETE_AGENT_INTERVAL_S": str(AGENT_INTERVAL_S),
             },
         )
     exporter_port = free_port()
@@ -251,13 +346,20 @@ def start_processes(run: Run, args: argparse.Namespace) -> int:
 
 
 def observe(run: Run, exporter_port: int, args: argparse.Namespace) -> Result:
-    """Scrape node_exporter every second; measure every process over the window."""
+    """Scrape node_exporter every second; measure every process over the window.
+
+    node_exporter is scraped during the warm-up too, but only the window's scrapes, CPU
+    and published samples are counted.
+    """
     measured = run.watched
+    state_dir = None if args.baseline_only else run.workdir / "agent-state"
     started = time.monotonic()
     window_start = started + args.warmup
     end = started + args.seconds
     scrapes = scrape_bytes = 0
     in_window = False
+    agent_start = None
+    shape = machine_shape()
     tick = started
     while True:
         tick += 1.0
@@ -266,32 +368,50 @@ def observe(run: Run, exporter_port: int, args: argparse.Namespace) -> Result:
         if not in_window and now >= window_start:
             in_window, window_start = True, now
             for w in measured:
-                w.cpu_start = w.cpu_seconds()
+                w.start_cpu()
+            agent_start = None if state_dir is None else agent_count(state_dir)
+            shape = machine_shape()  # with every process of the run started
         if now >= end:
             break
         for w in measured:
             if w.popen.poll() is not None:
                 raise RuntimeError(f"{w.name} exited early:\n{run.log_tail(w.name)}")
-        scrape_bytes += scrape(exporter_port)
-        scrapes += 1
+        size = scrape(exporter_port)
         if in_window:
+            scrape_bytes += size
+            scrapes += 1
             for w in measured:
+                w.poll_cpu()
                 w.record_memory()
     for w in measured:
-        w.cpu_end = w.cpu_seconds()
+        w.poll_cpu()
+    agent_end = None if state_dir is None else agent_count(state_dir)
+    for w in measured:
         w.record_full_memory()
-    return Result(now - window_start, scrapes, scrape_bytes, measured)
+    return Result(
+        now - window_start, scrapes, scrape_bytes, measured, shape, agent_start, agent_end
+    )
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> Result:
     run = Run(workdir, {**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        result = observe(run, start_processes(run, args), args)
+        return observe(run, start_processes(run, args), args)
     finally:
         run.stop_all()
-    if not args.baseline_only:
-        result.agent_samples = samples_taken(workdir / "agent-state")
-    return result
+
+
+def check_published(result: Result) -> str | None:
+    """Why the run does not count (the agent skipped samples), or ``None`` when it does."""
+    published = result.published_in_window
+    if published is None:
+        return "could not read the agent's sample counters from its state database"
+    if published < MIN_PUBLISHED * result.expected_samples:
+        return (
+            f"the agent published {published} samples in the {result.window_s:.0f} s window,"
+            f" fewer than {MIN_PUBLISHED:.0%} of the {result.expected_samples} expected"
+        )
+    return None
 
 
 def report(args: argparse.Namespace, result: Result) -> str:
@@ -317,11 +437,13 @@ def report(args: argparse.Namespace, result: Result) -> str:
         "## Agent overhead (`bench/agent_overhead.py`)",
         "",
         f"{result.window_s:.0f} s measured after a {args.warmup:g} s warm-up, "
-        f"{time.strftime('%Y-%m-%d')}, {psutil.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, {exporter_version()}. CPU is user + system time of "
-        "each process tree over the window; node_exporter was scraped "
-        f"{result.scrapes} times ({result.scrape_bytes / max(result.scrapes, 1) / 1024:.0f} KiB"
-        " each) by the bench, whose own cost is not counted.",
+        f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, "
+        f"{exporter_version()}. Machine: {result.shape.describe()}. CPU is the run time the "
+        "scheduler accounted to every thread of each process tree over the window "
+        "(`/proc/<pid>/task/*/schedstat`, polled each second); node_exporter was scraped "
+        f"{result.scrapes} times in the window "
+        f"({result.scrape_bytes / max(result.scrapes, 1) / 1024:.0f} KiB each) by the bench,"
+        " whose own cost is not counted.",
         "",
         "| process | CPU % of one core | RSS max MiB | RSS final MiB | USS MiB | PSS MiB |",
         "|---|---|---|---|---|---|",
@@ -340,12 +462,13 @@ def report(args: argparse.Namespace, result: Result) -> str:
             f"RSS <= {GOAL_RSS_MIB:g} MiB ({verdict(agent.rss_max / MIB <= GOAL_RSS_MIB)}), "
             f"less CPU than node_exporter ({verdict(agent_cpu < exporter_cpu)}).",
         ]
-        if result.agent_samples is not None:
-            taken, unsent = result.agent_samples
+        published, end = result.published_in_window, result.agent_end
+        if published is not None and end is not None:
             lines += [
                 "",
-                f"The agent numbered {taken} samples during the whole run "
-                f"({unsent} left unsent in its outbox).",
+                f"The agent published {published} samples in the window "
+                f"({result.expected_samples} expected at {1 / AGENT_INTERVAL_S:g} Hz; "
+                f"{end.unsent} unsent in its outbox at the end).",
             ]
     return "\n".join(lines)
 
@@ -379,6 +502,8 @@ def main() -> int:
         parser.error("--seconds must exceed --warmup by more than a second")
     if shutil.which(NODE_EXPORTER) is None:
         parser.error(f"{NODE_EXPORTER} is not installed (apt-get install {NODE_EXPORTER})")
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat").exists():
+        parser.error("needs /proc/<pid>/task/<tid>/schedstat (Linux with CONFIG_SCHED_INFO)")
     workdir = Path(tempfile.mkdtemp(prefix="arete-bench-"))
     try:
         result = measure(args, workdir)
@@ -390,6 +515,10 @@ def main() -> int:
         return 1
     text = report(args, result)
     print(text)
+    failure = None if args.baseline_only else check_published(result)
+    if failure is not None:
+        print(f"\nbench failed: {failure}; nothing written; logs in {workdir}", file=sys.stderr)
+        return 1
     if args.write:
         if args.baseline_only:
             print("\n--write needs the agent: not written (baseline only)", file=sys.stderr)

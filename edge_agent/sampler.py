@@ -3,14 +3,15 @@
 The agent's budget is 0.25 % of one core at 1 Hz, so a sample reads only cheap kernel
 counters each time (``/proc/stat``, ``/proc/meminfo``, ``/proc/diskstats``,
 ``/proc/net/dev``, one ``statvfs`` per mount) and refreshes the costly ones on a slower
-clock: the mount list every minute, temperatures every ten seconds. Nothing walks the
-details of every process. ``python bench/agent_overhead.py`` measures the whole agent.
+clock: the mount list and which disks and interfaces are hardware every minute,
+temperatures and the process count every ten seconds. Nothing walks the details of every
+process. ``python bench/agent_overhead.py`` measures the whole agent.
 
-The arithmetic (CPU busy share, counter rates with resets, which mounts, disks and
+The arithmetic (CPU busy share, counter rates, memory, which mounts, disks and
 interfaces count) is pure functions in :mod:`edge_agent.sampler_math`, tested with plain
-inputs; :class:`Sampler` only feeds them psutil readings. A source that fails (permission,
-missing ``/proc`` file, unsupported platform) is logged once at debug level and left out
-of the sample: it never costs the rest of the sample.
+inputs; :class:`Sampler` only feeds them psutil and ``/proc`` readings. A source that
+fails (permission, missing ``/proc`` file, unsupported platform) is logged once at debug
+level and left out of the sample: it never costs the rest of the sample.
 """
 
 from __future__ import annotations
@@ -32,25 +33,35 @@ from edge_agent.gpu import GpuProbe
 from edge_agent.sampler_math import (
     MAX_KEY,
     Counters,
+    CpuFields,
+    MemoryUse,
     Partition,
     TempReading,
-    busy_percent,
     counted_disks,
-    counted_nic,
+    counted_nics,
+    cpu_percents,
     cpu_split,
     flatten_temps,
     fullest,
+    memory_use,
+    parse_meminfo,
     percent,
     select_mounts,
     summed_rates,
+    swap_percent,
 )
 
 log = logging.getLogger("arete.agent.sampler")
 
-MOUNTS_EVERY_S: Final = 60.0  # listing partitions parses /proc/self/mounts: not every second
-TEMPS_EVERY_S: Final = 10.0  # sensors walk /sys/class/hwmon, one file per reading
+# Listing partitions parses /proc/self/mounts, and finding the hardware disks and NICs
+# stats a /sys link per device: not every second.
+MOUNTS_EVERY_S: Final = 60.0
+# Sensors walk /sys/class/hwmon (one file per reading); counting processes lists /proc.
+SLOW_EVERY_S: Final = 10.0
 MIN_WINDOW_S: Final = 0.25  # a sample closer than this to the last one reuses its CPU and rates
+MEMINFO: Final = "/proc/meminfo"
 
+_LINUX: Final = sys.platform.startswith("linux")
 _T = TypeVar("_T")
 _DISK_FIELDS: Final = 4  # read bytes, write bytes, read ops, write ops
 _NET_FIELDS: Final = 2  # received bytes, sent bytes
@@ -91,10 +102,14 @@ class Sampler:
         self._failed: set[str] = set()
         self._mountpoints: list[str] = []
         self._whole_disks: frozenset[str] | None = None
+        self._hardware_disks: frozenset[str] = frozenset()
+        self._hardware_nics: frozenset[str] = frozenset()
         self._boot_time: float | None = None
         self._mounts_at = -math.inf
         self._temps: dict[str, float] | None = None
-        self._temps_at = -math.inf
+        self._procs: int | None = None
+        self._slow_at = -math.inf
+        self._cpu_fields: CpuFields | None = None
         now = monotonic()
         self._refresh_mounts(now)
         cpus = self._read_cpus()
@@ -115,9 +130,10 @@ class Sampler:
             now = self._monotonic()
             if now - self._mounts_at >= MOUNTS_EVERY_S:
                 self._refresh_mounts(now)
-            if now - self._temps_at >= TEMPS_EVERY_S:
-                self._temps_at = now
+            if now - self._slow_at >= SLOW_EVERY_S:
+                self._slow_at = now
                 self._temps = self._try("temperatures", _read_temps)
+                self._procs = self._try("processes", lambda: len(psutil.pids()))
             window = self._advance(now)
             return self._build(seq, ts, window)
 
@@ -128,10 +144,8 @@ class Sampler:
     # -- reading ---------------------------------------------------------------------------
     def _build(self, seq: int, ts: float, window: _Window) -> Sample:
         cpus = window.cpu_pct
-        memory = self._try("memory", psutil.virtual_memory)
-        swap = self._try("swap", psutil.swap_memory)
+        memory, swap = self._read_memory()
         load = self._try("load", psutil.getloadavg)
-        pids = self._try("processes", psutil.pids)
         mounts = self._read_mounts()
         disk, net = window.disk_rates, window.net_rates
         return Sample(
@@ -142,10 +156,10 @@ class Sampler:
             load=None
             if load is None
             else (round(load[0], 2), round(load[1], 2), round(load[2], 2)),
-            mem=0.0 if memory is None else percent(memory.percent),
+            mem=0.0 if memory is None else percent(memory.pct),
             mem_used=0 if memory is None else max(0, memory.used),
             mem_total=0 if memory is None else max(0, memory.total),
-            swap=0.0 if swap is None else percent(swap.percent),
+            swap=0.0 if swap is None else percent(swap),
             disk=fullest(mounts),
             mounts=mounts,
             disk_read_bps=round(disk[0], 1),
@@ -155,7 +169,7 @@ class Sampler:
             net_rx_bps=round(net[0], 1),
             net_tx_bps=round(net[1], 1),
             uptime_s=0.0 if self._boot_time is None else round(max(0.0, ts - self._boot_time), 1),
-            procs=0 if pids is None else len(pids),
+            procs=0 if self._procs is None else self._procs,
             temps=self._temps,
             gpu=self._try("gpu", self._gpu.read),
         )
@@ -167,16 +181,12 @@ class Sampler:
         if elapsed < MIN_WINDOW_S:
             return last
         cpus, disks, nics = self._read_cpus(), self._read_disks(), self._read_nics()
-        if len(cpus) == len(last.cpus):
-            cpu_pct = [busy_percent(a, b) for a, b in zip(last.cpus, cpus, strict=True)]
-        else:  # a CPU went on- or offline: this interval has no per-core meaning
-            cpu_pct = [0.0] * len(cpus)
         self._window = _Window(
             at=now,
             cpus=cpus,
             disks=disks,
             nics=nics,
-            cpu_pct=cpu_pct,
+            cpu_pct=cpu_percents(last.cpus, cpus, last.cpu_pct),
             disk_rates=summed_rates(last.disks, disks, elapsed, _DISK_FIELDS),
             net_rates=summed_rates(last.nics, nics, elapsed, _NET_FIELDS),
         )
@@ -184,27 +194,54 @@ class Sampler:
 
     def _read_cpus(self) -> list[tuple[float, float]]:
         times = self._try("cpu", lambda: psutil.cpu_times(percpu=True))
-        return [] if times is None else [cpu_split(core._asdict()) for core in times]
+        if not times:
+            return []
+        fields = self._cpu_fields
+        if fields is None:
+            fields = self._cpu_fields = CpuFields.of(type(times[0])._fields)
+        return [cpu_split(core, fields) for core in times]
 
+    def _read_memory(self) -> tuple[MemoryUse | None, float | None]:
+        """Memory use and swap percent; on Linux from one read of ``/proc/meminfo``.
+
+        psutil's ``swap_memory`` would also read ``/proc/vmstat`` for page counts that a
+        sample does not carry.
+        """
+        if not _LINUX:
+            return self._try("memory", _psutil_memory), self._try("swap", _psutil_swap)
+        meminfo = self._try("memory", _read_meminfo)
+        if meminfo is None:
+            return None, None
+        memory = memory_use(meminfo)
+        if memory is None:  # an old kernel without MemAvailable: psutil estimates it
+            memory = self._try("memory", _psutil_memory)
+        return memory, swap_percent(meminfo)
+
+    # Raw counters (``nowrap=False``): psutil's unwrapping costs about a tenth of a sample,
+    # and for a one-second rate it is no better than rate()'s "went backwards: 0".
     def _read_disks(self) -> Counters:
-        whole = self._whole_disks
+        whole, hardware = self._whole_disks, self._hardware_disks
 
         def read() -> Counters:
             if whole is None:  # not Linux, or no /sys/block: psutil's own total
-                total = psutil.disk_io_counters(perdisk=False)
+                total = psutil.disk_io_counters(perdisk=False, nowrap=False)
                 return {} if total is None else {"total": _disk_fields(total)}
-            per_disk = psutil.disk_io_counters(perdisk=True)
-            return {name: _disk_fields(per_disk[name]) for name in counted_disks(per_disk, whole)}
+            per_disk = psutil.disk_io_counters(perdisk=True, nowrap=False)
+            return {
+                name: _disk_fields(per_disk[name])
+                for name in counted_disks(per_disk, whole, hardware)
+            }
 
         return self._try("disk_io", read) or {}
 
     def _read_nics(self) -> Counters:
+        hardware = self._hardware_nics
+
         def read() -> Counters:
-            nics = psutil.net_io_counters(pernic=True)
+            nics = psutil.net_io_counters(pernic=True, nowrap=False)
             return {
-                name: (io.bytes_recv, io.bytes_sent)
-                for name, io in nics.items()
-                if counted_nic(name)
+                name: (nics[name].bytes_recv, nics[name].bytes_sent)
+                for name in counted_nics(nics, hardware)
             }
 
         return self._try("net_io", read) or {}
@@ -226,10 +263,12 @@ class Sampler:
             self._mountpoints = select_mounts(
                 Partition(p.device, p.mountpoint, p.fstype, p.opts) for p in partitions
             )
-        if sys.platform.startswith("linux"):
-            self._whole_disks = self._try(
-                "block_devices", lambda: frozenset(os.listdir("/sys/block"))
-            )
+        if _LINUX:
+            block = self._try("block_devices", partial(_sysfs_entries, "/sys/block"))
+            self._whole_disks = None if block is None else block[0]
+            self._hardware_disks = frozenset() if block is None else block[1]
+            nics = self._try("interfaces", partial(_sysfs_entries, "/sys/class/net"))
+            self._hardware_nics = frozenset() if nics is None else nics[1]
         self._boot_time = self._try("boot_time", psutil.boot_time)
 
     def _try(self, source: str, read: Callable[[], _T]) -> _T | None:
@@ -248,6 +287,28 @@ class Sampler:
 
 def _disk_fields(io: Any) -> tuple[int, int, int, int]:
     return (io.read_bytes, io.write_bytes, io.read_count, io.write_count)
+
+
+def _sysfs_entries(directory: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Every entry of a sysfs directory, and those with a ``device`` link (hardware)."""
+    names = os.listdir(directory)
+    return frozenset(names), frozenset(
+        name for name in names if os.path.exists(f"{directory}/{name}/device")
+    )
+
+
+def _read_meminfo() -> dict[str, int]:
+    with open(MEMINFO, encoding="ascii") as file:
+        return parse_meminfo(file.read())
+
+
+def _psutil_memory() -> MemoryUse:
+    memory = psutil.virtual_memory()
+    return MemoryUse(memory.total, memory.used, memory.percent)
+
+
+def _psutil_swap() -> float:
+    return float(psutil.swap_memory().percent)
 
 
 def _read_temps() -> dict[str, float] | None:

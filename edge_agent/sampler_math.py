@@ -1,8 +1,9 @@
 """The sampler's arithmetic, as pure functions of plain values (no psutil, no I/O).
 
-CPU busy share from cumulative CPU times, per-second rates from monotonic counters that
-may be reset, and the choice of which mounts, disks, network interfaces and temperature
-sensors a sample reports. :mod:`edge_agent.sampler` feeds these with psutil readings.
+CPU busy share from cumulative CPU times, per-second rates from monotonic counters,
+memory from ``/proc/meminfo``, and the choice of which mounts, disks, network interfaces
+and temperature sensors a sample reports. :mod:`edge_agent.sampler` feeds these with
+psutil and ``/proc`` readings.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ Counters = Mapping[str, Sequence[int]]
 
 
 def rate(prev: int, cur: int, elapsed: float) -> float:
-    """Per-second rate of a monotonic counter; 0 when it went backwards or no time passed.
+    """Per-second rate of a monotonic counter; 0 when no time passed or it went backwards.
 
-    psutil already unwraps 32-bit kernel counters (``nowrap=True``), so a counter that
-    goes backwards was reset (driver reload, device re-plugged): there is no honest rate
-    for that interval, and a huge or negative one would be worse than none.
+    The sampler reads the kernel's raw counters (psutil's ``nowrap=False``), so a counter
+    goes backwards when it wrapped (32-bit ``/proc/diskstats`` sector counts on a 32-bit
+    kernel) or was reset (driver reloaded, device re-plugged under the same name). How
+    much happened in that interval is unknown: 0 is reported rather than a huge or
+    negative rate (which the payload would reject), and the next interval is exact again.
     """
     if elapsed <= 0 or cur < prev:
         return 0.0
@@ -36,8 +39,9 @@ def rate(prev: int, cur: int, elapsed: float) -> float:
 def summed_rates(prev: Counters, cur: Counters, elapsed: float, width: int) -> list[float]:
     """Per-field rates summed over the devices present in both readings.
 
-    Summing per device means one device's reset or disappearance zeroes only its own
-    share, and a device that just appeared contributes from its second reading on.
+    A device that appeared or vanished during the window (USB NIC, hot-plugged disk) is
+    left out of that window instead of contributing its whole lifetime counter; it
+    counts from its second reading on.
     """
     totals = [0.0] * width
     for name, now in cur.items():
@@ -49,14 +53,31 @@ def summed_rates(prev: Counters, cur: Counters, elapsed: float, width: int) -> l
     return totals
 
 
-def cpu_split(times: Mapping[str, float]) -> tuple[float, float]:
-    """``(busy, total)`` seconds of one CPU, counted the way ``psutil.cpu_percent`` does.
+class CpuFields(NamedTuple):
+    """Where idle and guest time sit in a platform's CPU-times tuple (psutil's field order).
 
-    Linux counts guest time inside user/nice already, so it is not added twice; idle and
-    I/O wait are not busy.
+    Worked out once from the field names, so each reading is plain tuple arithmetic.
     """
-    total = sum(times.values()) - times.get("guest", 0.0) - times.get("guest_nice", 0.0)
-    busy = total - times.get("idle", 0.0) - times.get("iowait", 0.0)
+
+    idle: tuple[int, ...]  # idle and I/O wait: not busy
+    guest: tuple[int, ...]  # already inside user/nice on Linux: not counted twice
+
+    @classmethod
+    def of(cls, names: Sequence[str]) -> CpuFields:
+        return cls(
+            idle=tuple(i for i, name in enumerate(names) if name in {"idle", "iowait"}),
+            guest=tuple(i for i, name in enumerate(names) if name in {"guest", "guest_nice"}),
+        )
+
+
+def cpu_split(times: Sequence[float], fields: CpuFields) -> tuple[float, float]:
+    """``(busy, total)`` seconds of one CPU, counted the way ``psutil.cpu_percent`` does."""
+    total = sum(times)
+    for index in fields.guest:
+        total -= times[index]
+    busy = total
+    for index in fields.idle:
+        busy -= times[index]
     return busy, total
 
 
@@ -68,11 +89,72 @@ def busy_percent(prev: tuple[float, float], cur: tuple[float, float]) -> float:
     return percent((cur[0] - prev[0]) / total * 100)
 
 
+def cpu_percents(
+    prev: Sequence[tuple[float, float]],
+    cur: Sequence[tuple[float, float]],
+    last_percents: list[float],
+) -> list[float]:
+    """Busy percent per core between two readings of every core.
+
+    When a CPU went on- or offline between them the cores no longer pair up, so the
+    interval has no per-core meaning: the previous interval's values stand in for it
+    rather than a whole machine at 0 %.
+    """
+    if len(prev) != len(cur):
+        return last_percents
+    return [busy_percent(before, now) for before, now in zip(prev, cur, strict=True)]
+
+
 def percent(value: float) -> float:
     """Clamp to 0-100 (the payload's range) and round to 0.1; NaN becomes 0."""
     if not math.isfinite(value):
         return 0.0 if math.isnan(value) or value < 0 else 100.0
     return round(min(max(value, 0.0), 100.0), 1)
+
+
+class MemoryUse(NamedTuple):
+    total: int  # bytes
+    used: int  # bytes: total - available, as psutil and ``free`` count it
+    pct: float
+
+
+MEMINFO_FIELDS: Final = frozenset({"MemTotal", "MemFree", "MemAvailable", "SwapTotal", "SwapFree"})
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """The :data:`MEMINFO_FIELDS` of ``/proc/meminfo``, in bytes (the file says kB)."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in MEMINFO_FIELDS:
+            found[key] = int(value.split()[0]) * 1024
+            if len(found) == len(MEMINFO_FIELDS):  # all near the top: skip the other ~50
+                break
+    return found
+
+
+def memory_use(meminfo: Mapping[str, int]) -> MemoryUse | None:
+    """Memory in use the way ``psutil.virtual_memory`` counts it: total - available.
+
+    ``None`` when the kernel gives no usable ``MemAvailable`` (before 3.14, or 0 through
+    a kernel bug): psutil estimates it then, and the sampler asks psutil.
+    """
+    total = meminfo.get("MemTotal", 0)
+    available = meminfo.get("MemAvailable", 0)
+    if total <= 0 or available <= 0:
+        return None
+    if available > total:  # LXC containers can report the host's figure; psutil does this
+        available = meminfo.get("MemFree", 0)
+    used = total - available
+    return MemoryUse(total, used, percent(used / total * 100))
+
+
+def swap_percent(meminfo: Mapping[str, int]) -> float | None:
+    """Swap in use in percent (0 without swap), or ``None`` when the fields are missing."""
+    total, free = meminfo.get("SwapTotal"), meminfo.get("SwapFree")
+    if total is None or free is None:
+        return None
+    return percent((total - free) / total * 100) if total > 0 else 0.0
 
 
 class Partition(NamedTuple):
@@ -172,14 +254,27 @@ def fullest(mounts: Sequence[Mount]) -> float:
 
 
 # Whole-disk devices whose I/O is already counted on the physical disks under them
-# (device-mapper, md RAID) or that are not disks at all (loop images, RAM disks, zram swap).
+# (device-mapper, md RAID) or that are not disks at all (loop images, RAM disks, zram
+# swap), and removable drives (floppy, CD) even when they are hardware.
 VIRTUAL_DISK_PREFIXES: Final = ("loop", "ram", "zram", "dm-", "md", "fd", "sr")
 
 
-def counted_disks(names: Iterable[str], whole_disks: frozenset[str]) -> list[str]:
-    """Physical whole disks among ``names``: no partitions, no stacked or virtual devices."""
+def counted_disks(
+    names: Iterable[str], whole_disks: frozenset[str], hardware: frozenset[str] = frozenset()
+) -> list[str]:
+    """Physical whole disks among ``names`` (``/proc/diskstats`` names).
+
+    ``whole_disks`` are the entries of ``/sys/block`` (no partitions there); ``hardware``
+    those of them with a ``device`` link. When any disk has one, only those count: that
+    leaves out every stacked or software device (dm, md, loop, nbd, rbd, zd, bcache, zram)
+    without having to know its name. Without any, :data:`VIRTUAL_DISK_PREFIXES` decide.
+    """
+    eligible = hardware or whole_disks
     return [
-        name for name in names if name in whole_disks and not name.startswith(VIRTUAL_DISK_PREFIXES)
+        name
+        for name in names
+        # sysfs spells a "/" in a device name (cciss/c0d0) as "!"
+        if name.replace("/", "!") in eligible and not name.startswith(VIRTUAL_DISK_PREFIXES)
     ]
 
 
@@ -190,8 +285,23 @@ MIRROR_NIC_PREFIXES: Final = ("veth", "ifb")
 
 
 def counted_nic(name: str) -> bool:
-    """Whether an interface's traffic counts toward the machine's network rates."""
+    """The name-based rule, for when no interface is known to be hardware."""
     return name not in LOOPBACK_NICS and not name.startswith(MIRROR_NIC_PREFIXES)
+
+
+def counted_nics(names: Iterable[str], hardware: frozenset[str] = frozenset()) -> list[str]:
+    """The interfaces whose traffic counts toward the machine's network rates.
+
+    ``hardware`` are the interfaces with a ``/sys/class/net/<name>/device`` link: physical
+    NICs and virtual-hardware ones (virtio, SR-IOV). When there is any, only those count,
+    because bonds and their members, VLANs and their parent, bridges (docker0, br-*,
+    virbr0) and tunnels (wg0, tun*) all carry traffic that a hardware NIC counts too.
+    When there is none (a container whose only interface is its veth ``eth0``), the
+    name-based :func:`counted_nic` rule decides.
+    """
+    if hardware:
+        return [name for name in names if name in hardware]
+    return [name for name in names if counted_nic(name)]
 
 
 class TempReading(NamedTuple):

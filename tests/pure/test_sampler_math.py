@@ -1,4 +1,4 @@
-"""The sampler's arithmetic with plain inputs: rates, CPU share, mounts, disks, NICs, temps."""
+"""The sampler's arithmetic with plain inputs: rates, CPU, memory, mounts, disks, NICs, temps."""
 
 from __future__ import annotations
 
@@ -8,18 +8,25 @@ import pytest
 
 from arete.payloads import Mount
 from edge_agent.sampler_math import (
+    CpuFields,
+    MemoryUse,
     Partition,
     TempReading,
     busy_percent,
     counted_disks,
     counted_nic,
+    counted_nics,
+    cpu_percents,
     cpu_split,
     flatten_temps,
     fullest,
+    memory_use,
+    parse_meminfo,
     percent,
     rate,
     select_mounts,
     summed_rates,
+    swap_percent,
 )
 
 
@@ -33,9 +40,10 @@ def test_rate_is_zero_when_no_time_passed(elapsed: float) -> None:
     assert rate(0, 500, elapsed) == 0.0
 
 
-def test_a_counter_that_went_backwards_was_reset_and_gives_no_rate() -> None:
-    assert rate(2**32 - 10, 5, 1.0) == 0.0
-    assert rate(10**12, 0, 1.0) == 0.0
+def test_a_raw_counter_that_wrapped_or_was_reset_gives_no_rate_for_that_interval() -> None:
+    assert rate(2**32 - 10, 5, 1.0) == 0.0  # 32-bit sector count wrapped
+    assert rate(10**12, 0, 1.0) == 0.0  # NIC driver reloaded
+    assert rate(5, 1_005, 1.0) == 1_000.0  # and the next interval is exact again
 
 
 def test_summed_rates_add_up_every_device_per_field() -> None:
@@ -63,17 +71,35 @@ def test_rates_are_never_negative_whatever_the_counters_do() -> None:
 
 
 # -- CPU ----------------------------------------------------------------------------------
+LINUX_CPU_FIELDS = (
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice"
+)  # fmt: skip
+
+
 def test_cpu_split_does_not_count_guest_time_twice_nor_idle_and_iowait_as_busy() -> None:
-    times = {
-        "user": 50.0,  # includes the 20 s of guest time, as Linux reports it
-        "nice": 0.0,
-        "system": 10.0,
-        "idle": 30.0,
-        "iowait": 10.0,
-        "guest": 20.0,
-        "guest_nice": 0.0,
-    }
-    assert cpu_split(times) == (60.0, 100.0)
+    # user includes the 20 s of guest time, as Linux reports it
+    times = (50.0, 0.0, 10.0, 30.0, 10.0, 0.0, 0.0, 0.0, 20.0, 0.0)
+    assert cpu_split(times, CpuFields.of(LINUX_CPU_FIELDS)) == (60.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("names", "times", "expected"),
+    [
+        pytest.param(
+            ("user", "nice", "system", "idle"), (30.0, 0.0, 10.0, 60.0), (40.0, 100.0), id="macos"
+        ),
+        pytest.param(
+            ("user", "system", "idle", "interrupt", "dpc"),
+            (20.0, 5.0, 70.0, 3.0, 2.0),
+            (30.0, 100.0),
+            id="windows",
+        ),
+    ],
+)
+def test_cpu_split_follows_each_platforms_fields(
+    names: tuple[str, ...], times: tuple[float, ...], expected: tuple[float, float]
+) -> None:
+    assert cpu_split(times, CpuFields.of(names)) == expected
 
 
 def test_busy_percent_between_two_readings() -> None:
@@ -90,12 +116,80 @@ def test_busy_percent_stays_in_the_payload_range_when_counters_jitter() -> None:
     assert busy_percent((50.0, 100.0), (40.0, 200.0)) == 0.0
 
 
+def test_each_core_gets_its_busy_share_of_the_interval() -> None:
+    prev = [(10.0, 100.0), (0.0, 100.0)]
+    cur = [(40.0, 200.0), (100.0, 200.0)]
+    assert cpu_percents(prev, cur, [5.0, 5.0]) == [30.0, 100.0]
+
+
+def test_a_cpu_going_on_or_offline_repeats_the_last_interval_instead_of_zero() -> None:
+    two = [(10.0, 100.0), (20.0, 100.0)]
+    three = [(15.0, 150.0), (25.0, 150.0), (0.0, 0.0)]
+    assert cpu_percents(two, three, [12.5, 80.0]) == [12.5, 80.0]
+    assert cpu_percents(three, two, [1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(12.345, 12.3), (-0.1, 0.0), (100.04, 100.0), (math.nan, 0.0), (math.inf, 100.0)],
 )
 def test_percent_is_clamped_rounded_and_finite(value: float, expected: float) -> None:
     assert percent(value) == expected
+
+
+# -- memory -------------------------------------------------------------------------------
+MEMINFO = """\
+MemTotal:        8000000 kB
+MemFree:          500000 kB
+MemAvailable:    6000000 kB
+Buffers:          100000 kB
+Cached:          5000000 kB
+SwapCached:            0 kB
+SwapTotal:       2000000 kB
+SwapFree:        1500000 kB
+HugePages_Total:       0
+Hugepagesize:       2048 kB
+"""
+
+
+def test_meminfo_fields_are_read_in_bytes() -> None:
+    assert parse_meminfo(MEMINFO) == {
+        "MemTotal": 8_000_000 * 1024,
+        "MemFree": 500_000 * 1024,
+        "MemAvailable": 6_000_000 * 1024,
+        "SwapTotal": 2_000_000 * 1024,
+        "SwapFree": 1_500_000 * 1024,
+    }
+
+
+def test_memory_used_is_total_minus_available_as_psutil_counts_it() -> None:
+    assert memory_use(parse_meminfo(MEMINFO)) == MemoryUse(8_192_000_000, 2_048_000_000, 25.0)
+    assert swap_percent(parse_meminfo(MEMINFO)) == 25.0
+
+
+def test_available_above_total_falls_back_to_free_memory_like_psutil() -> None:
+    # Some LXC containers show the host's MemAvailable next to the container's MemTotal.
+    meminfo = {"MemTotal": 1_000, "MemFree": 250, "MemAvailable": 5_000}
+    assert memory_use(meminfo) == MemoryUse(1_000, 750, 75.0)
+
+
+@pytest.mark.parametrize(
+    "meminfo",
+    [
+        {"MemTotal": 1_000, "MemFree": 250},  # kernel before 3.14
+        {"MemTotal": 1_000, "MemFree": 250, "MemAvailable": 0},  # psutil issue 1915
+        {},
+    ],
+)
+def test_without_a_usable_mem_available_the_sampler_is_told_to_ask_psutil(
+    meminfo: dict[str, int],
+) -> None:
+    assert memory_use(meminfo) is None
+
+
+def test_no_swap_is_zero_percent_and_missing_swap_fields_are_unknown() -> None:
+    assert swap_percent({"SwapTotal": 0, "SwapFree": 0}) == 0.0
+    assert swap_percent({"MemTotal": 1_000}) is None
 
 
 # -- mounts -------------------------------------------------------------------------------
@@ -163,28 +257,65 @@ def test_fullest_mount_is_the_disk_figure() -> None:
 
 
 # -- disks and interfaces -----------------------------------------------------------------
-def test_only_physical_whole_disks_count_for_io() -> None:
-    names = ["sda", "sda1", "nvme0n1", "nvme0n1p1", "dm-0", "md0", "loop3", "zram0", "vda"]
-    whole = frozenset({"sda", "nvme0n1", "dm-0", "md0", "loop3", "zram0", "vda"})
-    assert counted_disks(names, whole) == ["sda", "nvme0n1", "vda"]
+DISKSTATS_NAMES = [
+    "sda", "sda1", "nvme0n1", "nvme0n1p1", "vda", "sr0", "dm-0", "md0", "loop3", "zram0",
+    "nbd0", "rbd0", "zd0", "bcache0", "cciss/c0d0",
+]  # fmt: skip
+WHOLE_DISKS = frozenset(
+    {"sda", "nvme0n1", "vda", "sr0", "dm-0", "md0", "loop3", "zram0", "nbd0", "rbd0", "zd0",
+     "bcache0", "cciss!c0d0"}
+)  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("name", "counted"),
-    [
-        ("eth0", True),
-        ("enp3s0", True),
-        ("wlan0", True),
-        ("docker0", True),
-        ("lo", False),
-        ("lo0", False),
-        ("Loopback Pseudo-Interface 1", False),
-        ("veth1a2b3c", False),
-        ("ifb0", False),
-    ],
-)
-def test_loopback_and_mirror_interfaces_are_not_network_traffic(name: str, counted: bool) -> None:
-    assert counted_nic(name) is counted
+def test_only_whole_disks_with_a_device_link_count_for_io() -> None:
+    # nbd, rbd, ZFS zvols (zd) and bcache have no /sys/block/<name>/device: their I/O
+    # is network traffic or already counted on the disks under them.
+    hardware = frozenset({"sda", "nvme0n1", "vda", "sr0", "cciss!c0d0"})
+    assert counted_disks(DISKSTATS_NAMES, WHOLE_DISKS, hardware) == [
+        "sda",
+        "nvme0n1",
+        "vda",
+        "cciss/c0d0",
+    ]
+
+
+def test_without_device_links_whole_disks_minus_known_virtual_ones_count() -> None:
+    assert counted_disks(DISKSTATS_NAMES, WHOLE_DISKS) == [
+        "sda",
+        "nvme0n1",
+        "vda",
+        "nbd0",
+        "rbd0",
+        "zd0",
+        "bcache0",
+        "cciss/c0d0",
+    ]
+
+
+NIC_NAMES = [
+    "lo", "eth0", "eth1", "bond0", "bond0.100", "docker0", "br-1a2b3c", "veth1a2b3c",
+    "virbr0", "wg0", "tun0", "ifb0", "wlan0",
+]  # fmt: skip
+
+
+def test_only_hardware_interfaces_count_so_no_traffic_is_counted_twice() -> None:
+    # eth0 and eth1 are bond0's members; bond0.100 is a VLAN on it; bridges and tunnels
+    # carry traffic that crosses a hardware NIC too.
+    hardware = frozenset({"eth0", "eth1", "wlan0"})
+    assert counted_nics(NIC_NAMES, hardware) == ["eth0", "eth1", "wlan0"]
+
+
+def test_without_hardware_interfaces_only_loopback_and_mirrors_are_left_out() -> None:
+    # A container: its eth0 is the inside end of a veth pair, with no device link.
+    assert counted_nics(["lo", "eth0"]) == ["eth0"]
+    assert counted_nics(NIC_NAMES) == [
+        name for name in NIC_NAMES if name not in {"lo", "veth1a2b3c", "ifb0"}
+    ]
+
+
+@pytest.mark.parametrize("name", ["lo", "lo0", "Loopback Pseudo-Interface 1", "veth1a2b3c", "ifb0"])
+def test_loopback_and_mirror_interfaces_never_count_by_name(name: str) -> None:
+    assert not counted_nic(name)
 
 
 # -- temperatures -------------------------------------------------------------------------
