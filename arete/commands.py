@@ -45,17 +45,24 @@ class ScreenshotArgs(_Args, kw_only=True, frozen=True):
     max_bytes: Annotated[int, msgspec.Meta(ge=16 * 1024, le=8 * 1024 * 1024)] = 2 * 1024 * 1024
 
 
+# The operating system cannot pass a NUL inside an argument or a path (C strings end
+# there), so a shell string, argument or cwd holding one is refused as ``bad_args``.
+_NO_NUL: Final = r"^[^\x00]*\Z"
+
 ArgvList = Annotated[
-    list[Annotated[str, msgspec.Meta(max_length=8192)]], msgspec.Meta(min_length=1, max_length=256)
+    list[Annotated[str, msgspec.Meta(max_length=8192, pattern=_NO_NUL)]],
+    msgspec.Meta(min_length=1, max_length=256),
 ]
+ShellString = Annotated[str, msgspec.Meta(min_length=1, max_length=16384, pattern=_NO_NUL)]
+DirPath = Annotated[str, msgspec.Meta(max_length=4096, pattern=_NO_NUL)]
 
 
 class ShellArgs(_Args, kw_only=True, frozen=True):
     """Exactly one of ``argv`` (run directly) or ``command`` (run by ``/bin/sh -c``)."""
 
     argv: ArgvList | None = None
-    command: Annotated[str, msgspec.Meta(min_length=1, max_length=16384)] | None = None
-    cwd: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    command: ShellString | None = None
+    cwd: DirPath | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     max_output: Annotated[int, msgspec.Meta(ge=1024, le=4 * 1024 * 1024)] = 64 * 1024
 

@@ -431,9 +431,8 @@ class Agent:
             self._reply(cmd.id, ReplyState.RUNNING, correlation)
             log.info("command running", extra={"kv": kv})
             try:
-                result = await asyncio.wait_for(
-                    entry.handler(admitted.args), deadline_s(admitted.name, admitted.args)
-                )
+                deadline = deadline_s(admitted.name, admitted.args, self.settings.docker)
+                result = await asyncio.wait_for(entry.handler(admitted.args), deadline)
             except CommandFailed as exc:
                 self._reply(
                     cmd.id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from arete.commands import (
     DEFAULT_TIMEOUT_S,
@@ -25,12 +25,20 @@ from arete.commands import (
 )
 from arete.payloads import Sample
 from edge_agent.errors import CommandFailed
-from edge_agent.settings import AgentSettings
+from edge_agent.handlers.shell import OVERRUN_S
+from edge_agent.settings import AgentSettings, DockerSettings
 
 Handler = Callable[[Any], Awaitable[Any]]
 Precheck = Callable[[Any], object]  # raises CommandFailed when this agent's policy refuses
 
-SHELL_GRACE_S = 5.0  # the shell handler enforces its own timeout; this is the backstop
+# The shell ends itself at most OVERRUN_S after its ``timeout_s`` (SIGTERM grace, SIGKILL,
+# output EOF); the backstop adds slack for spawning and a busy event loop.
+SHELL_GRACE_S: Final = OVERRUN_S + 2.0
+# Docker: each Engine API request may take the client timeout to connect and again to
+# answer. restart = version probe, inspect, restart (the client timeout plus the stop
+# timeout), inspect; ps = version probe, list.
+_DOCKER_REQUESTS: Final = {CommandName.DOCKER_PS: 2, CommandName.DOCKER_RESTART: 4}
+DOCKER_GRACE_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +100,18 @@ def _enabled(enabled: bool, what: str) -> Precheck:
     return check
 
 
-def deadline_s(name: CommandName, args: CommandArgs) -> float:
+def deadline_s(name: CommandName, args: CommandArgs, docker: DockerSettings | None = None) -> float:
+    """The backstop for one command: past it, the agent answers ``failed``/``timeout``.
+
+    Handlers end themselves first; the backstop is only there for a handler that hangs.
+    ``docker`` is the agent's docker settings (defaults when not given): its client
+    timeout, which has no upper bound, decides how long a docker command may take.
+    """
     if isinstance(args, ShellArgs):
         return args.timeout_s + SHELL_GRACE_S
-    if isinstance(args, DockerRestartArgs):
-        return max(DEFAULT_TIMEOUT_S[name], args.timeout_s + 30.0)
+    if name in _DOCKER_REQUESTS:
+        client_timeout_s = (docker or DockerSettings()).timeout_s
+        stop_timeout_s = args.timeout_s if isinstance(args, DockerRestartArgs) else 0
+        worst_s = 2 * (_DOCKER_REQUESTS[name] * client_timeout_s + stop_timeout_s)
+        return max(DEFAULT_TIMEOUT_S[name], worst_s + DOCKER_GRACE_S)
     return DEFAULT_TIMEOUT_S[name]

@@ -66,19 +66,19 @@ async def _with_engine(
 ) -> T:
     if not settings.enabled:
         raise CommandFailed("not_allowed", "docker commands are disabled on this agent")
-    try:
-        import docker  # noqa: F401 - fail here, with a clear message, if it is missing
-    except ImportError:
-        raise CommandFailed(
-            "docker_unavailable", "the docker SDK is not installed (pip install 'arete[docker]')"
-        ) from None
+    # In the thread: the first import of the SDK (and requests) takes about 100 ms.
     return await asyncio.to_thread(_call, settings, work, container)
 
 
 def _call(settings: DockerSettings, work: Callable[[Any], T], container: str | None) -> T:
-    import docker
-    import docker.errors
-    import requests.exceptions
+    try:
+        import docker
+        import docker.errors
+        import requests.exceptions
+    except ImportError:
+        raise CommandFailed(
+            "docker_unavailable", "the docker SDK is not installed (pip install 'arete[docker]')"
+        ) from None
 
     where = _engine_address(settings)
     try:

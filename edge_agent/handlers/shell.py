@@ -11,6 +11,12 @@ daemons do). The command is done when its main process exits; background childre
 started on purpose (``cmd &``) keep running, but their output is collected only until
 shortly after that exit.
 
+Output is capped by ``max_output``: one budget for stdout and stderr together, counted
+as the bytes the text takes in the JSON reply (a NUL is 6 bytes there, ``\u0000``; an
+undecodable byte 3, U+FFFD). Once output goes past it, the agent stops reading and
+closes both pipes, as ``| head`` would: a program that keeps writing is killed by
+SIGPIPE, and that death is not a failure (``ok``, ``truncated``, the observed status).
+
 The child gets the agent's environment minus the agent's own ``ARETE_AGENT_*`` settings,
 so a diagnostic ``env`` does not send an MQTT password through the fleet.
 """
@@ -18,6 +24,7 @@ so a diagnostic ``env`` does not send an MQTT password through the fleet.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
 import shutil
@@ -28,12 +35,17 @@ import time
 from pathlib import Path
 from typing import Final
 
+import msgspec
+
 from arete.commands import ShellArgs, ShellResult
 from edge_agent.errors import CommandFailed
 from edge_agent.settings import ENV_PREFIX, ShellSettings
 
-TERM_GRACE_S: Final = 2.0  # SIGTERM -> SIGKILL; well inside the dispatcher's backstop
+TERM_GRACE_S: Final = 2.0  # after the timeout: SIGTERM, then SIGKILL this much later
+KILL_WAIT_S: Final = 1.0  # after SIGKILL, wait this long for the exit to be reported
 OUTPUT_GRACE_S: Final = 1.0  # after the main process exits, wait this long for EOF
+OVERRUN_S: Final = TERM_GRACE_S + KILL_WAIT_S + OUTPUT_GRACE_S
+"""At most this long past ``timeout_s``, the handler returns (the dispatcher adds slack)."""
 
 
 async def run_shell(args: ShellArgs, settings: ShellSettings) -> ShellResult:
@@ -59,6 +71,8 @@ async def run_shell(args: ShellArgs, settings: ShellSettings) -> ShellResult:
         raise CommandFailed("exec_failed", f"{argv[0]!r} is not executable") from None
     except OSError as exc:
         raise CommandFailed("exec_failed", f"cannot run {argv[0]!r}: {exc}") from None
+    except ValueError as exc:  # e.g. an embedded NUL, should ShellArgs ever let one through
+        raise CommandFailed("bad_args", f"cannot run {argv[0]!r}: {exc}") from None
 
     timed_out = False
     try:
@@ -76,11 +90,12 @@ async def run_shell(args: ShellArgs, settings: ShellSettings) -> ShellResult:
         transport.close()  # a background child still writing now gets EPIPE
 
     code = transport.get_returncode()
+    stdout, stderr = run.output.texts()
     result = ShellResult(
         exit_code=None if timed_out else code,
-        stdout=run.out.text(),
-        stderr=run.err.text(),
-        truncated=run.out.truncated or run.err.truncated,
+        stdout=stdout,
+        stderr=stderr,
+        truncated=run.output.truncated,
         timed_out=timed_out,
         duration_s=round(time.monotonic() - started, 3),
     )
@@ -90,7 +105,7 @@ async def run_shell(args: ShellArgs, settings: ShellSettings) -> ShellResult:
             f"still running after {args.timeout_s:g} s; its process group was killed",
             result=result,
         )
-    if code:
+    if code and not (run.output.truncated and _died_of_sigpipe(code, args.command is not None)):
         message = (
             f"killed by signal {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
         )
@@ -102,10 +117,14 @@ def checked_argv(args: ShellArgs, settings: ShellSettings) -> list[str]:
     """The argv to execute, or :class:`CommandFailed` (``not_allowed``) by policy.
 
     The agent calls this before it accepts a shell command, so a refusal by policy is a
-    ``rejected`` reply and nothing runs; ``run_shell`` checks again (defence in depth).
+    ``rejected`` reply and nothing runs; ``run_shell`` checks again (defence in depth),
+    and runs the argv returned by that second check.
     """
     if not settings.enabled:
         raise CommandFailed("not_allowed", "shell is disabled on this agent")
+    texts = [*(args.argv or ()), args.command or "", args.cwd or ""]
+    if any("\x00" in text for text in texts):  # ShellArgs refuses them when decoded
+        raise CommandFailed("bad_args", "a program cannot be given a NUL character")
     if args.command is not None:
         if settings.allow:
             raise CommandFailed(
@@ -117,25 +136,62 @@ def checked_argv(args: ShellArgs, settings: ShellSettings) -> list[str]:
             raise CommandFailed("not_allowed", "shell strings are disabled on this agent")
         return _shell_argv(args.command)
     assert args.argv is not None  # noqa: S101 - ShellArgs guarantees exactly one of the two
-    if settings.allow and not _allowed(args.argv[0], settings.allow):
+    program = args.argv[0]
+    if not settings.allow:
+        return list(args.argv)  # a relative path runs from ``cwd``, as in a terminal
+    if _is_relative_path(program):
+        # Which file that is depends on the working directory: the allowlist cannot vouch.
         raise CommandFailed(
-            "not_allowed", f"{args.argv[0]!r} is not in this agent's shell allowlist"
+            "not_allowed",
+            f"{program!r} is a relative path; this agent's allowlist takes names or absolute paths",
         )
-    return list(args.argv)
+    return [_allowed_program(program, settings.allow), *args.argv[1:]]
 
 
-def _allowed(program: str, allow: list[str]) -> bool:
+def _is_relative_path(program: str) -> bool:
+    separators = [os.sep] if os.altsep is None else [os.sep, os.altsep]
+    return any(sep in program for sep in separators) and not os.path.isabs(program)
+
+
+def _allowed_program(program: str, allow: list[str]) -> str:
+    """The absolute path of the allowlisted ``program`` (a name or an absolute path).
+
+    What runs is the file that was checked: a name is resolved on PATH here and now, so
+    neither ``cwd`` nor a relative PATH entry can put another file in its place.
+    """
+    refused = CommandFailed("not_allowed", f"{program!r} is not in this agent's shell allowlist")
+    if not os.path.isabs(program):  # a bare name: relative paths are refused before this
+        if program not in allow:
+            raise refused
+        found = shutil.which(program)
+        if found is None:
+            raise CommandFailed("not_found", f"no program {program!r} on this machine")
+        return os.path.abspath(found)
     if program in allow:
-        return True
-    name = os.path.basename(program)
-    if name == program or name not in allow:
-        return False
+        return program
     # A path is allowed by its basename only if it is the program that name means here:
     # "ls" allows /usr/bin/ls, not a file called ls in some writable directory.
-    found = shutil.which(name)
-    with contextlib.suppress(OSError):
+    name = os.path.basename(program)
+    if name in allow and _same_file(shutil.which(name), program):
+        return program
+    raise refused
+
+
+def _same_file(found: str | None, program: str) -> bool:
+    try:
         return found is not None and os.path.samefile(found, program)
-    return False
+    except (OSError, ValueError):  # missing, unreadable, or a NUL in the path
+        return False
+
+
+def _died_of_sigpipe(code: int, via_shell: bool) -> bool:
+    """Killed by SIGPIPE: what a writer gets once the agent closed its full output pipes.
+
+    Through ``/bin/sh -c`` the shell may report its child's death as 128 + the signal.
+    """
+    if sys.platform == "win32":
+        return False
+    return code == -signal.SIGPIPE or (via_shell and code == 128 + signal.SIGPIPE)
 
 
 def _shell_argv(command: str) -> list[str]:
@@ -150,39 +206,71 @@ def _checked_cwd(cwd: str | None) -> str | None:
     return cwd
 
 
-class _Capped:
-    """One output stream: the first ``cap`` bytes are kept and the rest dropped. Data is
-    taken as it arrives (never paused), so the child never blocks on a full pipe."""
+def _json_size(text: str) -> int:
+    """Bytes ``text`` takes inside a JSON string, escapes included (quotes not counted)."""
+    return len(msgspec.json.encode(text)) - 2
 
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.kept = bytearray()
+
+class _Output:
+    """Both output streams, decoded as they arrive and kept while their JSON size fits
+    one budget. Whatever goes past the budget is cut at a character boundary."""
+
+    def __init__(self, budget: int) -> None:
+        self.room = budget
         self.truncated = False
+        self._decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in (1, 2)}
+        self._kept: dict[int, list[str]] = {1: [], 2: []}
 
-    def add(self, data: bytes) -> None:
-        room = self.cap - len(self.kept)
-        if room > 0:
-            self.kept += data[:room]
-        if len(data) > room:
+    def add(self, fd: int, data: bytes, *, final: bool = False) -> None:
+        if self.truncated:
+            return
+        text = self._decoders[fd].decode(data, final)
+        size = _json_size(text)
+        if size > self.room:
+            text = _longest_prefix_within(text, self.room)
+            size = _json_size(text)
             self.truncated = True
+        self._kept[fd].append(text)
+        self.room -= size
 
-    def text(self) -> str:
-        return self.kept.decode("utf-8", errors="replace")
+    def texts(self) -> tuple[str, str]:
+        return "".join(self._kept[1]), "".join(self._kept[2])
+
+
+def _longest_prefix_within(text: str, budget: int) -> str:
+    # The JSON size of a prefix grows with its length: binary search for the longest fit.
+    low, high = 0, min(len(text), budget)  # every character takes at least one byte
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _json_size(text[:middle]) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
 
 
 class _Run(asyncio.SubprocessProtocol):
-    def __init__(self, cap: int) -> None:
+    def __init__(self, budget: int) -> None:
         loop = asyncio.get_running_loop()
-        self.out = _Capped(cap)
-        self.err = _Capped(cap)
+        self.output = _Output(budget)
         self.exited: asyncio.Future[None] = loop.create_future()
         self.pipes_closed: asyncio.Future[None] = loop.create_future()
         self._open = {1, 2}
+        self._transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)  # noqa: S101 - asyncio's contract
+        self._transport = transport
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
-        (self.out if fd == 1 else self.err).add(data)
+        self.output.add(fd, data)
+        if self.output.truncated:
+            self._stop_reading()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self.output.add(fd, b"", final=True)  # a sequence cut short at EOF becomes U+FFFD
+        if self.output.truncated:
+            self._stop_reading()
         self._open.discard(fd)
         if not self._open and not self.pipes_closed.done():
             self.pipes_closed.set_result(None)
@@ -190,6 +278,15 @@ class _Run(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         if not self.exited.done():
             self.exited.set_result(None)
+
+    def _stop_reading(self) -> None:
+        """Close both pipes: reading on would only burn CPU on output that is dropped."""
+        if self._transport is None:
+            return
+        for fd in sorted(self._open):  # closing reports back later, not in this loop
+            pipe = self._transport.get_pipe_transport(fd)
+            if pipe is not None:
+                pipe.close()
 
 
 async def _end_group(transport: asyncio.SubprocessTransport, run: _Run) -> None:
@@ -200,7 +297,7 @@ async def _end_group(transport: asyncio.SubprocessTransport, run: _Run) -> None:
     while time.monotonic() < deadline and _group_alive(transport):  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     _signal_group(transport, signal.SIGKILL)  # whatever ignored SIGTERM
-    await asyncio.wait([run.exited], timeout=1.0)
+    await asyncio.wait([run.exited], timeout=KILL_WAIT_S)
 
 
 def _signal_group(transport: asyncio.SubprocessTransport, sig: signal.Signals) -> None:

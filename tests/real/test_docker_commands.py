@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import importlib.abc
+import importlib.machinery
 import socketserver
+import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from arete.commands import DockerPsArgs, DockerPsResult, DockerRestartArgs
+from arete.commands import (
+    CommandName,
+    DockerPsArgs,
+    DockerPsResult,
+    DockerRestartArgs,
+    DockerRestartResult,
+)
+from edge_agent.dispatch import deadline_s
 from edge_agent.errors import CommandFailed
 from edge_agent.handlers.docker import docker_ps, docker_restart
 from edge_agent.settings import DockerSettings
@@ -23,10 +37,19 @@ def ps(settings: DockerSettings, *, include_stopped: bool = True) -> DockerPsRes
     return asyncio.run(docker_ps(DockerPsArgs(all=include_stopped), settings))
 
 
+def restart(settings: DockerSettings, container: str) -> DockerRestartResult | CommandFailed:
+    try:
+        return asyncio.run(
+            docker_restart(DockerRestartArgs(container=container, timeout_s=1), settings)
+        )
+    except CommandFailed as failure:
+        return failure
+
+
 def restart_refused(settings: DockerSettings, container: str) -> CommandFailed:
-    with pytest.raises(CommandFailed) as failure:
-        asyncio.run(docker_restart(DockerRestartArgs(container=container, timeout_s=1), settings))
-    return failure.value
+    outcome = restart(settings, container)
+    assert isinstance(outcome, CommandFailed), f"restart of {container!r} did not fail"
+    return outcome
 
 
 def test_docker_ps_lists_the_created_container(podman_engine: PodmanEngine) -> None:
@@ -60,14 +83,48 @@ def test_restart_of_an_unknown_container_is_not_found(podman_engine: PodmanEngin
     assert failure.message == "no container named or with id 'no-such-container'"
 
 
-def test_restart_the_engine_refuses_is_docker_error(podman_engine: PodmanEngine) -> None:
-    # No container can start in this sandbox (the runtime's setrlimit is refused, see
-    # RECIPES.md), so the engine answers 500. On a host with a working engine the same
-    # call succeeds and returns the container's new state.
-    failure = restart_refused(DockerSettings(url=podman_engine.url), podman_engine.container_name)
-    assert failure.code == "docker_error"
-    assert failure.message.startswith("engine refused: ")
-    assert len(failure.message) > len("engine refused: ")
+@contextmanager
+def podman_container(engine: PodmanEngine) -> Iterator[str]:
+    """A created container of this test's own, so restarting it changes no other test."""
+    name = f"arete-restart-{uuid.uuid4().hex[:10]}"
+    created = subprocess.run(
+        [*engine.podman, "create", "--name", name, IMAGE, "/bin/sleep", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, f"podman create failed: {created.stderr}"
+    try:
+        yield name
+    finally:
+        subprocess.run(
+            [*engine.podman, "rm", "-f", "-t", "0", name],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def test_restart_runs_the_container_or_reports_the_engines_refusal(
+    podman_engine: PodmanEngine,
+) -> None:
+    settings = DockerSettings(url=podman_engine.url)
+    with podman_container(podman_engine) as name:
+        outcome = restart(settings, name)
+        if isinstance(outcome, CommandFailed):
+            # Where containers cannot start (this sandbox refuses the runtime's setrlimit,
+            # see RECIPES.md) the engine answers 500, and its explanation is passed on.
+            assert outcome.code == "docker_error", outcome.message
+            assert outcome.message.startswith("engine refused: ")
+            assert len(outcome.message) > len("engine refused: ")
+        else:
+            # A working engine: the container was started, and the reply says so truly.
+            listed = {c.name: c for c in ps(settings).containers}
+            assert outcome.name == name
+            assert outcome.state == "running"
+            assert listed[name].id == outcome.id
+            assert listed[name].state == outcome.state
 
 
 def test_no_engine_at_the_url_is_docker_unavailable_at_once(tmp_path: Path) -> None:
@@ -96,17 +153,23 @@ def test_missing_docker_sdk_says_how_to_install_it(monkeypatch: pytest.MonkeyPat
     assert "pip install 'arete[docker]'" in failure.value.message
 
 
-class _HungEngine(http.server.BaseHTTPRequestHandler):
-    """Answers the SDK's version probe, then never answers anything else."""
+VERSION_BODY = b'{"ApiVersion": "1.41", "Version": "fake"}'
 
-    release = threading.Event()
+
+class _FakeEngine(http.server.BaseHTTPRequestHandler):
+    """Answers the SDK's version probe; subclasses answer the rest."""
 
     def do_GET(self) -> None:
-        if self.path != "/version":
-            self.release.wait(30)
-            return
-        body = b'{"ApiVersion": "1.41", "Version": "hung"}'
-        self.send_response(200)
+        if self.path == "/version":
+            self.answer(200, VERSION_BODY)
+        else:
+            self.other()
+
+    def other(self) -> None:
+        raise NotImplementedError
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -116,24 +179,98 @@ class _HungEngine(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _HungEngine(_FakeEngine):
+    """Never answers anything but the version probe."""
+
+    release = threading.Event()
+
+    def other(self) -> None:
+        self.release.wait(30)
+
+
+class _EmptyEngine(_FakeEngine):
+    """Has no containers: every lookup is a 404, as Docker answers it."""
+
+    def other(self) -> None:
+        self.answer(404, b'{"message": "No such container: ' + self.path.encode() + b'"}')
+
+
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
-def test_an_engine_that_stops_answering_is_a_timeout(tmp_path: Path) -> None:
-    path = tmp_path / "hung.sock"
-    server = _UnixHTTPServer(str(path), _HungEngine)
+@contextmanager
+def fake_engine(path: Path, handler: type[_FakeEngine]) -> Iterator[str]:
+    server = _UnixHTTPServer(str(path), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        started = time.monotonic()
-        with pytest.raises(CommandFailed) as failure:
-            ps(DockerSettings(url=f"unix://{path}", timeout_s=0.5))
-        assert time.monotonic() - started < 3
-        assert failure.value.code == "timeout"
-        assert "did not answer in time" in failure.value.message
+        yield f"unix://{path}"
     finally:
-        _HungEngine.release.set()
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_an_engine_that_stops_answering_is_a_timeout(tmp_path: Path) -> None:
+    try:
+        with fake_engine(tmp_path / "hung.sock", _HungEngine) as url:
+            started = time.monotonic()
+            with pytest.raises(CommandFailed) as failure:
+                ps(DockerSettings(url=url, timeout_s=0.5))
+            assert time.monotonic() - started < 3
+            assert failure.value.code == "timeout"
+            assert "did not answer in time" in failure.value.message
+    finally:
+        _HungEngine.release.set()
+
+
+def test_restart_of_a_container_the_engine_does_not_have_is_not_found(tmp_path: Path) -> None:
+    # Needs no container runtime: the engine's 404 is all that matters.
+    with fake_engine(tmp_path / "empty.sock", _EmptyEngine) as url:
+        failure = restart_refused(DockerSettings(url=url), "no-such-container")
+    assert failure.code == "not_found"
+    assert failure.message == "no container named or with id 'no-such-container'"
+
+
+class _RecordDockerImports(importlib.abc.MetaPathFinder):
+    """Notes the thread that imports the docker SDK, then makes that import fail."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == "docker" or fullname.startswith("docker."):
+            self.threads.append(threading.current_thread())
+            raise ImportError(fullname)
+        return None
+
+
+def test_the_docker_sdk_is_not_imported_on_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = _RecordDockerImports()
+    for name in [m for m in sys.modules if m == "docker" or m.startswith("docker.")]:
+        monkeypatch.delitem(sys.modules, name)  # restored afterwards
+    monkeypatch.setattr(sys, "meta_path", [recorder, *sys.meta_path])
+    with pytest.raises(CommandFailed) as failure:
+        ps(DockerSettings(url="unix:///nonexistent.sock"))  # the loop runs in this thread
+    assert failure.value.code == "docker_unavailable"
+    assert recorder.threads
+    assert threading.current_thread() not in recorder.threads
+
+
+@pytest.mark.parametrize("client_timeout_s", [0.5, 10.0, 120.0, 1000.0])
+def test_the_agents_deadline_outlasts_the_slowest_legitimate_docker_call(
+    client_timeout_s: float,
+) -> None:
+    # docker.timeout_s has no upper bound. Each request may take its timeout to connect
+    # and again to answer; restart's own request waits for the stop timeout on top.
+    settings = DockerSettings(timeout_s=client_timeout_s)
+    restart_args = DockerRestartArgs(container="web", timeout_s=600)
+    restart_worst = 2 * (3 * client_timeout_s) + 2 * (client_timeout_s + restart_args.timeout_s)
+    assert deadline_s(CommandName.DOCKER_RESTART, restart_args, settings) > restart_worst
+    ps_worst = 2 * (2 * client_timeout_s)
+    assert deadline_s(CommandName.DOCKER_PS, DockerPsArgs(), settings) > ps_worst
