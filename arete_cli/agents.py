@@ -1,9 +1,10 @@
 """``arete agents ...``: give machines broker credentials and a ready agent config.
 
 ``add`` creates the agent's account in the broker's password file, writes
-``DATA/agents/<id>.toml`` (mode 0600: it holds the password) and sends the running
-broker SIGHUP, the only way Mosquitto picks up new or changed passwords without a
-restart.
+``DATA/agents/<id>.toml`` (mode 0600: it holds the password; with TLS, beside a copy of
+the broker's ``ca.crt`` that the config names relatively) and sends the running broker
+SIGHUP, the only way Mosquitto picks up new or changed passwords without a restart.
+``remove`` revokes an agent the same way.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import typer
 from arete.errors import TopicError
 from arete.topics import validate_agent_id
 from edge_agent.settings import AgentSettings, MqttSettings, ShellSettings, render_toml
+from mosquitto.accounts import add_agent_credentials
 from mosquitto.config import validate_host
-from mosquitto.errors import BrokerConfigError, BrokerNotSetUp
+from mosquitto.errors import BrokerConfigError, BrokerError, BrokerNotSetUp, ReloadNotPermitted
+from mosquitto.layout import Layout, write_private
 from mosquitto.state import BrokerInfo
 
 agents_app = typer.Typer(
@@ -80,12 +83,16 @@ def agent_settings(
     *,
     host: str | None = None,
     tls: bool = False,
-    ca_file: Path | None = None,
+    ca_file: str | None = None,
     labels: dict[str, str] | None = None,
     shell: bool = True,
     state_dir: str | None = None,
 ) -> AgentSettings:
-    """The config of a new agent of the broker described by ``info`` (no password yet)."""
+    """The config of a new agent of the broker described by ``info`` (no password yet).
+
+    ``ca_file`` is written as given: a relative path is resolved by the agent against
+    the directory of its config file.
+    """
     try:
         validate_agent_id(agent_id)
     except TopicError as exc:
@@ -102,7 +109,7 @@ def agent_settings(
         port=info.tls_port if tls and info.tls_port is not None else info.port,
         root=info.root,
         tls=tls,
-        ca_file=str(ca_file) if tls else None,
+        ca_file=ca_file if tls else None,
     )
     return AgentSettings(
         id=agent_id,
@@ -132,6 +139,56 @@ def render_checked(settings: AgentSettings) -> str:
 
 # Wrong input (exit 2, nothing written) as opposed to a refused operation (exit 1).
 _INPUT_ERRORS: Final = (BrokerConfigError, BrokerNotSetUp)
+
+
+def _fail(exc: BrokerError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2 if isinstance(exc, _INPUT_ERRORS) else 1)
+
+
+def _reload(layout: Layout) -> None:
+    """Make the running broker reload its accounts, and say what happened."""
+    from mosquitto.state import reload_broker
+
+    try:
+        pid = reload_broker(layout)
+    except ReloadNotPermitted as exc:
+        typer.echo(f"warning: {exc}", err=True)
+        return
+    except BrokerError as exc:
+        typer.echo(f"warning: could not reload the broker: {exc}", err=True)
+        return
+    if pid is not None:
+        typer.echo(f"the running broker (pid {pid}) reloaded its accounts")
+    else:
+        typer.echo("the broker is not running; it picks the change up when started")
+
+
+def issue_agent(
+    layout: Layout, agent_id: str, settings: AgentSettings, *, rotate: bool = False
+) -> Path:
+    """Give ``agent_id`` a new password and write its config (and the CA copy for TLS).
+
+    Everything is written while the password file is locked, so concurrent ``add
+    --rotate`` runs of one agent always leave the config of the password that won.
+    Returns the config's path.
+    """
+    config = layout.agent_config(agent_id)
+    ca_pem = None
+    if settings.mqtt.tls:
+        from mosquitto.tls import ca_pem as read_ca_pem
+
+        ca_pem = read_ca_pem(layout)  # before any write: a missing CA changes nothing
+
+    def write_config(password: str) -> None:
+        if ca_pem is not None:
+            from mosquitto.tls import copy_agent_ca
+
+            copy_agent_ca(layout, ca_pem)
+        write_private(config, render_checked(with_password(settings, password)))
+
+    add_agent_credentials(layout, agent_id, rotate=rotate, on_added=write_config)
+    return config
 
 
 @agents_app.command("add")
@@ -180,16 +237,14 @@ def add(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
     """Create an agent's broker credentials and its ready-to-use config.
 
     The config (DATA/agents/ID.toml, mode 0600) holds the agent's password:
-    copy it to the agent's machine, with DATA/broker/tls/ca.crt when TLS is
-    on. A running broker is told to reload (SIGHUP), so the agent can
-    connect at once. --rotate issues a new password for an existing agent.
+    copy it to the agent's machine, with DATA/agents/ca.crt beside it when
+    TLS is on (the config names it relatively). A running broker is told to
+    reload (SIGHUP), so the agent can connect at once. --rotate issues a new
+    password for an existing agent.
 
     Example: arete agents add web-01 --data-dir ./data --label role=web
     """
-    from mosquitto.accounts import add_agent_credentials
-    from mosquitto.errors import BrokerError
-    from mosquitto.layout import Layout, write_private
-    from mosquitto.state import load_info, reload_broker
+    from mosquitto.state import load_info
 
     try:
         validate_agent_id(agent_id)
@@ -207,30 +262,60 @@ def add(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             info,
             host=mqtt_host,
             tls=use_tls,
-            ca_file=layout.ca_cert,
+            ca_file=layout.agent_ca_cert.name,
             labels=labels,
             shell=not no_shell,
             state_dir=state_dir,
         )
-        config = layout.agent_config(agent_id)
         # Every input is checked before the first write: a refused command changes nothing.
         render_checked(settings)
-        password = add_agent_credentials(layout, agent_id, rotate=rotate)
-        write_private(config, render_checked(with_password(settings, password)))
+        config = issue_agent(layout, agent_id, settings, rotate=rotate)
     except BrokerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2 if isinstance(exc, _INPUT_ERRORS) else 1) from None
-    pid = reload_broker(layout)
+        raise _fail(exc) from None
 
     verb = "issued a new password for" if rotate else "added"
     typer.echo(f"{verb} agent {agent_id!r}; its config (keep it private): {config}")
-    if pid is not None:
-        typer.echo(f"the running broker (pid {pid}) reloaded its accounts")
-    else:
-        typer.echo("the broker is not running; it accepts the agent once started")
+    _reload(layout)
     if use_tls:
-        typer.echo(f"the agent verifies the broker with {layout.ca_cert}: copy it along")
+        typer.echo(
+            f"the agent verifies the broker with {layout.agent_ca_cert}: copy it along, "
+            "into the same directory as the config"
+        )
     typer.echo(f"run the agent with:  arete agent run --config {config}")
+
+
+@agents_app.command("remove")
+def remove(
+    agent_id: Annotated[str, typer.Argument(metavar="ID", help="The agent to revoke.")],
+    data_dir: DataDir,
+) -> None:
+    """Revoke an agent: delete its broker account and its config file.
+
+    A running broker is told to reload (SIGHUP): from then on it refuses the
+    agent's password and drops the agent's connection. Other agents are not
+    affected.
+
+    Example: arete agents remove web-01 --data-dir ./data
+    """
+    from mosquitto.accounts import remove_agent_credentials
+
+    try:
+        validate_agent_id(agent_id)
+    except TopicError as exc:
+        raise typer.BadParameter(str(exc), param_hint="ID") from None
+    try:
+        layout = Layout.at(data_dir)
+        removed = remove_agent_credentials(layout, agent_id)
+    except BrokerError as exc:
+        raise _fail(exc) from None
+    if layout.password_file in removed:
+        typer.echo(f"removed agent {agent_id!r}: its password no longer works")
+    else:
+        typer.echo(f"agent {agent_id!r} had no broker account")
+    config = layout.agent_config(agent_id)
+    if config in removed:
+        typer.echo(f"deleted its config {config}")
+    _reload(layout)
 
 
 @agents_app.command("list")
@@ -240,15 +325,12 @@ def list_agents(data_dir: DataDir) -> None:
     Example: arete agents list --data-dir ./data
     """
     from mosquitto.accounts import agent_ids
-    from mosquitto.errors import BrokerError
-    from mosquitto.layout import Layout
 
     try:
         layout = Layout.at(data_dir)
         ids = agent_ids(layout)
     except BrokerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
     if not ids:
         typer.echo(f"no agents yet; add one with: arete agents add ID --data-dir {layout.data_dir}")
         return

@@ -7,7 +7,12 @@ and server certificate (:mod:`mosquitto.tls`, imported on demand: it needs
 ``cryptography``), then runs Mosquitto (:mod:`mosquitto.runner`). See docs/broker.md.
 """
 
-from mosquitto.accounts import add_agent_credentials, agent_ids, ensure_service_accounts
+from mosquitto.accounts import (
+    add_agent_credentials,
+    agent_ids,
+    ensure_service_accounts,
+    remove_agent_credentials,
+)
 from mosquitto.acl import MAESTRO, SERVICE_ACCOUNTS, VIEWER, render_acl
 from mosquitto.config import BrokerOptions, render_config
 from mosquitto.errors import (
@@ -16,9 +21,12 @@ from mosquitto.errors import (
     BrokerConfigError,
     BrokerError,
     BrokerNotSetUp,
+    DataDirError,
     MosquittoNotInstalled,
     PasswordFileError,
+    ReloadNotPermitted,
     TlsError,
+    UnknownAgent,
 )
 from mosquitto.layout import Layout
 from mosquitto.passwords import hash_password, new_password, verify_password
@@ -36,11 +44,14 @@ __all__ = [
     "BrokerInfo",
     "BrokerNotSetUp",
     "BrokerOptions",
+    "DataDirError",
     "Layout",
     "MosquittoNotInstalled",
     "PasswordFileError",
     "PreparedBroker",
+    "ReloadNotPermitted",
     "TlsError",
+    "UnknownAgent",
     "add_agent_credentials",
     "agent_ids",
     "ensure_service_accounts",
@@ -50,6 +61,7 @@ __all__ = [
     "new_password",
     "prepare_broker",
     "reload_broker",
+    "remove_agent_credentials",
     "render_acl",
     "render_config",
     "run_broker",

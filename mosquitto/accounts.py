@@ -8,18 +8,26 @@ broker reads holds hashes only.
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from arete.errors import TopicError
 from arete.topics import validate_agent_id
 from mosquitto.acl import SERVICE_ACCOUNTS
-from mosquitto.errors import AccountExists, BrokerConfigError, PasswordFileError
-from mosquitto.layout import PRIVATE_FILE, Layout, write_private
+from mosquitto.errors import (
+    AccountExists,
+    BrokerConfigError,
+    DataDirError,
+    PasswordFileError,
+    UnknownAgent,
+)
+from mosquitto.layout import PRIVATE_FILE, Layout, describe, write_private
 from mosquitto.passwords import (
     hash_password,
     locked,
     new_password,
     read_password_file,
+    remove_user,
     verify_password,
     write_password_file,
 )
@@ -28,14 +36,18 @@ from mosquitto.passwords import (
 def _read_secret(path: Path) -> str | None:
     try:
         mode = path.stat().st_mode
+        if stat.S_IMODE(mode) & 0o077:
+            path.chmod(PRIVATE_FILE)  # a copy or an editor loosened it: tighten before use
+        password = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
-    if stat.S_IMODE(mode) & 0o077:
-        path.chmod(PRIVATE_FILE)  # a copy or an editor loosened it: tighten before use
-    try:
-        password = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise PasswordFileError(f"cannot read {path}: {exc}") from None
+        raise PasswordFileError(f"cannot read {path}: {describe(exc)}") from None
+    except UnicodeError:
+        raise PasswordFileError(
+            f"{path} is not UTF-8 text; delete it and run `arete broker run` to issue a new "
+            "password for that account"
+        ) from None
     return password or None
 
 
@@ -65,27 +77,28 @@ def ensure_service_accounts(layout: Layout) -> list[Path]:
     return created
 
 
-def service_password(layout: Layout, account: str) -> str:
-    """The password of ``maestro`` or ``viewer`` (after :func:`ensure_service_accounts`)."""
-    if account not in SERVICE_ACCOUNTS:
-        raise BrokerConfigError(f"{account!r} is not a service account")
-    password = _read_secret(layout.secret_file(account))
-    if password is None:
-        raise PasswordFileError(
-            f"{layout.secret_file(account)} is missing; run `arete broker run` to create it"
-        )
-    return password
-
-
-def add_agent_credentials(layout: Layout, agent_id: str, *, rotate: bool = False) -> str:
-    """Create (or with ``rotate``, replace) an agent's account; its new password.
-
-    The running broker accepts the new password only after it reloads (SIGHUP).
-    """
+def _checked_agent_id(agent_id: str) -> str:
     try:
-        validate_agent_id(agent_id)
+        return validate_agent_id(agent_id)
     except TopicError as exc:
         raise BrokerConfigError(str(exc)) from None
+
+
+def add_agent_credentials(
+    layout: Layout,
+    agent_id: str,
+    *,
+    rotate: bool = False,
+    on_added: Callable[[str], None] | None = None,
+) -> str:
+    """Create (or with ``rotate``, replace) an agent's account; its new password.
+
+    ``on_added(password)`` runs while the password file is still locked: that is where
+    the agent's config is written, so two concurrent rotations can never leave a config
+    holding a password the password file no longer has. The running broker accepts the
+    new password only after it reloads (SIGHUP).
+    """
+    _checked_agent_id(agent_id)
     password = new_password()
     with locked(layout.lock_file):
         entries = read_password_file(layout.password_file)
@@ -96,10 +109,50 @@ def add_agent_credentials(layout: Layout, agent_id: str, *, rotate: bool = False
             )
         entries[agent_id] = hash_password(password)
         write_password_file(layout.password_file, entries)
+        if on_added is not None:
+            on_added(password)
     return password
 
 
+def remove_agent_credentials(layout: Layout, agent_id: str) -> list[Path]:
+    """Revoke an agent: drop its account and delete its config; what was removed.
+
+    Raises :class:`UnknownAgent` when the agent has neither. The running broker refuses
+    the agent (and drops its connection) only after it reloads (SIGHUP).
+    """
+    _checked_agent_id(agent_id)
+    config = layout.agent_config(agent_id)
+    removed: list[Path] = []
+    with locked(layout.lock_file):
+        if remove_user(layout.password_file, agent_id):
+            removed.append(layout.password_file)
+        try:
+            config.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise DataDirError(f"cannot delete {config}: {describe(exc)}") from None
+        else:
+            removed.append(config)
+    if not removed:
+        raise UnknownAgent(
+            f"no agent {agent_id!r} in {layout.data_dir}; "
+            f"see `arete agents list --data-dir {layout.data_dir}`"
+        )
+    return removed
+
+
 def agent_ids(layout: Layout) -> list[str]:
-    """Agents that have broker credentials, in the order they were added."""
+    """Agents that have broker credentials, in the order they were added.
+
+    Accounts added by hand whose names are not valid agent ids (``admin``, ...) are left
+    out: they are neither agents nor ours to manage.
+    """
     entries = read_password_file(layout.password_file)
-    return [name for name in entries if name not in SERVICE_ACCOUNTS]
+    ids = []
+    for name in entries:
+        try:
+            ids.append(validate_agent_id(name))
+        except TopicError:
+            continue
+    return ids

@@ -73,7 +73,8 @@ def render_acl(topics: Topics) -> str:
         {_pattern_as(pattern, VIEWER) for _, pattern in agent_rules(topics) if "%u" in pattern}
     )
     lines.extend(f"topic deny {topic}" for topic in denied)
-    lines.extend(f"topic read {topics.acl_kind(kind)}" for kind in VIEWER_READS)
+    # One level (`+`): every topic the viewer may read is <root>/<kind>/<id>.
+    lines.extend(f"topic read {topics.all_of(kind)}" for kind in VIEWER_READS)
     lines += [
         "",
         "# Every other user is an agent whose username is its agent id (%u).",

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from mosquitto.errors import BrokerError
+from arete.topics import DEFAULT_ROOT
+from mosquitto.errors import BrokerConfigError, BrokerError, BrokerNotSetUp
 
 broker_app = typer.Typer(
     help="Run Areté's Mosquitto broker (accounts, per-agent ACL, persistence, TLS).",
@@ -48,7 +49,7 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
     ] = None,
     root: Annotated[
         str | None,
-        typer.Option("--root", help="Topic root (default: the last run's, else arete)."),
+        typer.Option("--root", help=f"Topic root (default: the last run's, else {DEFAULT_ROOT})."),
     ] = None,
     tls_port: Annotated[
         int | None,
@@ -56,19 +57,29 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             "--tls-port",
             min=1,
             max=65535,
-            help="Also listen with TLS on this port (the CA and server certificate are "
-            "generated on first use; see `arete broker tls-init`).",
+            help="Also listen with TLS on this port (default: the last run's, if any; the "
+            "CA and server certificate are generated on first use, see `arete broker "
+            "tls-init`).",
         ),
     ] = None,
+    no_tls: Annotated[
+        bool,
+        typer.Option("--no-tls", help="Drop the TLS listener a previous run had."),
+    ] = False,
     ws_port: Annotated[
         int | None,
         typer.Option(
             "--ws-port",
             min=1,
             max=65535,
-            help="Also listen for MQTT over websockets (needs --ws-all-interfaces).",
+            help="Also listen for MQTT over websockets (needs --ws-all-interfaces the first "
+            "time; default: the last run's, if any).",
         ),
     ] = None,
+    no_ws: Annotated[
+        bool,
+        typer.Option("--no-ws", help="Drop the websockets listener a previous run had."),
+    ] = False,
     ws_all_interfaces: Annotated[
         bool,
         typer.Option(
@@ -81,7 +92,9 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
 
     Every run regenerates mosquitto.conf and the ACL. The first run also
     creates the `maestro` (full access) and `viewer` (read-only) accounts,
-    their passwords in DATA/secrets/ (readable only by you).
+    their passwords in DATA/secrets/ (readable only by you). A run without
+    an option uses the last run's value (port, host, root, TLS and
+    websockets listeners); --no-tls and --no-ws drop a listener.
     SIGHUP reloads the accounts and the ACL.
 
     Example: arete broker run --data-dir ./data --port 1883 --tls-port 8883
@@ -89,18 +102,36 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
     from mosquitto.config import DEFAULT_HOST, DEFAULT_PORT, BrokerOptions
     from mosquitto.layout import Layout
     from mosquitto.runner import PreparedBroker, run_broker
-    from mosquitto.state import load_info
+    from mosquitto.state import BrokerInfo, load_info
 
+    if tls_port is not None and no_tls:
+        raise _fail(BrokerConfigError("--tls-port and --no-tls contradict each other"), 2)
+    if ws_port is not None and no_ws:
+        raise _fail(BrokerConfigError("--ws-port and --no-ws contradict each other"), 2)
     try:
         layout = Layout.at(data_dir)
-        previous = load_info(layout) if layout.state_file.exists() else None
+        previous: BrokerInfo | None = None
+        try:
+            previous = load_info(layout)
+        except BrokerNotSetUp:
+            pass
+        except BrokerConfigError as exc:
+            if port is None or host is None or root is None:
+                raise BrokerConfigError(
+                    f"{exc}; fix or delete it, or give --port, --host and --root (and "
+                    "--tls-port / --ws-port if wanted) to start anyway and rewrite it"
+                ) from None
+            typer.echo(f"warning: {exc}; ignored, the options given are used", err=True)
+        remembered_tls = None if previous is None or no_tls else previous.tls_port
+        remembered_ws = None if previous is None or no_ws else previous.ws_port
         options = BrokerOptions(
-            port=port or (previous.port if previous else DEFAULT_PORT),
-            host=host or (previous.host if previous else DEFAULT_HOST),
-            root=root or (previous.root if previous else "arete"),
-            tls_port=tls_port,
-            ws_port=ws_port,
-            ws_all_interfaces=ws_all_interfaces,
+            port=port if port is not None else (previous.port if previous else DEFAULT_PORT),
+            host=host if host is not None else (previous.host if previous else DEFAULT_HOST),
+            root=root if root is not None else (previous.root if previous else DEFAULT_ROOT),
+            tls_port=tls_port if tls_port is not None else remembered_tls,
+            ws_port=ws_port if ws_port is not None else remembered_ws,
+            # A remembered websockets port was acknowledged when it was first given.
+            ws_all_interfaces=ws_all_interfaces or (ws_port is None and remembered_ws is not None),
         )
     except BrokerError as exc:
         raise _fail(exc, 2) from None
@@ -123,8 +154,9 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             typer.echo(f"created the {secret.stem} account: password in {secret}")
         if prepared.tls_created:
             typer.echo(
-                f"created a CA and server certificate in {layout.tls_dir}; "
-                f"agents verify the broker with {layout.ca_cert}"
+                f"created a CA and server certificate in {layout.tls_dir}; agents verify "
+                "the broker with its ca.crt (`arete agents add` copies it to "
+                f"{layout.agent_ca_cert})"
             )
         listeners = [f"mqtt://{options.host}:{options.port}"]
         if options.tls_port is not None:
@@ -167,7 +199,8 @@ def tls_init(
 
     The files go to DATA/broker/tls/ (keys readable only by you). Start the
     broker with --tls-port to use them; agents verify the broker with
-    DATA/broker/tls/ca.crt. A running broker reads a re-issued certificate
+    ca.crt, which `arete agents add` copies beside their configs
+    (DATA/agents/ca.crt). A running broker reads a re-issued certificate
     only when restarted.
 
     Example: arete broker tls-init --data-dir ./data --name broker.lan --force

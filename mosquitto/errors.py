@@ -33,12 +33,24 @@ class BrokerAlreadyRunning(BrokerError):  # noqa: N818 - reads as the condition 
     """Another broker process already serves this data dir."""
 
 
+class ReloadNotPermitted(BrokerError):  # noqa: N818 - reads as the condition it reports
+    """The running broker belongs to another user, so this process cannot signal it."""
+
+
+class DataDirError(BrokerError):
+    """A file or directory of the data dir cannot be created, read or written."""
+
+
 class PasswordFileError(BrokerError):
     """The Mosquitto password file cannot be read or has a line we do not understand."""
 
 
 class AccountExists(BrokerError):  # noqa: N818 - reads as the condition it reports
     """An agent with this id already has broker credentials (rotate to replace them)."""
+
+
+class UnknownAgent(BrokerError):  # noqa: N818 - reads as the condition it reports
+    """No agent with this id has broker credentials or a config in the data dir."""
 
 
 class TlsError(BrokerError):

@@ -8,6 +8,8 @@
         acl                     generated at every ``arete broker run``
         passwd                  0600, password hashes only
         broker.json             0600, what ``arete agents add`` needs (port, root, pid)
+        .run.lock               held by the one ``arete broker run`` of this data dir
+        .passwd.lock            serialises changes to passwd and the agent configs
         persistence/            Mosquitto's retained messages and sessions
         tls/                    ca.crt, ca.key (0600), server.crt, server.key (0600)
       secrets/                  0700
@@ -15,6 +17,7 @@
         viewer.password         0600
       agents/                   0700
         <id>.toml               0600, a ready-to-use agent config (holds its password)
+        ca.crt                  0644, copy of broker/tls/ca.crt (TLS configs name it)
 
 Secrets are never world-readable: every file here is written through
 :func:`write_private`, which creates it with mode 0600 before a byte is written.
@@ -31,7 +34,7 @@ from typing import Final
 
 from arete.errors import TopicError
 from arete.topics import validate_agent_id
-from mosquitto.errors import BrokerConfigError
+from mosquitto.errors import BrokerConfigError, DataDirError
 
 PRIVATE_FILE: Final = 0o600
 PRIVATE_DIR: Final = 0o700
@@ -84,6 +87,11 @@ class Layout:
         return self.broker_dir / ".passwd.lock"
 
     @property
+    def run_lock_file(self) -> Path:
+        """Held (flock) by the one ``arete broker run`` serving this data dir."""
+        return self.broker_dir / ".run.lock"
+
+    @property
     def state_file(self) -> Path:
         return self.broker_dir / "broker.json"
 
@@ -125,6 +133,11 @@ class Layout:
     def agents_dir(self) -> Path:
         return self.data_dir / "agents"
 
+    @property
+    def agent_ca_cert(self) -> Path:
+        """The CA copy that TLS agent configs name relatively (``ca_file = "ca.crt"``)."""
+        return self.agents_dir / "ca.crt"
+
     def agent_config(self, agent_id: str) -> Path:
         try:
             return self.agents_dir / f"{validate_agent_id(agent_id)}.toml"
@@ -143,10 +156,22 @@ class Layout:
             make_private_dir(directory)
 
 
+def describe(exc: OSError) -> str:
+    """An OS error without the path (the caller's message names it)."""
+    return exc.strerror or str(exc)
+
+
 def make_private_dir(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-    if directory.stat().st_mode & 0o077:
-        directory.chmod(PRIVATE_DIR)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        if directory.stat().st_mode & 0o077:
+            directory.chmod(PRIVATE_DIR)
+    except FileExistsError:
+        raise DataDirError(
+            f"{directory} exists and is not a directory; move it away and retry"
+        ) from None
+    except OSError as exc:
+        raise DataDirError(f"cannot create the directory {directory}: {describe(exc)}") from None
 
 
 def write_private(path: Path, text: str, mode: int = PRIVATE_FILE) -> None:
@@ -156,7 +181,10 @@ def write_private(path: Path, text: str, mode: int = PRIVATE_FILE) -> None:
     the target, so a reader (Mosquitto on SIGHUP) sees the old or the new file, never half.
     """
     make_private_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DataDirError(f"cannot write {path}: {describe(exc)}") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -165,7 +193,9 @@ def write_private(path: Path, text: str, mode: int = PRIVATE_FILE) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise DataDirError(f"cannot write {path}: {describe(exc)}") from None
         raise

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from mosquitto.errors import PasswordFileError
-from mosquitto.layout import make_private_dir, write_private
+from mosquitto.layout import describe, make_private_dir, write_private
 
 HASH_ID: Final = 7  # Mosquitto's id for PBKDF2-HMAC-SHA512
 ITERATIONS: Final = 101  # mosquitto_passwd's default
@@ -92,7 +92,13 @@ def read_password_file(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise PasswordFileError(f"cannot read the password file {path}: {exc}") from None
+        raise PasswordFileError(f"cannot read the password file {path}: {describe(exc)}") from None
+    except UnicodeError:
+        raise PasswordFileError(
+            f"the password file {path} is not UTF-8 text; restore it from a backup, or "
+            "delete it and re-add the agents (`arete broker run` re-creates the service "
+            "accounts)"
+        ) from None
     entries: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
@@ -115,9 +121,12 @@ def write_password_file(path: Path, entries: dict[str, str]) -> None:
 
 @contextmanager
 def locked(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive lock so two ``arete agents add`` never lose each other's user."""
+    """Hold an exclusive lock so two ``arete agents ...`` never lose each other's change."""
     make_private_dir(lock_file.parent)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise PasswordFileError(f"cannot open the lock file {lock_file}: {describe(exc)}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -4,13 +4,16 @@
 files when asked) and returns the argv to start it, for callers that supervise it
 themselves. :func:`run_broker` does that and runs Mosquitto as a child: SIGTERM, SIGINT
 (Ctrl-C) and SIGHUP (reload accounts and ACL) are passed on, and its exit status is
-returned once it has stopped and saved its persistence file.
+returned once it has stopped and saved its persistence file. Both hold the data dir's
+run lock (:func:`run_lock`) while they write, ``run_broker`` until Mosquitto exits, so
+one data dir is never served or rewritten by two runs at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import pwd
 import shutil
@@ -27,8 +30,15 @@ from arete.topics import Topics
 from mosquitto.accounts import ensure_service_accounts
 from mosquitto.acl import render_acl
 from mosquitto.config import BrokerOptions, render_config
-from mosquitto.errors import BrokerAlreadyRunning, BrokerNotSetUp, MosquittoNotInstalled
-from mosquitto.layout import Layout, write_private
+from mosquitto.errors import (
+    BrokerAlreadyRunning,
+    BrokerConfigError,
+    BrokerError,
+    BrokerNotSetUp,
+    DataDirError,
+    MosquittoNotInstalled,
+)
+from mosquitto.layout import PRIVATE_FILE, Layout, describe, make_private_dir, write_private
 from mosquitto.state import BrokerInfo, load_info, running_pid, save_info
 
 DEFAULT_MOSQUITTO: Final = "/usr/sbin/mosquitto"
@@ -61,17 +71,66 @@ def find_mosquitto(explicit: str | None = None) -> str:
     return found
 
 
-def current_user() -> str:
-    return pwd.getpwuid(os.geteuid()).pw_name
+def config_user() -> str | None:
+    """The ``user`` line's value: only when started as root, and then root itself.
+
+    Mosquitto switches user only when it starts as root, by default to ``mosquitto``,
+    which cannot read the 0600 files of a data dir owned by root. Anyone else keeps
+    running as themselves, with or without a passwd entry (containers often have none).
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwuid(0).pw_name
+    except KeyError:
+        return "root"
+
+
+@contextlib.contextmanager
+def run_lock(layout: Layout) -> Iterator[None]:
+    """Hold the data dir's run lock, or raise :class:`BrokerAlreadyRunning` at once.
+
+    The lock is an ``flock`` on ``broker/.run.lock``: the kernel drops it when the
+    holder exits, however it exits, so a crash never leaves a stale lock behind.
+    """
+    make_private_dir(layout.data_dir)
+    make_private_dir(layout.broker_dir)
+    lock_file = layout.run_lock_file
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    except OSError as exc:
+        raise DataDirError(f"cannot open the lock file {lock_file}: {describe(exc)}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BrokerAlreadyRunning(
+                f"a broker for {layout.data_dir} is already running (another "
+                f"`arete broker run` holds {lock_file}); stop it first"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def prepare_broker(
     layout: Layout, options: BrokerOptions, *, mosquitto: str | None = None
 ) -> PreparedBroker:
-    """Write accounts, ACL, config (and TLS files when a TLS port is set); the argv."""
+    """Write accounts, ACL, config (and TLS files when a TLS port is set); the argv.
+
+    Refused (:class:`BrokerAlreadyRunning`) while ``run_broker`` serves the data dir.
+    """
     executable = find_mosquitto(mosquitto)  # before writing anything
+    with run_lock(layout):
+        return _prepare(layout, options, executable)
+
+
+def _prepare(layout: Layout, options: BrokerOptions, executable: str) -> PreparedBroker:
+    """:func:`prepare_broker` for a caller that holds :func:`run_lock`."""
     layout.create()
-    with contextlib.suppress(BrokerNotSetUp):
+    # A broker.json that a hand edit broke records no pid worth checking; the run lock
+    # already excludes another `arete broker run`, and this run rewrites the file.
+    with contextlib.suppress(BrokerNotSetUp, BrokerConfigError):
         pid = running_pid(layout, load_info(layout))
         if pid is not None:
             raise BrokerAlreadyRunning(
@@ -86,7 +145,7 @@ def prepare_broker(
         if not tls_ready(layout):
             tls_created = init_tls(layout).server_created
     write_private(layout.acl_file, render_acl(Topics(options.root)))
-    write_private(layout.config_file, render_config(layout, options, user=current_user()))
+    write_private(layout.config_file, render_config(layout, options, user=config_user()))
     info = BrokerInfo.from_options(options)
     save_info(layout, info)
     return PreparedBroker(
@@ -134,23 +193,30 @@ def run_broker(
     mosquitto: str | None = None,
     on_prepared: Callable[[PreparedBroker], None] | None = None,
 ) -> int:
-    """Run Mosquitto until it exits; its exit status (128+N when killed by signal N)."""
-    prepared = prepare_broker(layout, options, mosquitto=mosquitto)
-    if on_prepared is not None:
-        on_prepared(prepared)
-    child = subprocess.Popen(
-        prepared.argv,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent(),  # noqa: PLW1509 - this process starts no threads
-    )
-    try:
-        with _forwarding(child):
-            save_info(layout, prepared.info.with_pid(child.pid))
-            returncode = child.wait()
-    finally:
-        if child.poll() is None:
-            child.terminate()
-            child.wait()
-        with contextlib.suppress(OSError):
-            save_info(layout, prepared.info.with_pid(None))
+    """Run Mosquitto until it exits; its exit status (128+N when killed by signal N).
+
+    The data dir's run lock is held from before the first file is written until
+    Mosquitto has exited, so a second ``run_broker`` on the same data dir is refused
+    with :class:`BrokerAlreadyRunning` instead of rewriting the config under the first.
+    """
+    executable = find_mosquitto(mosquitto)  # before writing anything
+    with run_lock(layout):
+        prepared = _prepare(layout, options, executable)
+        if on_prepared is not None:
+            on_prepared(prepared)
+        child = subprocess.Popen(
+            prepared.argv,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - this process starts no threads
+        )
+        try:
+            with _forwarding(child):
+                save_info(layout, prepared.info.with_pid(child.pid))
+                returncode = child.wait()
+        finally:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+            with contextlib.suppress(BrokerError):
+                save_info(layout, prepared.info.with_pid(None))
     return returncode if returncode >= 0 else 128 - returncode

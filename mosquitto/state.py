@@ -1,8 +1,9 @@
 """``broker/broker.json``: how the broker of a data dir is reachable, and whether it runs.
 
-``arete broker run`` writes it at start (and records Mosquitto's pid while it runs);
-``arete agents add`` reads it to write a ready agent config and to send the running
-broker SIGHUP so it reloads the password and ACL files.
+``arete broker run`` writes it at start (and records Mosquitto's pid while it runs) and
+reads it to remember the listener options of its last run; ``arete agents add`` reads it
+to write a ready agent config and to send the running broker SIGHUP so it reloads the
+password and ACL files.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mosquitto.config import BrokerOptions
-from mosquitto.errors import BrokerConfigError, BrokerNotSetUp
-from mosquitto.layout import Layout, write_private
+from mosquitto.errors import BrokerConfigError, BrokerNotSetUp, DataDirError, ReloadNotPermitted
+from mosquitto.layout import Layout, describe, write_private
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,11 @@ def save_info(layout: Layout, info: BrokerInfo) -> None:
 
 
 def load_info(layout: Layout) -> BrokerInfo:
-    """The recorded broker, or :class:`BrokerNotSetUp` with what to run first."""
+    """The recorded broker, or :class:`BrokerNotSetUp` with what to run first.
+
+    A file that cannot be read raises :class:`DataDirError`, one that a hand edit broke
+    :class:`BrokerConfigError`, both naming it.
+    """
     path = layout.state_file
     try:
         raw: Any = json.loads(path.read_text(encoding="utf-8"))
@@ -58,24 +63,40 @@ def load_info(layout: Layout) -> BrokerInfo:
             f"no broker is set up in {layout.data_dir} ({path} is missing); "
             f"run `arete broker run --data-dir {layout.data_dir}` once first"
         ) from None
-    except (OSError, ValueError) as exc:
-        raise BrokerConfigError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise DataDirError(f"cannot read {path}: {describe(exc)}") from None
+    except ValueError as exc:  # UnicodeDecodeError and json.JSONDecodeError included
+        raise BrokerConfigError(f"{path} is not valid JSON: {exc}") from None
     try:
+        if not isinstance(raw, dict):
+            raise TypeError("expected a JSON object")
         info = BrokerInfo(**raw)
-        # Re-validate what a hand edit could have broken.
-        BrokerOptions(port=info.port, host=info.host, root=info.root, tls_port=info.tls_port)
+        for name in ("host", "root"):
+            if not isinstance(getattr(info, name), str):
+                raise TypeError(f"{name} must be a string")
+        # Re-validate what a hand edit could have broken; a recorded websockets port was
+        # acknowledged (--ws-all-interfaces) when it was recorded.
+        BrokerOptions(
+            port=info.port,
+            host=info.host,
+            root=info.root,
+            tls_port=info.tls_port,
+            ws_port=info.ws_port,
+            ws_all_interfaces=True,
+        )
+        if info.pid is not None and (isinstance(info.pid, bool) or not isinstance(info.pid, int)):
+            raise TypeError("pid must be an integer")
     except (TypeError, BrokerConfigError) as exc:
         raise BrokerConfigError(f"{path} is not a valid broker record: {exc}") from None
-    if info.pid is not None and (isinstance(info.pid, bool) or not isinstance(info.pid, int)):
-        raise BrokerConfigError(f"{path}: pid must be an integer")
     return info
 
 
 def running_pid(layout: Layout, info: BrokerInfo) -> int | None:
-    """The recorded Mosquitto pid if that process is still our broker, else ``None``.
+    """The recorded Mosquitto pid if that process is still this data dir's broker.
 
     A stale pid may have been reused by an unrelated process: on Linux the process's
-    command line must name this data dir's config file before we signal it.
+    command line must name this data dir's config file. A broker running as another
+    user counts (it is running); :func:`reload_broker` then says it cannot signal it.
     """
     pid = info.pid
     if pid is None or pid <= 1:
@@ -85,7 +106,8 @@ def running_pid(layout: Layout, info: BrokerInfo) -> int | None:
     except ProcessLookupError:
         return None
     except PermissionError:
-        return None  # someone else's process: not ours to signal
+        if not sys.platform.startswith("linux"):
+            return None  # alive, but without /proc nothing tells whether it is ours
     if sys.platform.startswith("linux"):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -97,7 +119,10 @@ def running_pid(layout: Layout, info: BrokerInfo) -> int | None:
 
 
 def reload_broker(layout: Layout) -> int | None:
-    """SIGHUP the running broker so it re-reads passwords and ACLs; its pid, or None."""
+    """SIGHUP the running broker so it re-reads passwords and ACLs; its pid, or None.
+
+    Raises :class:`ReloadNotPermitted` when the broker runs as another user.
+    """
     try:
         info = load_info(layout)
     except BrokerNotSetUp:
@@ -109,4 +134,10 @@ def reload_broker(layout: Layout) -> int | None:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
         return None
+    except PermissionError:
+        raise ReloadNotPermitted(
+            f"the broker of {layout.data_dir} (Mosquitto pid {pid}) runs as another user, "
+            "so it was not told to reload and does not know the change yet: run "
+            f"`systemctl reload arete-broker` (or `kill -HUP {pid}` as that user)"
+        ) from None
     return pid

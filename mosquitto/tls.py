@@ -3,7 +3,8 @@
 Keys are ECDSA P-256: fast to generate and to handshake, and supported by paho, the
 Mosquitto clients and the usual mobile MQTT libraries. Private keys are written 0600 and
 unencrypted (Mosquitto reads them at start without a passphrase prompt). Agents need
-only ``ca.crt`` to verify the broker.
+only ``ca.crt`` to verify the broker: ``arete agents add`` copies it beside the agent
+configs (``DATA/agents/ca.crt``), which name it relatively.
 """
 
 from __future__ import annotations
@@ -82,38 +83,63 @@ def _cert_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    """Signing only; a CA also signs certificates and revocation lists."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _issue(
+    *,
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    days: int,
+    extensions: Iterable[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    """A certificate for ``public_key``, signed by ``issuer_key``, valid from 5 minutes
+    ago (clock skew) for ``days``; ``extensions`` are ``(extension, critical)`` pairs."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
 def make_ca(
     common_name: str = "Arete broker CA", days: int = CA_DAYS
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = _issue(
+        subject=name,
+        public_key=key.public_key(),
+        issuer=name,
+        issuer_key=key,
+        days=days,
+        extensions=[
+            (x509.BasicConstraints(ca=True, path_length=0), True),
+            (_key_usage(ca=True), True),
+        ],
     )
     return key, cert
 
@@ -128,47 +154,26 @@ def make_server_cert(
     if not alt_names:
         raise TlsError("a server certificate needs at least one name")
     key = _new_key()
-    first = alt_names[0].value
-    common_name = str(first)
-    now = dt.datetime.now(dt.UTC)
-    public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    common_name = str(alt_names[0].value)
+    cert = _issue(
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+        public_key=key.public_key(),
+        issuer=ca_cert.subject,
+        issuer_key=ca_key,
+        days=days,
+        extensions=[
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (_key_usage(ca=False), True),
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+            (x509.SubjectAlternativeName(alt_names), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False),
+        ],
     )
     return key, cert
 
 
 def write_ca(key_path: Path, cert_path: Path, *, common_name: str = "Arete broker CA") -> None:
-    """Write a fresh, unrelated CA (key 0600, certificate 0644) to the given paths."""
+    """Write a fresh CA (key 0600, certificate 0644) to the given paths."""
     key, cert = make_ca(common_name)
     write_private(key_path, _key_pem(key))
     write_private(cert_path, _cert_pem(cert), PUBLIC_FILE)
@@ -188,6 +193,29 @@ def _load_ca(layout: Layout) -> tuple[ec.EllipticCurvePrivateKey, x509.Certifica
     return key, cert
 
 
+def ca_pem(layout: Layout) -> str:
+    """The broker's CA certificate (PEM), or :class:`TlsError` saying how to make one."""
+    try:
+        return layout.ca_cert.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise TlsError(
+            f"the broker has no CA yet ({layout.ca_cert} is missing); create it with "
+            f"`arete broker tls-init --data-dir {layout.data_dir}`"
+        ) from None
+    except (OSError, UnicodeError) as exc:
+        raise TlsError(f"cannot read {layout.ca_cert}: {exc}") from None
+
+
+def copy_agent_ca(layout: Layout, pem: str | None = None) -> Path:
+    """Copy the CA certificate beside the agent configs, which name it relatively.
+
+    The certificate is public, so the copy is 0644 (inside the 0700 agents dir): it can
+    be handed out on its own. Returns the copy's path.
+    """
+    write_private(layout.agent_ca_cert, ca_pem(layout) if pem is None else pem, PUBLIC_FILE)
+    return layout.agent_ca_cert
+
+
 def tls_ready(layout: Layout) -> bool:
     return all(
         path.is_file()
@@ -202,23 +230,21 @@ def init_tls(
 
     ``force`` re-issues the server certificate (keeping the CA, so agents keep trusting
     the broker); ``new_ca`` also replaces the CA (every agent then needs the new
-    ``ca.crt``).
+    ``ca.crt``; an existing ``DATA/agents/ca.crt`` copy is refreshed).
     """
-    names = [*default_names(), *extra_names]
-    for name in extra_names:
-        validate_host(name, "certificate name")
+    extra = [validate_host(name, "certificate name") for name in extra_names]
     ca_exists = layout.ca_cert.is_file() and layout.ca_key.is_file()
     ca_created = False
     if new_ca or not ca_exists:
-        key, cert = make_ca()
-        write_private(layout.ca_key, _key_pem(key))
-        write_private(layout.ca_cert, _cert_pem(cert), PUBLIC_FILE)
+        write_ca(layout.ca_key, layout.ca_cert)
         ca_created = True
+        if layout.agent_ca_cert.exists():  # the copy TLS agent configs name: keep it current
+            copy_agent_ca(layout)
     server_exists = layout.server_cert.is_file() and layout.server_key.is_file()
     if server_exists and not (force or ca_created):
         return TlsResult(ca_created=False, server_created=False, names=_cert_names(layout))
     ca_key, ca_cert = _load_ca(layout)
-    server_key, server_cert = make_server_cert(ca_key, ca_cert, names)
+    server_key, server_cert = make_server_cert(ca_key, ca_cert, [*default_names(), *extra])
     write_private(layout.server_key, _key_pem(server_key))
     write_private(layout.server_cert, _cert_pem(server_cert), PUBLIC_FILE)
     return TlsResult(ca_created=ca_created, server_created=True, names=_cert_names(layout))

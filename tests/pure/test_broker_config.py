@@ -7,26 +7,40 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
+import os
+import pwd
+import random
 import re
+import shutil
 import socket
 import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from paho.mqtt.client import topic_matches_sub
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from arete.payloads import MAX_REPLY_BYTES
-from arete.topics import RESERVED_IDS, Kind, TermDirection, Topics
-from arete_cli.agents import agent_settings, agents_app, default_mqtt_host, render_checked
+from arete.topics import Kind, TermDirection, Topics
+from arete_cli.agents import (
+    agent_settings,
+    agents_app,
+    default_mqtt_host,
+    issue_agent,
+    render_checked,
+)
+from arete_cli.main import app
 from edge_agent.settings import load_settings
 from mosquitto.accounts import add_agent_credentials, agent_ids, ensure_service_accounts
 from mosquitto.acl import MAESTRO, SERVICE_ACCOUNTS, VIEWER, render_acl
 from mosquitto.cli import broker_app
 from mosquitto.config import BrokerOptions, render_config
 from mosquitto.errors import AccountExists, BrokerConfigError, PasswordFileError
-from mosquitto.layout import Layout
+from mosquitto.layout import Layout, write_private
 from mosquitto.passwords import (
     hash_password,
     new_password,
@@ -35,10 +49,12 @@ from mosquitto.passwords import (
     set_user,
     verify_password,
 )
-from mosquitto.state import BrokerInfo, save_info
+from mosquitto.runner import prepare_broker
+from mosquitto.state import BrokerInfo, load_info, save_info
 from mosquitto.tls import init_tls
 
 LAYOUT = Layout(Path("/srv/arete"))
+TRUE = shutil.which("true") or "/bin/true"  # a "Mosquitto" that exits at once
 
 
 def directives(config: str) -> list[tuple[str, str]]:
@@ -78,10 +94,34 @@ def test_config_listens_on_localhost_by_default_and_on_the_host_given() -> None:
     assert value_of(render_config(LAYOUT, options, user="u"), "listener") == "2883 0.0.0.0"
 
 
-def test_config_keeps_running_as_the_data_dirs_owner_and_logs_to_stderr() -> None:
-    config = render_config(LAYOUT, BrokerOptions(), user="alice")
-    assert value_of(config, "user") == "alice"
+def test_config_names_a_user_only_when_asked_and_logs_to_stderr() -> None:
+    config = render_config(LAYOUT, BrokerOptions())
+    assert "user" not in dict(directives(config))
     assert value_of(config, "log_dest") == "stderr"
+    assert value_of(render_config(LAYOUT, BrokerOptions(), user="root"), "user") == "root"
+
+
+@pytest.mark.parametrize("name", ["CORP\\jane.doe", "jane@corp.example", "1000", "Zoë", "a$"])
+def test_config_accepts_any_user_name_the_system_may_have(name: str) -> None:
+    assert value_of(render_config(LAYOUT, BrokerOptions(), user=name), "user") == name
+
+
+@pytest.mark.parametrize(("euid", "user_line"), [(4242, None), (0, "root")])
+def test_broker_config_names_root_only_when_started_as_root_passwd_entry_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, euid: int, user_line: str | None
+) -> None:
+    real_getpwuid = pwd.getpwuid
+
+    def getpwuid(uid: int) -> pwd.struct_passwd:
+        if uid == euid and euid != 0:
+            raise KeyError(f"getpwuid(): uid not found: {uid}")  # a container's user
+        return real_getpwuid(uid)
+
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    monkeypatch.setattr(pwd, "getpwuid", getpwuid)
+    prepared = prepare_broker(Layout.at(tmp_path / "data"), BrokerOptions(), mosquitto=TRUE)
+    config = prepared.layout.config_file.read_text()
+    assert dict(directives(config)).get("user") == user_line
 
 
 def test_config_persists_retained_messages_with_a_short_autosave() -> None:
@@ -95,7 +135,6 @@ def test_queue_limits_are_far_above_mosquittos_silent_drop_default() -> None:
     config = render_config(LAYOUT, BrokerOptions(), user="u")
     assert int(value_of(config, "max_queued_messages")) >= 100_000  # default: 1000
     assert int(value_of(config, "max_queued_bytes")) >= 256 * 1024 * 1024
-    assert "DROPS" in config, "the config explains what happens past the limits"
 
 
 def test_max_packet_size_fits_the_largest_screenshot_reply() -> None:
@@ -274,16 +313,20 @@ def test_an_agent_reads_only_its_own_commands_terminal_input_and_the_maestro(
     }
 
 
+def test_viewer_reads_one_level_below_each_kind_as_the_contract_topics_are(
+    topics: Topics,
+) -> None:
+    acl = AclModel(render_acl(topics))
+    assert acl.allows(VIEWER, "read", topics.status("a1"))
+    for topic in (topics.status("a1"), topics.metrics("a1"), topics.maestro("m1")):
+        assert not acl.allows(VIEWER, "read", topic + "/deeper"), topic
+
+
 def test_acl_rules_are_built_from_the_topic_contract() -> None:
     text = render_acl(Topics("lab"))
     assert f"pattern read {Topics('lab').acl_pattern(Kind.CMD)}" in text
     assert f"topic readwrite {Topics('lab').everything()}" in text
     assert Topics().root + "/" not in text, "no default root leaks into another root's ACL"
-
-
-def test_service_accounts_cannot_be_taken_as_agent_ids() -> None:
-    # Patterns apply to every user: an agent named "viewer" would share its rights.
-    assert set(SERVICE_ACCOUNTS) <= RESERVED_IDS
 
 
 # -- password hashes -------------------------------------------------------------------
@@ -494,14 +537,66 @@ def test_agents_add_writes_a_private_config_the_agent_loads_as_is(tmp_path: Path
     assert verify_password(settings.mqtt.password, hashed)
 
 
-def test_agents_add_uses_tls_when_the_broker_has_a_tls_listener(tmp_path: Path) -> None:
+def test_agents_add_uses_tls_with_a_ca_copy_beside_the_config_it_names_relatively(
+    tmp_path: Path,
+) -> None:
     layout = broker_dir(tmp_path, tls_port=18883)
+    init_tls(layout)
     result = CliRunner().invoke(agents_app, ["add", "a1", "--data-dir", str(layout.data_dir)])
     assert result.exit_code == 0, result.output
-    settings = load_settings(layout.agent_config("a1"), env={})
+    config = layout.agent_config("a1")
+    assert 'ca_file = "ca.crt"' in config.read_text()
+    assert (layout.agents_dir / "ca.crt").read_bytes() == layout.ca_cert.read_bytes()
+    assert mode(layout.agents_dir / "ca.crt") == 0o644
+
+    # The config and the copy moved together to the agent's machine still work.
+    elsewhere = tmp_path / "agent-machine"
+    elsewhere.mkdir()
+    shutil.copy(config, elsewhere / "a1.toml")
+    shutil.copy(layout.agents_dir / "ca.crt", elsewhere / "ca.crt")
+    settings = load_settings(elsewhere / "a1.toml", env={})
     assert settings.mqtt.tls is True
     assert settings.mqtt.port == 18883
-    assert settings.mqtt.ca_file == str(layout.ca_cert)
+    assert settings.mqtt.ca_file == str(elsewhere / "ca.crt")
+
+
+def test_agents_add_with_tls_but_no_ca_says_how_to_make_one_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    layout = broker_dir(tmp_path, tls_port=18883)
+    before = snapshot(layout.data_dir)
+    result = CliRunner().invoke(agents_app, ["add", "a1", "--data-dir", str(layout.data_dir)])
+    assert result.exit_code == 1
+    assert "arete broker tls-init" in result.output
+    assert snapshot(layout.data_dir) == before
+
+
+def test_a_new_ca_refreshes_the_copy_agent_configs_name(tmp_path: Path) -> None:
+    layout = broker_dir(tmp_path, tls_port=18883)
+    init_tls(layout)
+    CliRunner().invoke(agents_app, ["add", "a1", "--data-dir", str(layout.data_dir)])
+    old = layout.agent_ca_cert.read_bytes()
+    init_tls(layout, new_ca=True)
+    assert layout.agent_ca_cert.read_bytes() == layout.ca_cert.read_bytes() != old
+
+
+def test_concurrent_rotations_of_one_agent_leave_a_config_whose_password_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = broker_dir(tmp_path)
+    settings = agent_settings("a1", BrokerInfo(host="127.0.0.1", port=18830, root="lab"))
+    issue_agent(layout, "a1", settings)
+
+    def slow_disk(path: Path, text: str, file_mode: int = 0o600) -> None:
+        time.sleep(random.uniform(0, 0.02))  # noqa: S311 - timing jitter, not a secret
+        write_private(path, text, file_mode)
+
+    monkeypatch.setattr("arete_cli.agents.write_private", slow_disk)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda _: issue_agent(layout, "a1", settings, rotate=True), range(12)))
+    password = load_settings(layout.agent_config("a1"), env={}).mqtt.password
+    assert password is not None
+    assert verify_password(password, read_password_file(layout.password_file)["a1"])
 
 
 def test_agents_list_shows_agents_and_their_configs(tmp_path: Path) -> None:
@@ -514,6 +609,32 @@ def test_agents_list_shows_agents_and_their_configs(tmp_path: Path) -> None:
     assert listed.exit_code == 0
     assert "a1" in listed.output
     assert MAESTRO not in listed.output
+
+
+def test_agents_remove_revokes_one_agent_and_keeps_the_others(tmp_path: Path) -> None:
+    layout = broker_dir(tmp_path)
+    runner = CliRunner()
+    for agent in ("a1", "a2"):
+        runner.invoke(agents_app, ["add", agent, "--data-dir", str(layout.data_dir)])
+    result = runner.invoke(agents_app, ["remove", "a1", "--data-dir", str(layout.data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "removed agent 'a1'" in result.output
+    assert not layout.agent_config("a1").exists()
+    assert layout.agent_config("a2").exists()
+    assert list(read_password_file(layout.password_file)) == [MAESTRO, VIEWER, "a2"]
+
+
+@pytest.mark.parametrize(("agent_id", "code"), [("ghost", 1), ("viewer", 2), ("bad/id", 2)])
+def test_agents_remove_refuses_unknown_agents_and_service_accounts(
+    tmp_path: Path, agent_id: str, code: int
+) -> None:
+    layout = broker_dir(tmp_path)
+    before = snapshot(layout.data_dir)
+    result = CliRunner().invoke(
+        agents_app, ["remove", agent_id, "--data-dir", str(layout.data_dir)]
+    )
+    assert result.exit_code == code, result.output
+    assert snapshot(layout.data_dir) == before
 
 
 def test_agent_config_points_wildcard_binds_at_this_machine() -> None:
@@ -592,3 +713,178 @@ def test_tls_init_refuses_a_name_that_is_not_a_host_name(tmp_path: Path) -> None
     assert result.exit_code == 2
     assert "certificate name" in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_tls_init_checks_extra_names_before_writing_anything(tmp_path: Path) -> None:
+    layout = Layout.at(tmp_path / "data")
+    with pytest.raises(BrokerConfigError, match="certificate name"):
+        init_tls(layout, (name for name in ["ok.example.lan", "bad name"]))
+    assert not layout.tls_dir.exists()
+    result = init_tls(layout, (name for name in ["ok.example.lan"]))
+    assert "ok.example.lan" in result.names
+
+
+# -- broker run remembers its listeners ------------------------------------------------
+def run_fake_broker(data: Path, *args: str) -> str:
+    """``arete broker run`` with a "Mosquitto" that exits at once; the output."""
+    result = CliRunner().invoke(broker_app, ["run", "--data-dir", str(data), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def recorded(data: Path) -> BrokerInfo:
+    return load_info(Layout.at(data))
+
+
+def test_broker_run_remembers_every_listener_until_told_otherwise(
+    tmp_path: Path, fake_mosquitto: None
+) -> None:
+    data = tmp_path / "data"
+    run_fake_broker(
+        data, "--port", "18831", "--tls-port", "18832", "--ws-port", "18833", "--ws-all-interfaces"
+    )
+    output = run_fake_broker(data)
+    assert "mqtts://127.0.0.1:18832" in output
+    assert "ws://*:18833" in output
+    assert (recorded(data).port, recorded(data).tls_port, recorded(data).ws_port) == (
+        18831,
+        18832,
+        18833,
+    )
+    config = (data / "broker" / "mosquitto.conf").read_text()
+    assert ("listener", "18832 127.0.0.1") in directives(config)
+
+    run_fake_broker(data, "--tls-port", "18834")  # an explicit option wins
+    assert recorded(data).tls_port == 18834
+    output = run_fake_broker(data, "--no-tls", "--no-ws")
+    assert "mqtts://" not in output
+    assert "ws://" not in output
+    assert (recorded(data).tls_port, recorded(data).ws_port) == (None, None)
+    assert recorded(data).port == 18831
+
+
+def test_broker_run_refuses_contradictory_listener_options(
+    tmp_path: Path, fake_mosquitto: None
+) -> None:
+    result = CliRunner().invoke(
+        broker_app, ["run", "--data-dir", str(tmp_path / "d"), "--tls-port", "8883", "--no-tls"]
+    )
+    assert result.exit_code == 2
+    assert "--no-tls" in result.output
+    assert not (tmp_path / "d").exists()
+
+
+# -- broken files in the data dir ------------------------------------------------------
+@pytest.fixture
+def fake_mosquitto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A "Mosquitto" that exits at once: `broker run` writes everything, then returns 0."""
+    monkeypatch.setenv("ARETE_MOSQUITTO", TRUE)
+
+
+def assert_one_clear_error(result: Result, *words: str) -> None:
+    assert result.exit_code != 0
+    assert not isinstance(result.exception, Exception), "an uncaught exception"
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0]
+
+
+NOT_UTF8 = b"\xff\xfe not text \x80\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["agents", "list"],
+        ["agents", "add", "a1"],
+        ["agents", "remove", "a1"],
+        ["broker", "run", "--port", "18830", "--host", "127.0.0.1", "--root", "lab"],
+    ],
+)
+def test_a_password_file_that_is_not_text_gives_one_clear_line(
+    tmp_path: Path, fake_mosquitto: None, command: list[str]
+) -> None:
+    layout = broker_dir(tmp_path)
+    layout.password_file.write_bytes(NOT_UTF8)
+    result = CliRunner().invoke(app, [*command, "--data-dir", str(layout.data_dir)])
+    assert_one_clear_error(result, str(layout.password_file))
+
+
+def test_a_secret_file_that_is_not_text_gives_one_clear_line(
+    tmp_path: Path, fake_mosquitto: None
+) -> None:
+    layout = broker_dir(tmp_path)
+    layout.secret_file(VIEWER).write_bytes(NOT_UTF8)
+    result = CliRunner().invoke(app, ["broker", "run", "--data-dir", str(layout.data_dir)])
+    assert_one_clear_error(result, str(layout.secret_file(VIEWER)))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["agents", "add", "a1"],
+        ["agents", "list"],
+        ["broker", "run", "--port", "18830", "--host", "127.0.0.1", "--root", "lab"],
+        ["broker", "tls-init"],
+    ],
+)
+def test_a_broker_dir_that_is_a_file_gives_one_clear_line(
+    tmp_path: Path, fake_mosquitto: None, command: list[str]
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "broker").write_text("not a directory\n")
+    result = CliRunner().invoke(app, [*command, "--data-dir", str(data)])
+    assert_one_clear_error(result, str(data / "broker"))
+
+
+def test_accounts_added_by_hand_with_other_names_are_not_listed_as_agents(
+    tmp_path: Path,
+) -> None:
+    layout = broker_dir(tmp_path)
+    CliRunner().invoke(agents_app, ["add", "a1", "--data-dir", str(layout.data_dir)])
+    with layout.password_file.open("a") as passwd:
+        passwd.write(f"admin:{hash_password('by-hand')}\n")
+    listed = CliRunner().invoke(agents_app, ["list", "--data-dir", str(layout.data_dir)])
+    assert listed.exit_code == 0, listed.output
+    assert [line.split()[0] for line in listed.output.splitlines()] == ["a1"]
+
+
+def test_a_corrupt_broker_json_does_not_block_a_run_given_every_option(
+    tmp_path: Path, fake_mosquitto: None
+) -> None:
+    layout = broker_dir(tmp_path)
+    layout.state_file.write_text("{not json")
+    refused = CliRunner().invoke(broker_app, ["run", "--data-dir", str(layout.data_dir)])
+    assert refused.exit_code == 2
+    assert str(layout.state_file) in refused.output
+    assert "--port, --host and --root" in refused.output
+
+    output = run_fake_broker(
+        layout.data_dir, "--port", "18840", "--host", "127.0.0.1", "--root", "lab"
+    )
+    assert "warning:" in output
+    assert (recorded(layout.data_dir).port, recorded(layout.data_dir).root) == (18840, "lab")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"host": 2130706433, "port": 1883, "root": "arete"},  # an int is an IPv4 address
+        {"host": "127.0.0.1", "port": 1883, "root": "arete", "ws_port": 0},
+        {"host": "127.0.0.1", "port": 1883, "root": "arete", "ws_port": "9001"},
+        {"host": "127.0.0.1", "port": 1883, "root": "arete", "ws_port": 1883},
+        {"host": "127.0.0.1", "port": 1883, "root": 7},
+        ["127.0.0.1", 1883],
+    ],
+)
+def test_a_hand_broken_broker_json_is_reported_with_its_path(
+    tmp_path: Path, record: object
+) -> None:
+    layout = Layout.at(tmp_path / "data")
+    layout.create()
+    layout.state_file.write_text(json.dumps(record))
+    with pytest.raises(BrokerConfigError, match=re.escape(str(layout.state_file))):
+        load_info(layout)
