@@ -24,6 +24,9 @@ MAX_METRICS_BYTES: Final = 4 * 1024 * 1024  # a replay batch carries many sample
 MAX_HEARTBEAT_BYTES: Final = 1024
 MAX_COMMAND_BYTES: Final = 64 * 1024
 MAX_REPLY_BYTES: Final = 16 * 1024 * 1024  # screenshots ride in replies
+MAX_MAESTRO_BYTES: Final = 4 * 1024
+MAX_ALERTS_BYTES: Final = 256 * 1024
+MAX_DIGEST_BYTES: Final = 8 * 1024 * 1024  # one entry per agent a replica heard from
 
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
@@ -171,6 +174,66 @@ class Reply(_Payload, kw_only=True, frozen=True):
     error: ErrorInfo | None = None
 
 
+# -- maestro -----------------------------------------------------------------------------
+class MaestroState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class MaestroStatus(_Payload, kw_only=True, frozen=True):
+    """Retained on ``maestro/<replica>``; the replica's Last Will is one of these too."""
+
+    replica: ShortStr
+    state: MaestroState
+    ts: NonNegFloat
+    version: ShortStr = ""
+
+
+class PeerDigest(_Payload, kw_only=True, frozen=True):
+    """On ``maestro/<replica>/seen``: which agents one replica heard from lately.
+
+    Shared subscriptions split metrics and heartbeats between replicas, so each replica
+    tells the others ``{agent_id: [epoch, unix seconds of the last contact]}``; every
+    replica then judges liveness from all contacts, not only its share.
+    """
+
+    replica: ShortStr
+    ts: NonNegFloat
+    seen: dict[str, tuple[NonNegInt, NonNegFloat]] = {}
+
+
+class AlertSeverity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertPhase(StrEnum):
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class ActiveAlert(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    id: ShortStr
+    rule: ShortStr
+    severity: AlertSeverity
+    phase: AlertPhase
+    since: NonNegFloat  # unix seconds the alert entered its phase
+    summary: Annotated[str, msgspec.Meta(max_length=1024)]
+    value: float | None = None
+    acked_by: ShortStr | None = None
+    silenced_until: NonNegFloat | None = None
+
+
+class AgentAlerts(_Payload, kw_only=True, frozen=True):
+    """Retained on ``alerts/<id>``: the alerts of one agent that are not resolved."""
+
+    agent: ShortStr
+    ts: NonNegFloat
+    alerts: list[ActiveAlert] = []
+
+
 # -- codecs ------------------------------------------------------------------------------
 _encoder = msgspec.json.Encoder()
 _T = TypeVar("_T")
@@ -256,3 +319,15 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
 
 def decode_reply(data: bytes | bytearray | memoryview) -> Reply:
     return decode(data, Reply, max_bytes=MAX_REPLY_BYTES)
+
+
+def decode_maestro_status(data: bytes | bytearray | memoryview) -> MaestroStatus:
+    return decode(data, MaestroStatus, max_bytes=MAX_MAESTRO_BYTES)
+
+
+def decode_peer_digest(data: bytes | bytearray | memoryview) -> PeerDigest:
+    return decode(data, PeerDigest, max_bytes=MAX_DIGEST_BYTES)
+
+
+def decode_agent_alerts(data: bytes | bytearray | memoryview) -> AgentAlerts:
+    return decode(data, AgentAlerts, max_bytes=MAX_ALERTS_BYTES)

@@ -23,6 +23,9 @@ _SESSION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # Broker accounts that are not agents. Mosquitto applies ``pattern`` ACL lines to every
 # user, so an agent with one of these names would share the account's rights.
+# Third level of a replica's digest topic, ``<root>/maestro/<replica>/seen``.
+SEEN: Final = "seen"
+
 RESERVED_IDS: Final = frozenset({"maestro", "viewer", "admin", "root", "all"})
 
 
@@ -72,6 +75,7 @@ class ParsedTopic:
     agent_id: str
     session: str | None = None
     direction: TermDirection | None = None
+    digest: bool = False  # ``maestro/<replica>/seen`` rather than ``maestro/<replica>``
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,10 @@ class Topics:
     def maestro(self, replica: str) -> str:
         return f"{self.root}/{Kind.MAESTRO}/{validate_agent_id_or_replica(replica)}"
 
+    def maestro_seen(self, replica: str) -> str:
+        """Where a replica publishes its :class:`~arete.payloads.PeerDigest`."""
+        return f"{self.maestro(replica)}/{SEEN}"
+
     def term(self, agent_id: str, session: str, direction: TermDirection) -> str:
         if not _SESSION_RE.fullmatch(session):
             raise TopicError(f"invalid terminal session id {session!r}")
@@ -123,6 +131,10 @@ class Topics:
             raise TopicError(f"unknown topic kind {kind!r}") from None
         suffix = "/+/+" if kind is Kind.TERM else ""
         return f"{self.root}/{kind}/+{suffix}"
+
+    def all_maestro_seen(self) -> str:
+        """Subscription filter for every replica's digest, ``<root>/maestro/+/seen``."""
+        return f"{self.root}/{Kind.MAESTRO}/+/{SEEN}"
 
     def everything(self) -> str:
         return f"{self.root}/#"
@@ -165,6 +177,8 @@ class Topics:
             except ValueError:
                 raise TopicError(f"invalid terminal direction in {topic!r}") from None
             return ParsedTopic(kind, validate_agent_id(parts[1]), parts[2], direction)
+        if kind is Kind.MAESTRO and len(parts) == 3 and parts[2] == SEEN:
+            return ParsedTopic(kind, validate_agent_id_or_replica(parts[1]), digest=True)
         if len(parts) != 2:
             raise TopicError(f"topic {topic!r} must be <root>/{kind}/<id>")
         if kind is Kind.MAESTRO:

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.display",
     "tests.fixtures.podman",
     "tests.fixtures.agent",
+    "tests.fixtures.victoria",
 ]
 
 _TIERS = {"pure": "pure", "real": "real", "e2e": "e2e"}

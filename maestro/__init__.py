@@ -1,0 +1,1 @@
+"""The maestro: fleet registry and liveness, metric storage, alerts, commands."""
