@@ -21,7 +21,13 @@ import typer
 
 from arete.errors import TopicError
 from arete.topics import validate_agent_id
-from edge_agent.settings import AgentSettings, MqttSettings, ShellSettings, render_toml
+from edge_agent.settings import (
+    AgentSettings,
+    CommandSettings,
+    MqttSettings,
+    ShellSettings,
+    render_toml,
+)
 from mosquitto.accounts import add_agent_credentials
 from mosquitto.config import validate_host
 from mosquitto.errors import BrokerConfigError, BrokerError, BrokerNotSetUp, ReloadNotPermitted
@@ -87,6 +93,7 @@ def agent_settings(
     labels: dict[str, str] | None = None,
     shell: bool = True,
     state_dir: str | None = None,
+    public_key: str | None = None,
 ) -> AgentSettings:
     """The config of a new agent of the broker described by ``info`` (no password yet).
 
@@ -117,6 +124,7 @@ def agent_settings(
         labels=dict(labels or {}),
         mqtt=mqtt,
         shell=ShellSettings(enabled=shell),
+        commands=CommandSettings(public_key=public_key),
     )
 
 
@@ -266,6 +274,7 @@ def add(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             labels=labels,
             shell=not no_shell,
             state_dir=state_dir,
+            public_key=_maestro_public_key(Path(data_dir)),
         )
         # Every input is checked before the first write: a refused command changes nothing.
         render_checked(settings)
@@ -281,7 +290,28 @@ def add(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             f"the agent verifies the broker with {layout.agent_ca_cert}: copy it along, "
             "into the same directory as the config"
         )
+    if settings.commands.public_key:
+        typer.echo("the agent accepts only commands signed with this data dir's maestro key")
+    else:
+        typer.echo(
+            "note: commands to this agent are not signature-checked; create a key with "
+            f"`arete keys create --data-dir {data_dir}` before adding agents"
+        )
     typer.echo(f"run the agent with:  arete agent run --config {config}")
+
+
+def _maestro_public_key(data_dir: Path) -> str | None:
+    """The maestro's command-signing public key of this data dir, if it has one."""
+    from maestro.errors import ConfigError
+    from maestro.keys import key_paths, read_public_key
+
+    paths = key_paths(data_dir)
+    if not (paths.private.exists() or paths.public.exists()):
+        return None
+    try:
+        return read_public_key(data_dir)
+    except ConfigError as exc:
+        raise BrokerConfigError(str(exc)) from None
 
 
 @agents_app.command("remove")

@@ -14,6 +14,8 @@ from arete.version import __version__
 from arete_cli.agents import agents_app
 from arete_cli.up import up
 from edge_agent.cli import agent_app
+from maestro.cli import maestro_app
+from maestro.keys_cli import keys_app
 from mosquitto.cli import broker_app
 
 app = typer.Typer(
@@ -26,6 +28,8 @@ app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 app.add_typer(agents_app, name="agents")
 app.add_typer(agent_app, name="agent")
+app.add_typer(maestro_app, name="maestro")
+app.add_typer(keys_app, name="keys")
 app.command("up")(up)
 
 

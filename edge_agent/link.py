@@ -23,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.backoff import Backoff
+from arete.backoff import Backoff
 
 log = logging.getLogger("arete.agent.link")
 

@@ -3,9 +3,10 @@
 # prints nothing. Used by scripts/up.sh (runtime) and scripts/test.sh (--dev).
 #
 #   scripts/setup.sh         Mosquitto, its clients, OpenSSL, Python >= 3.11 with venv,
-#                            and .venv with `pip install -e '.[agent,docker]'`
+#                            and .venv with `pip install -e '.[server,docker]'`
 #   scripts/setup.sh --dev   the above plus what only the tests and benchmarks need
-#                            (Xvfb, podman, busybox-static, prometheus-node-exporter),
+#                            (Xvfb, podman, busybox-static, prometheus-node-exporter,
+#                            victoria-metrics),
 #                            and .venv with `pip install -e '.[dev]'`
 #
 # System packages come from apt (Debian 12 / Ubuntu), as root or through sudo. On other
@@ -14,7 +15,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 dev=0
@@ -121,7 +122,7 @@ find_python() {
 
 wanted=(mosquitto mosquitto-clients openssl)
 if [ "$dev" -eq 1 ]; then
-    wanted+=(xvfb podman busybox-static prometheus-node-exporter)
+    wanted+=(xvfb podman busybox-static prometheus-node-exporter victoria-metrics)
 fi
 if ! venv_healthy && ! find_python >/dev/null; then
     # Debian 12's python3 is 3.11; python3-venv brings ensurepip, python3-pip a system pip.
@@ -177,7 +178,7 @@ if [ ! -e "$VENV" ]; then
     rm -f "$STAMP"
 fi
 
-if [ "$dev" -eq 1 ]; then extras=dev; else extras=agent,docker; fi
+if [ "$dev" -eq 1 ]; then extras=dev; else extras=server,docker; fi
 
 # What the editable install depends on: the extras, the interpreter, pyproject.toml and
 # the set of top-level source folders (setuptools maps each package folder at install).

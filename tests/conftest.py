@@ -16,7 +16,9 @@ pytest_plugins = [
     "tests.fixtures.display",
     "tests.fixtures.podman",
     "tests.fixtures.agent",
+    "tests.fixtures.maestro",
     "tests.fixtures.victoria",
+    "tests.fixtures.chat_servers",
 ]
 
 _TIERS = {"pure": "pure", "real": "real", "e2e": "e2e"}

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
+from arete.backoff import Backoff
 from maestro.errors import ConfigError, StoreError
 from maestro.influx.settings import InfluxSettings
 from maestro.influx.spool import (
@@ -110,25 +111,6 @@ def parse_retry_after(value: object, now: float | None = None) -> float | None:
         return None
     current = time.time() if now is None else now
     return min(max(0.0, when.timestamp() - current), MAX_RETRY_AFTER_S)
-
-
-class Backoff:
-    """``uniform(0.5, 1) * min(max_s, min_s * 2**attempt)``: a fleet of maestros that lost
-    the server does not come back in lockstep."""
-
-    def __init__(self, min_s: float, max_s: float, rand: Callable[[], float]) -> None:
-        self.min_s = min_s
-        self.max_s = max_s
-        self._rand = rand
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.max_s, self.min_s * (2.0 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return ceiling * (0.5 + 0.5 * self._rand())
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def retry_delay(failure: WriteFailure, backoff: Backoff, slow_s: float) -> float:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edge_agent.backoff import Backoff
+from arete.backoff import Backoff
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() -> None:

@@ -9,9 +9,9 @@ from influxdb_client.rest import ApiException
 from urllib3 import HTTPResponse
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
+from arete.backoff import Backoff
 from maestro.influx.sink import (
     MAX_RETRY_AFTER_S,
-    Backoff,
     WriteFailure,
     classify_failure,
     parse_retry_after,

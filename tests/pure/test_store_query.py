@@ -13,10 +13,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from maestro.errors import StoreError
+from maestro.errors import QueryError, StoreError
 from maestro.store.core import BUILTIN_MIGRATIONS, Store
 from maestro.store.db import migrate
-from maestro.store.query import MAX_BUCKETS, History, QueryError, query_history
+from maestro.store.query import MAX_BUCKETS, History, query_history
 from maestro.store.rows import FIELDS, SampleRow
 from maestro.store.samples import AgentIds, store_batch
 from maestro.store.settings import StoreSettings

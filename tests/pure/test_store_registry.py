@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from maestro.errors import StoreError
+from maestro.errors import QueryError, StoreError
 from maestro.store.audit import add_audit, list_audit
 from maestro.store.core import Store
-from maestro.store.query import QueryError
 from maestro.store.registry import (
     AgentRecord,
     add_event,

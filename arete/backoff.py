@@ -1,4 +1,8 @@
-"""Jittered exponential backoff: the one place reconnect delays are computed."""
+"""Jittered exponential backoff: the one place retry and reconnect delays are computed.
+
+Pure (no I/O, no sleeping): the agent's link, the maestro's notifiers and its InfluxDB sink
+ask it how long to wait.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,196 @@
+"""Performing what the engine decided: store, notify, publish, tell the event bus.
+
+* Alert and silence changes, the notifications they cause (outbox rows) and audit
+  entries of one evaluation are stored in one transaction, in order, on the store's
+  writer thread; a queue keeps the event loop free.
+* The retained ``alerts/<id>`` snapshot of each agent that changed is republished from
+  its own task, coalesced per agent: a broker outage delays snapshots, never pages.
+* The event bus hears about every change at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+
+from arete.errors import AreteError
+from arete.payloads import AgentAlerts, encode
+from arete.topics import Topics
+from maestro.alerts import tables
+from maestro.alerts.model import Action, AlertChanged, Notify, Publish, SilenceChanged
+from maestro.errors import MaestroError
+from maestro.events import EventBus
+from maestro.notify.outbox import Outbox
+from maestro.ports import Publisher
+from maestro.store.core import Store
+
+log = logging.getLogger(__name__)
+
+PUBLISH_RETRY_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    actor: str
+    action: str  # "alert.ack", "alert.silence", "alert.unsilence"
+    target: str
+    detail: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Job:
+    """What one evaluation must store, in one transaction."""
+
+    now: float
+    actions: list[Action]
+    audits: list[AuditEntry] = field(default_factory=list)
+    notify: bool = True  # whether this replica queues the notifications
+    done: asyncio.Future[None] | None = None
+
+
+class Effects:
+    """Counters: ``notifications_queued``, ``store_errors``, ``publish_errors``."""
+
+    def __init__(
+        self,
+        store: Store,
+        publisher: Publisher,
+        topics: Topics,
+        events: EventBus,
+        *,
+        outbox: Outbox | None,
+        snapshot: Callable[[str], AgentAlerts],
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._topics = topics
+        self._events = events
+        self.outbox = outbox
+        self._snapshot = snapshot
+        self._jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self._dirty: set[str] = set()
+        self._dirty_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.notifications_queued = 0
+        self.store_errors = 0
+        self.publish_errors = 0
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._store_loop(), name="alerts-store"),
+            asyncio.create_task(self._publish_loop(), name="alerts-publish"),
+        ]
+
+    async def aclose(self, drain_s: float) -> None:
+        """Store what is queued (for up to ``drain_s``), then stop."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_s):
+                    await self._jobs.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def submit(self, job: Job) -> None:
+        """Tell the bus and the publisher now; queue the job for the store."""
+        for action in job.actions:
+            data: dict[str, Any]
+            if isinstance(action, AlertChanged):
+                data = {"change": str(action.change), "alert": action.alert.to_json()}
+                self._events.publish("alert", job.now, data)
+            elif isinstance(action, SilenceChanged):
+                data = {"change": f"silence_{action.change}", "silence": action.silence.to_json()}
+                self._events.publish("alert", job.now, data)
+            elif isinstance(action, Publish):
+                self._dirty.add(action.agent)
+                self._dirty_event.set()
+            elif isinstance(action, Notify) and job.notify:
+                self.notifications_queued += 1
+        self._jobs.put_nowait(job)
+
+    async def submit_and_wait(self, job: Job) -> None:
+        """:meth:`submit`, then wait until the job is stored (raises if it was not)."""
+        if self._tasks:
+            job.done = asyncio.get_running_loop().create_future()
+        self.submit(job)
+        if job.done is not None:
+            await job.done
+
+    async def flushed(self) -> None:
+        """Until everything submitted so far is stored."""
+        if self._tasks:
+            await self._jobs.join()
+
+    async def _store_loop(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                await self._store.write(partial(self._store_job, job=job))
+            except (MaestroError, sqlite3.Error) as exc:
+                self.store_errors += 1
+                log.error("alert changes could not be stored", extra={"kv": {"error": str(exc)}})
+                if job.done is not None and not job.done.done():
+                    job.done.set_exception(exc)
+            else:
+                if job.done is not None and not job.done.done():
+                    job.done.set_result(None)
+                notified = any(isinstance(action, Notify) for action in job.actions)
+                if notified and job.notify and self.outbox is not None:
+                    self.outbox.wake()
+            finally:
+                self._jobs.task_done()
+
+    def _store_job(self, conn: sqlite3.Connection, *, job: Job) -> None:
+        """Runs on the writer thread, inside one transaction."""
+        for action in job.actions:
+            if isinstance(action, AlertChanged):
+                tables.save_alert(conn, action.alert)
+            elif isinstance(action, SilenceChanged):
+                tables.save_silence(conn, action.silence)
+            elif isinstance(action, Notify) and job.notify and self.outbox is not None:
+                self.outbox.enqueue(conn, action.notice, job.now)
+        for entry in job.audits:
+            tables.audit(
+                conn,
+                ts=job.now,
+                actor=entry.actor,
+                action=entry.action,
+                target=entry.target,
+                detail=entry.detail,
+            )
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event.clear()
+            while self._dirty:
+                agent = min(self._dirty)
+                self._dirty.discard(agent)
+                await self._publish(agent)
+
+    async def _publish(self, agent: str) -> None:
+        try:
+            topic = self._topics.alerts(agent)
+        except AreteError as exc:
+            kv = {"agent_id": agent, "error": str(exc)}
+            log.warning("no alerts topic for this agent id", extra={"kv": kv})
+            return
+        try:
+            await self._publisher.publish(topic, encode(self._snapshot(agent)), qos=1, retain=True)
+        except MaestroError as exc:
+            self.publish_errors += 1
+            log.warning(
+                "alerts snapshot not published; will retry",
+                extra={"kv": {"agent_id": agent, "error": str(exc)}},
+            )
+            self._dirty.add(agent)
+            await asyncio.sleep(PUBLISH_RETRY_S)

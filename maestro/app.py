@@ -1,0 +1,207 @@
+"""One maestro replica, assembled: store, MQTT link, ingest, registry, alerts,
+notifications, commands, the optional InfluxDB sink and self-observation.
+
+``async with Maestro.running(settings) as maestro:`` starts everything and stops it in
+the reverse order. The web API holds one of these and calls its services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import CollectorRegistry
+
+from arete.topics import Kind, Topics
+from maestro.events import EventBus
+from maestro.ingest import Inbound, Ingest, LoopInbox, ReplyIn
+from maestro.link import LinkConfig, MaestroLink
+from maestro.liveness import Policy
+from maestro.observe import make_registry
+from maestro.registry import Registry
+from maestro.settings import BrokerEndpoint, MaestroSettings, resolve_broker
+
+if TYPE_CHECKING:
+    from maestro.alerts.service import AlertService
+    from maestro.commands.service import CommandService
+    from maestro.influx import InfluxSink
+    from maestro.notify.service import Notifiers
+    from maestro.store.core import Store
+
+log = logging.getLogger("arete.maestro")
+
+
+class Maestro:
+    def __init__(self, settings: MaestroSettings) -> None:
+        self.settings = settings
+        self.broker: BrokerEndpoint = resolve_broker(settings)
+        self.topics = Topics(self.broker.root)
+        self.events = EventBus()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_server: Any = None
+        self.prometheus: CollectorRegistry | None = None
+        # Assembled in start().
+        self.store: Store
+        self.link: MaestroLink
+        self.ingest: Ingest
+        self.registry: Registry
+        self.commands: CommandService
+        self.alerts: AlertService
+        self.notifier: Notifiers
+        self.influx: InfluxSink | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, settings: MaestroSettings) -> AsyncIterator[Maestro]:
+        maestro = cls(settings)
+        await maestro.start()
+        try:
+            yield maestro
+        finally:
+            await maestro.stop()
+
+    async def start(self) -> None:
+        from maestro import wiring
+
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        self.store, self.influx = await wiring.to_thread_open(s)
+        inbox = LoopInbox(loop, self._deliver)
+        self.ingest = Ingest(
+            self.topics,
+            s.replica,
+            self.store.writer.submit,
+            self._ack,
+            inbox.put,
+        )
+        self.link = MaestroLink(self._link_config(), self.ingest.handle)
+        self.registry = Registry(
+            self.topics,
+            s.replica,
+            self.events,
+            contacts=self.ingest.contacts,
+            latest=self.ingest.latest,
+            persist=wiring.registry_persister(self.store),
+            publisher=self.link,
+            policy=Policy(
+                late_after=s.liveness.late_after,
+                critical_after=s.liveness.critical_after,
+                grace_s=s.liveness.grace_s,
+            ),
+            tick_s=s.liveness.tick_s,
+            digest_s=s.liveness.digest_s,
+        )
+        await wiring.load_registry(self.store, self.registry)
+        self.commands = wiring.command_service(s, self.store, self.link, self.topics, self.events)
+        self.alerts, self.notifier = wiring.alert_services(
+            s,
+            store=self.store,
+            publisher=self.link,
+            topics=self.topics,
+            events=self.events,
+            registry=self.registry,
+        )
+        self.registry.observers.append(self.alerts)
+        await self.alerts.start()
+        await self.commands.start()
+        self.link.start()
+        self._spawn("registry", self.registry.run())
+        self._spawn("alerts", self.alerts.run(self.registry.latest_values))
+        self._spawn("notifier", self.notifier.run(actions=self.alerts))
+        self._spawn("commands", self.commands.serve())
+        if self.influx is not None:
+            self._spawn("influx", self.influx.run())
+        self.prometheus = make_registry(self)
+        if s.metrics_port:
+            from prometheus_client import start_http_server
+
+            self._metrics_server = start_http_server(
+                s.metrics_port, addr=s.metrics_host, registry=self.prometheus
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.registry.flush()
+        for closer in (self.alerts.aclose, self.notifier.aclose, self.commands.close):
+            with contextlib.suppress(Exception):
+                await closer()
+        await self.link.stop()
+        if self.influx is not None:
+            with contextlib.suppress(Exception):
+                await self.influx.close()
+        await asyncio.to_thread(self.store.close)
+        if self._metrics_server is not None:
+            server, thread = self._metrics_server
+            server.shutdown()
+            thread.join(5)
+
+    async def wait_stopped(self, stop: asyncio.Event) -> None:
+        """Wait for ``stop``; a crashed long-lived task stops the process too."""
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    # -- wiring helpers -------------------------------------------------------------------
+    def _spawn(self, name: str, coro: Any) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"maestro-{name}"))
+
+    def _link_config(self) -> LinkConfig:
+        s, b, t = self.settings, self.broker, self.topics
+        group = s.mqtt.share_group
+        return LinkConfig(
+            replica=s.replica,
+            host=b.host,
+            port=b.port,
+            username=b.username,
+            password=b.password,
+            topics=t,
+            subscriptions=(
+                (t.all_of(Kind.STATUS), 1),
+                (t.shared(group, Kind.METRICS), 1),
+                (t.shared(group, Kind.HEARTBEAT), 0),
+                (t.all_of(Kind.REPLY), 1),
+                (t.all_of(Kind.MAESTRO), 1),
+                (t.all_maestro_seen(), 0),
+            ),
+            keepalive_s=s.mqtt.keepalive_s,
+            session_expiry_s=s.mqtt.session_expiry_s,
+            receive_maximum=s.mqtt.receive_maximum,
+            tls=b.tls,
+            ca_file=str(b.ca_file) if b.ca_file else None,
+            reconnect_min_s=s.mqtt.reconnect_min_s,
+            reconnect_max_s=s.mqtt.reconnect_max_s,
+        )
+
+    def _ack(self, generation: int, mid: int) -> None:
+        self.link.ack(generation, mid)
+
+    def _deliver(self, item: Inbound) -> None:
+        if isinstance(item, ReplyIn):
+            self.commands.on_reply(item.agent_id, item.reply, item.correlation, item.at)
+        else:
+            self.registry.deliver(item)
+
+    # -- observation --------------------------------------------------------------------
+    def agent_counts(self) -> dict[str, int]:
+        # Called from the scrape thread: copy first, the loop may be changing the dict.
+        counts = Counter(str(state.state) for state in list(self.registry.states.values()))
+        return dict(counts)
+
+    def extra_metrics(self) -> Iterator[Metric]:
+        from maestro import wiring
+
+        yield from wiring.service_metrics(self)

@@ -1,0 +1,61 @@
+"""``arete maestro ...``: run the control plane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+maestro_app = typer.Typer(
+    help="The maestro: fleet registry and liveness, metric storage, alerts, commands.",
+    no_args_is_help=True,
+)
+
+
+@maestro_app.command("run")
+def run(
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            "--data-dir",
+            help="Data dir of `arete broker run` (broker address, root and the maestro's "
+            "password are read from it); the store lives in DATA_DIR/maestro/.",
+        ),
+    ],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML settings file (see docs/maestro.md).")
+    ] = None,
+    replica: Annotated[
+        str | None,
+        typer.Option(help="This replica's name; run several with different names."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on this port (127.0.0.1; 0 = off)."),
+    ] = None,
+) -> None:
+    """Run the maestro until SIGTERM or Ctrl-C.
+
+    Examples:
+
+      arete maestro run --data-dir ~/.local/share/arete
+
+      ARETE_MAESTRO_NOTIFY__TELEGRAM__TOKEN_FILE=/run/secrets/tg \\
+        arete maestro run --data-dir /var/lib/arete --config /etc/arete/maestro.toml
+
+      arete maestro run --data-dir /var/lib/arete --replica b   # a second replica
+    """
+    from maestro.errors import MaestroError
+    from maestro.main import run_forever
+    from maestro.settings import load_settings
+
+    try:
+        settings = load_settings(
+            config, data_dir=data_dir, replica=replica, metrics_port=metrics_port
+        )
+        code = run_forever(settings)
+    except MaestroError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)

@@ -1,0 +1,241 @@
+"""The ingest hot path, on the MQTT network thread: route, decode, store, acknowledge.
+
+Metrics become store rows and are acknowledged to the broker only once the store
+committed them (``on_stored``). Heartbeats and metrics record a *contact* for liveness
+in a plain dict (read by the registry's clock loop). Statuses, replies and peer
+messages are few: they are decoded here and handed to the event loop.
+
+Bad payloads are counted by (kind, reason), logged at most once a minute per agent and
+reason, acknowledged (so the broker does not resend them forever) and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from arete.errors import PayloadError, TopicError
+from arete.payloads import (
+    MaestroStatus,
+    PeerDigest,
+    Reply,
+    Status,
+    decode_heartbeat,
+    decode_maestro_status,
+    decode_metrics,
+    decode_peer_digest,
+    decode_reply,
+    decode_status,
+)
+from arete.topics import Kind, ParsedTopic, Topics
+from maestro.store.rows import SampleRow, to_row
+
+log = logging.getLogger("arete.maestro.ingest")
+
+LOG_EVERY_S = 60.0
+TOPIC_CACHE_MAX = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class StatusIn:
+    agent_id: str
+    status: Status
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyIn:
+    agent_id: str
+    reply: Reply
+    correlation: bytes | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIn:
+    replica: str
+    status: MaestroStatus | None = None
+    digest: PeerDigest | None = None
+
+
+Inbound = StatusIn | ReplyIn | PeerIn
+
+
+class LoopInbox:
+    """Hands items from the network thread to the event loop, one wake-up per burst."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Inbound], None]):
+        self._loop = loop
+        self._deliver = deliver
+        self._items: deque[Inbound] = deque()
+        self._scheduled = False
+
+    def put(self, item: Inbound) -> None:
+        self._items.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        items = self._items
+        while items:
+            item = items.popleft()
+            try:
+                self._deliver(item)
+            except Exception:  # one bad item must not stop the others
+                log.exception("handling %s failed", type(item).__name__)
+
+
+class Ingest:
+    """Called by the link for every message; keeps counters for self-observation."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        replica: str,
+        submit: Callable[[list[SampleRow], Callable[[], None] | None], None],
+        ack: Callable[[int, int], None],
+        inbox: Callable[[Inbound], None],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._topics = topics
+        self._replica = replica
+        self._submit = submit
+        self._ack = ack
+        self._inbox = inbox
+        self._clock = clock
+        self._routes: dict[str, ParsedTopic | None] = {}
+        self._logged: dict[tuple[str, str], float] = {}
+        # Read by the registry (event loop); written here. Plain dict writes are atomic.
+        self.contacts: dict[str, tuple[int, float]] = {}
+        self.latest: dict[str, tuple[float, SampleRow]] = {}
+        self.agent_dropped: dict[str, int] = {}
+        # Counters (exported to Prometheus at scrape time).
+        self.messages: Counter[str] = Counter()
+        self.samples = 0
+        self.replayed_samples = 0
+        self.errors: Counter[tuple[str, str]] = Counter()
+
+    # -- entry point (network thread) ----------------------------------------------------
+    def handle(self, message: mqtt.MQTTMessage, generation: int) -> None:
+        topic = message.topic
+        route = self._routes.get(topic, _MISSING)
+        if route is _MISSING:
+            route = self._route(topic)
+        if route is None:
+            self._drop("unknown", "topic", topic, message, generation)
+            return
+        kind = route.kind
+        self.messages[kind] += 1
+        try:
+            if kind is Kind.METRICS:
+                self._metrics(route.agent_id, message, generation)
+                return
+            if kind is Kind.HEARTBEAT:
+                beat = decode_heartbeat(message.payload)
+                self._contact(route.agent_id, beat.epoch)
+            elif kind is Kind.STATUS:
+                if message.payload:  # an empty retained message clears the status
+                    status = decode_status(message.payload)
+                    self._inbox(StatusIn(route.agent_id, status, self._clock()))
+            elif kind is Kind.REPLY:
+                reply = decode_reply(message.payload)
+                props = message.properties
+                correlation = getattr(props, "CorrelationData", None) if props else None
+                self._inbox(ReplyIn(route.agent_id, reply, correlation, self._clock()))
+            elif kind is Kind.MAESTRO:
+                self._peer(route, message)
+        except PayloadError as exc:
+            self._drop(str(kind), exc.code, route.agent_id, message, generation, detail=str(exc))
+            return
+        if message.qos == 1:
+            self._ack(generation, message.mid)
+
+    # -- kinds -------------------------------------------------------------------------
+    def _metrics(self, agent_id: str, message: mqtt.MQTTMessage, generation: int) -> None:
+        try:
+            metrics = decode_metrics(message.payload)
+        except PayloadError as exc:
+            self._drop("metrics", exc.code, agent_id, message, generation, detail=str(exc))
+            return
+        epoch = metrics.epoch
+        rows = [to_row(agent_id, epoch, sample) for sample in metrics.samples]
+        self.samples += len(rows)
+        if metrics.replay:
+            self.replayed_samples += len(rows)
+        else:
+            self._contact(agent_id, epoch)
+        newest = rows[-1]
+        known = self.latest.get(agent_id)
+        if known is None or newest[1] >= known[1][1]:
+            self.latest[agent_id] = (newest[2], newest)
+        if metrics.dropped:
+            self.agent_dropped[agent_id] = metrics.dropped
+        if message.qos == 1:
+            mid = message.mid
+            ack = self._ack
+            self._submit(rows, lambda: ack(generation, mid))
+        else:
+            self._submit(rows, None)
+
+    def _contact(self, agent_id: str, epoch: int) -> None:
+        self.contacts[agent_id] = (epoch, self._clock())
+
+    def _peer(self, route: ParsedTopic, message: mqtt.MQTTMessage) -> None:
+        replica = route.agent_id
+        if replica == self._replica or not message.payload:
+            return
+        if route.digest:
+            self._inbox(PeerIn(replica, digest=decode_peer_digest(message.payload)))
+        else:
+            self._inbox(PeerIn(replica, status=decode_maestro_status(message.payload)))
+
+    # -- routing and drops -----------------------------------------------------------
+    def _route(self, topic: str) -> ParsedTopic | None:
+        try:
+            route: ParsedTopic | None = self._topics.parse(topic)
+        except TopicError:
+            route = None
+        if len(self._routes) < TOPIC_CACHE_MAX:
+            self._routes[topic] = route
+        return route
+
+    def _drop(
+        self,
+        kind: str,
+        code: str,
+        source: str,
+        message: mqtt.MQTTMessage,
+        generation: int,
+        *,
+        detail: str = "",
+    ) -> None:
+        self.errors[(kind, code)] += 1
+        now = self._clock()
+        key = (source, code)
+        if now - self._logged.get(key, 0.0) >= LOG_EVERY_S:
+            self._logged[key] = now
+            if len(self._logged) > 10_000:
+                self._logged.clear()
+            log.warning(
+                "dropped a bad message kind=%s reason=%s source=%s bytes=%d %s",
+                kind,
+                code,
+                source,
+                len(message.payload),
+                detail[:200],
+            )
+        if message.qos == 1:
+            self._ack(generation, message.mid)
+
+
+_MISSING: Any = object()

@@ -1,0 +1,107 @@
+"""``arete keys ...``: the maestro's command-signing key pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+keys_app = typer.Typer(
+    help="Create and show the key pair the maestro signs commands with.",
+    no_args_is_help=True,
+)
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="ARETE_DATA_DIR",
+        help="The data dir shared with `arete broker run` and `arete maestro run`.",
+    ),
+]
+
+
+def _instructions(public_key: str, data_dir: Path) -> str:
+    return f"""\
+Public key (give it to every agent; it is not a secret):
+
+  {public_key}
+
+Agents then run only commands signed with this maestro's private key. Either put it
+in the agent's TOML file:
+
+  [commands]
+  public_key = "{public_key}"
+
+or set it in the agent's environment:
+
+  ARETE_AGENT_COMMANDS__PUBLIC_KEY={public_key}
+
+`arete agents add ID --data-dir {data_dir}` writes it into new agents' configs for you.
+"""
+
+
+@keys_app.command("create")
+def create(
+    data_dir: DataDir,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing key pair (agents must then get the new public key).",
+        ),
+    ] = False,
+) -> None:
+    """Create the signing key pair and print how to give the public key to agents.
+
+    Writes DATA_DIR/secrets/maestro-signing.key (private, mode 0600) and
+    DATA_DIR/maestro-signing.pub. Refuses to replace an existing key without --force.
+
+    Examples:
+
+      arete keys create --data-dir ~/.local/share/arete
+
+      arete keys create --data-dir /var/lib/arete --force   # rotate the key
+    """
+    from maestro.errors import ConfigError
+    from maestro.keys import create_keys, read_public_key
+
+    try:
+        paths = create_keys(data_dir, force=force)
+        public_key = read_public_key(data_dir)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Private key: {paths.private} (keep it secret; the maestro reads it)")
+    typer.echo(f"Public key file: {paths.public}\n")
+    typer.echo(_instructions(public_key, data_dir), nl=False)
+
+
+@keys_app.command("show")
+def show(
+    data_dir: DataDir,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print only the public key (for scripts).")
+    ] = False,
+) -> None:
+    """Print the public key and how to give it to agents.
+
+    Examples:
+
+      arete keys show --data-dir /var/lib/arete
+
+      ARETE_AGENT_COMMANDS__PUBLIC_KEY=$(arete keys show --data-dir /var/lib/arete --raw)
+    """
+    from maestro.errors import ConfigError
+    from maestro.keys import read_public_key
+
+    try:
+        public_key = read_public_key(data_dir)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if raw:
+        typer.echo(public_key)
+        return
+    typer.echo(_instructions(public_key, data_dir), nl=False)

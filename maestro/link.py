@@ -1,0 +1,332 @@
+"""The maestro's MQTT link: one paho client (MQTT 5) in its own network thread.
+
+- A persistent session (``clean_start=False``, session expiry) under a fixed client id
+  per replica: messages that arrive while the maestro restarts wait in the broker, and
+  QoS 1 messages it received but had not acknowledged are delivered again.
+- Manual acknowledgements: the ingest acknowledges a metrics message only after the
+  store committed it (:meth:`ack`). Message ids are per connection, so an ack carries the
+  connection generation it belongs to and is dropped if the connection changed (the
+  broker redelivers that message; the store's (agent, seq) key makes it a no-op).
+- ``Receive Maximum`` bounds how many unacknowledged messages the broker sends: that is
+  the ingest's back-pressure when the store falls behind.
+- The replica's retained state on ``maestro/<replica>`` with a Last Will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from arete.payloads import MaestroState, MaestroStatus, encode
+from arete.topics import Topics
+from arete.version import __version__
+from maestro.errors import LinkError
+
+log = logging.getLogger("arete.maestro.link")
+
+MessageHandler = Callable[[mqtt.MQTTMessage, int], None]
+"""Called on the network thread with each message and the connection generation."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    replica: str
+    host: str
+    port: int
+    username: str
+    password: str | None
+    topics: Topics
+    subscriptions: tuple[tuple[str, int], ...]  # (filter, qos)
+    keepalive_s: int = 30
+    session_expiry_s: int = 86_400
+    receive_maximum: int = 20_000
+    tls: bool = False
+    ca_file: str | None = None
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+    @property
+    def client_id(self) -> str:
+        return f"maestro-{self.replica}"
+
+
+def _code(value: ReasonCode | int) -> int:
+    return value.value if isinstance(value, ReasonCode) else int(value)
+
+
+class MaestroLink:
+    """Start with :meth:`start` (from the event loop), stop with :meth:`stop`."""
+
+    def __init__(
+        self,
+        config: LinkConfig,
+        on_message: MessageHandler,
+        *,
+        on_connection: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._on_message_cb = on_message
+        self._on_connection = on_connection
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connected = threading.Event()
+        self._async_connected: asyncio.Event | None = None
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._early: dict[int, int] = {}
+        self.connects = 0
+        self.disconnects = 0
+        self.refused_publishes = 0
+        self._client = self._make_client()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls:
+            context = ssl.create_default_context(cafile=cfg.ca_file)
+            client.tls_set_context(context)
+        will = self._state_payload(MaestroState.OFFLINE)
+        client.will_set(cfg.topics.maestro(cfg.replica), will, qos=1, retain=True)
+        client.reconnect_delay_set(
+            max(1, round(cfg.reconnect_min_s)), max(1, round(cfg.reconnect_max_s))
+        )
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(1000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._async_connected = asyncio.Event()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it untyped
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        props.ReceiveMaximum = self.config.receive_maximum
+        self._client.connect_async(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    async def wait_connected(self) -> None:
+        """Wait until the link is up (wrap in ``asyncio.timeout`` to bound it)."""
+        if self._async_connected is None:
+            raise LinkError("the link was not started")
+        await self._async_connected.wait()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Publish the replica's clean ``offline`` state, then disconnect."""
+        if self.connected:
+            try:
+                await asyncio.wait_for(
+                    self.publish(
+                        self.config.topics.maestro(self.config.replica),
+                        self._state_payload(MaestroState.OFFLINE),
+                        retain=True,
+                    ),
+                    grace_s,
+                )
+            except (TimeoutError, LinkError) as exc:
+                log.warning("could not publish the offline state: %s", exc)
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(LinkError("the MQTT link was stopped"))
+        self._pending.clear()
+
+    # -- publishing ------------------------------------------------------------------
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_s: int | None = None,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> None:
+        """Publish; for QoS 1 return once the broker acknowledged it.
+
+        While the link is down paho keeps the message and sends it after reconnecting,
+        so this simply waits longer. A refusal (e.g. not authorised) raises LinkError.
+        """
+        props: Properties | None = None
+        if expiry_s is not None or response_topic is not None or correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if expiry_s is not None:
+                props.MessageExpiryInterval = max(1, int(expiry_s))
+            if response_topic is not None:
+                props.ResponseTopic = response_topic
+            if correlation is not None:
+                props.CorrelationData = correlation
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise LinkError(f"cannot publish on {topic}: {mqtt.error_string(info.rc)}")
+        if qos == 0:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._pending[info.mid] = future
+        if early is not None:
+            self._settle(future, early, topic)
+        else:
+            try:
+                await future
+            finally:
+                with self._lock:
+                    self._pending.pop(info.mid, None)
+
+    def _settle(self, future: asyncio.Future[None], code: int, topic: str = "") -> None:
+        if future.done():
+            return
+        if code >= 128:
+            self.refused_publishes += 1
+            future.set_exception(
+                LinkError(
+                    f"the broker refused the publish{' on ' + topic if topic else ''} "
+                    f"(reason code {code})"
+                )
+            )
+        else:
+            future.set_result(None)
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        code = _code(reason_code)
+        with self._lock:
+            future = self._pending.pop(mid, None)
+            if future is None:
+                self._early[mid] = code
+                if len(self._early) > 10_000:  # QoS 0 or abandoned publishes
+                    self._early.pop(next(iter(self._early)))
+                return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._settle, future, code)
+
+    # -- receiving -------------------------------------------------------------------
+    def ack(self, generation: int, mid: int) -> None:
+        """Acknowledge a QoS 1 message of connection ``generation`` (thread-safe)."""
+        with self._lock:
+            if generation != self._generation or not self._connected.is_set():
+                return  # the broker redelivers it on the new connection
+            self._client.ack(mid, 1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._on_message_cb(message, self._generation)
+        except Exception:  # one bad message must never stop the network thread
+            log.exception("message handler failed on %s", message.topic)
+            if message.qos == 1:
+                self.ack(self._generation, message.mid)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        code = _code(reason_code)
+        if code >= 128:
+            log.error("broker refused the maestro connection: %s (code %s)", reason_code, code)
+            return
+        with self._lock:
+            self._generation += 1
+        self.connects += 1
+        cfg = self.config
+        log.info(
+            "connected to mqtt://%s:%s as %s (session present: %s)",
+            cfg.host,
+            cfg.port,
+            cfg.client_id,
+            flags.session_present,
+        )
+        client.publish(
+            cfg.topics.maestro(cfg.replica),
+            self._state_payload(MaestroState.ONLINE),
+            qos=1,
+            retain=True,
+        )
+        client.subscribe([(topic, qos) for topic, qos in cfg.subscriptions])
+        self._connected.set()
+        self._notify(True)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._connected.is_set():
+            self.disconnects += 1
+            log.warning("disconnected from the broker: %s", reason_code)
+        self._connected.clear()
+        self._notify(False)
+
+    def _notify(self, up: bool) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(self._set_async_state, up)
+
+    def _set_async_state(self, up: bool) -> None:
+        if self._async_connected is not None:
+            if up:
+                self._async_connected.set()
+            else:
+                self._async_connected.clear()
+        if self._on_connection is not None:
+            self._on_connection(up)
+
+    def _state_payload(self, state: MaestroState) -> bytes:
+        return encode(
+            MaestroStatus(
+                replica=self.config.replica, state=state, ts=time.time(), version=__version__
+            )
+        )

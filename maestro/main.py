@@ -1,0 +1,43 @@
+"""Process shell of the maestro: logging, signals, run until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from edge_agent.logs import setup_logging
+from maestro.app import Maestro
+from maestro.errors import MaestroError
+from maestro.settings import MaestroSettings
+
+log = logging.getLogger("arete.maestro")
+
+
+async def main(settings: MaestroSettings) -> None:
+    """Run one replica until SIGTERM/SIGINT; stop cleanly (flush the store first)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Maestro.running(settings) as maestro:
+        log.info(
+            "maestro running replica=%s store=%s broker=%s:%d root=%s",
+            settings.replica,
+            settings.database,
+            maestro.broker.host,
+            maestro.broker.port,
+            maestro.topics.root,
+        )
+        await maestro.wait_stopped(stop)
+    log.info("maestro stopped replica=%s", settings.replica)
+
+
+def run_forever(settings: MaestroSettings) -> int:
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(main(settings))
+    except MaestroError as exc:
+        log.error("maestro failed: %s", exc)
+        return 2
+    return 0

@@ -1,0 +1,276 @@
+"""The fleet registry: the liveness state machine's I/O shell.
+
+Feeds :func:`maestro.liveness.evaluate` with statuses (from the event loop), contacts
+(recorded by the ingest thread, and by peer replicas through their digests) and the
+clock, then performs each transition: store it, publish it on the event bus, tell the
+observers (alerts). Also tracks the other maestro replicas, shares this replica's
+contacts with them (:class:`~arete.payloads.PeerDigest`), and says which replica leads
+(sends notifications).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from arete.payloads import MaestroState, PeerDigest, Status, encode
+from arete.topics import Topics
+from maestro.errors import MaestroError
+from maestro.events import EventBus
+from maestro.ingest import Inbound, PeerIn, StatusIn
+from maestro.liveness import (
+    AgentLive,
+    Contact,
+    Liveness,
+    Policy,
+    StatusSeen,
+    Tick,
+    Transition,
+    evaluate,
+)
+from maestro.ports import Publisher
+from maestro.store.rows import SampleRow, row_values
+
+log = logging.getLogger("arete.maestro.registry")
+
+
+class Observer(Protocol):
+    def observe_agent(
+        self,
+        agent_id: str,
+        state: str,
+        now: float,
+        *,
+        clean: bool = False,
+        labels: Mapping[str, str] = ...,
+    ) -> None: ...
+
+
+Persist = Callable[[list[Transition], list[tuple[AgentLive, Status | None]]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerState:
+    replica: str
+    online: bool
+    since: float
+
+
+class Registry:
+    def __init__(
+        self,
+        topics: Topics,
+        replica: str,
+        events: EventBus,
+        *,
+        contacts: dict[str, tuple[int, float]],
+        latest: dict[str, tuple[float, SampleRow]],
+        persist: Persist | None = None,
+        publisher: Publisher | None = None,
+        policy: Policy | None = None,
+        tick_s: float = 0.5,
+        digest_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.topics = topics
+        self.replica = replica
+        self.events = events
+        self.policy = policy or Policy()
+        self.tick_s = tick_s
+        self.digest_s = digest_s
+        self._clock = clock
+        self._persist = persist
+        self._publisher = publisher
+        self._contacts = contacts  # written by the ingest thread
+        self._latest = latest
+        self._peer_contacts: dict[str, tuple[int, float]] = {}
+        self._shared: dict[str, tuple[int, float]] = {}
+        self.states: dict[str, AgentLive] = {}
+        self.statuses: dict[str, Status] = {}
+        self.peers: dict[str, PeerState] = {}
+        self.observers: list[Observer] = []
+        self._unsaved: list[Transition] = []
+        self._dirty: set[str] = set()
+        self.transitions = 0
+        self.stale_ignored = 0
+        self.ready = asyncio.Event()
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- input from the event loop -----------------------------------------------------
+    def deliver(self, item: Inbound) -> None:
+        """Entry point for :class:`~maestro.ingest.LoopInbox` items of the registry."""
+        if isinstance(item, StatusIn):
+            self.on_status(item.agent_id, item.status, item.at)
+        elif isinstance(item, PeerIn):
+            self.on_peer(item)
+
+    def on_status(self, agent_id: str, status: Status, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        current = self.states.get(agent_id)
+        if current is not None and status.epoch < current.epoch:
+            self.stale_ignored += 1
+            log.info(
+                "ignored a stale status agent_id=%s state=%s epoch=%d current_epoch=%d",
+                agent_id,
+                status.state,
+                status.epoch,
+                current.epoch,
+            )
+            return
+        self.statuses[agent_id] = status
+        new, moved = evaluate(agent_id, current, StatusSeen(status), now, self.policy)
+        self._apply(agent_id, new, moved)
+        self._dirty.add(agent_id)
+
+    def on_peer(self, item: PeerIn) -> None:
+        now = self._clock()
+        if item.status is not None:
+            online = item.status.state is MaestroState.ONLINE
+            known = self.peers.get(item.replica)
+            if known is None or known.online != online:
+                log.info("maestro replica %s is %s", item.replica, item.status.state)
+                self.peers[item.replica] = PeerState(item.replica, online, now)
+        if item.digest is not None:
+            merged = self._peer_contacts
+            for agent_id, (epoch, at) in item.digest.seen.items():
+                known_contact = merged.get(agent_id)
+                if known_contact is None or (epoch, at) > known_contact:
+                    merged[agent_id] = (epoch, at)
+
+    # -- clock ---------------------------------------------------------------------------
+    def tick(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        contacts = self._contacts
+        peer = self._peer_contacts
+        # Agents heard from that we have no state for yet (metrics before any status).
+        for agent_id in [a for a in contacts if a not in self.states]:
+            epoch, at = contacts[agent_id]
+            new, moved = evaluate(agent_id, None, Contact(epoch, at), now, self.policy)
+            self._apply(agent_id, new, moved)
+        for agent_id, state in list(self.states.items()):
+            contact = contacts.get(agent_id)
+            other = peer.get(agent_id)
+            if other is not None and (contact is None or other > contact):
+                contact = other
+            if not state.state.connected and (contact is None or contact[0] <= state.epoch):
+                continue
+            new, moved = evaluate(agent_id, state, Tick(contact), now, self.policy)
+            if new is not state:
+                self._apply(agent_id, new, moved)
+
+    async def run(self) -> None:
+        """Tick forever; persist transitions in batches; share contacts with peers."""
+        next_digest = 0.0
+        while True:
+            now = self._clock()
+            self.tick(now)
+            await self.flush()
+            if now >= next_digest:
+                next_digest = now + self.digest_s
+                await self._publish_digest(now)
+            await asyncio.sleep(self.tick_s)
+
+    async def flush(self) -> None:
+        if self._persist is None or not (self._unsaved or self._dirty):
+            self._unsaved.clear()
+            self._dirty.clear()
+            return
+        transitions, self._unsaved = self._unsaved, []
+        dirty, self._dirty = self._dirty, set()
+        records = [(self.states[a], self.statuses.get(a)) for a in dirty if a in self.states]
+        try:
+            await self._persist(transitions, records)
+        except Exception:  # the store logs its own errors; keep judging liveness
+            log.exception("could not store %d liveness transitions", len(transitions))
+
+    # -- peers -----------------------------------------------------------------------------
+    def online_replicas(self) -> list[str]:
+        return sorted({self.replica} | {p.replica for p in self.peers.values() if p.online})
+
+    def is_leader(self) -> bool:
+        """The online replica with the smallest name sends notifications."""
+        return self.online_replicas()[0] == self.replica
+
+    async def _publish_digest(self, now: float) -> None:
+        if self._publisher is None or len(self.online_replicas()) < 2:
+            return
+        fresh = {a: c for a, c in list(self._contacts.items()) if self._shared.get(a) != c}
+        if not fresh:
+            return
+        self._shared.update(fresh)
+        payload = encode(PeerDigest(replica=self.replica, ts=now, seen=fresh))
+        try:
+            await self._publisher.publish(self.topics.maestro_seen(self.replica), payload, qos=0)
+        except MaestroError as exc:  # a lost digest is covered by the next one
+            log.warning("could not publish the contact digest: %s", exc)
+
+    # -- output ----------------------------------------------------------------------------
+    def _apply(self, agent_id: str, new: AgentLive | None, moved: Transition | None) -> None:
+        if new is None:
+            return
+        self.states[agent_id] = new
+        if moved is None:
+            return
+        self.transitions += 1
+        self._unsaved.append(moved)
+        self._dirty.add(agent_id)
+        status = self.statuses.get(agent_id)
+        labels = dict(status.labels) if status is not None else {}
+        log.info(
+            "agent state agent_id=%s old=%s new=%s epoch=%d reason=%s",
+            agent_id,
+            moved.old,
+            moved.new,
+            moved.epoch,
+            moved.reason,
+        )
+        self.events.publish("agent", moved.at, self.view(agent_id) | {"old": moved.old})
+        for observer in self.observers:
+            try:
+                observer.observe_agent(
+                    agent_id, str(moved.new), moved.at, clean=moved.clean, labels=labels
+                )
+            except Exception:
+                log.exception("an observer failed on agent_id=%s", agent_id)
+
+    def view(self, agent_id: str) -> dict[str, Any]:
+        """What the API shows of one agent (JSON-ready)."""
+        state = self.states.get(agent_id)
+        status = self.statuses.get(agent_id)
+        latest = self._latest.get(agent_id)
+        own = self._contacts.get(agent_id)
+        peer = self._peer_contacts.get(agent_id)
+        contact = max(c for c in (own, peer, (0, 0.0)) if c is not None)
+        return {
+            "id": agent_id,
+            "state": str(state.state) if state else "unknown",
+            "epoch": state.epoch if state else None,
+            "since": state.since if state else None,
+            "reason": state.reason if state else None,
+            "clean": state.clean if state else False,
+            "last_seen": max(contact[1], state.last_contact) if state else contact[1] or None,
+            "heartbeat_s": state.heartbeat_s if state else None,
+            "host": status.host if status else None,
+            "version": status.version if status else None,
+            "labels": dict(status.labels) if status else {},
+            "metrics": row_values(latest[1]) | {"ts": latest[0]} if latest else None,
+        }
+
+    def views(self, agent_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        ids = sorted(self.states) if agent_ids is None else agent_ids
+        return [self.view(agent_id) for agent_id in ids]
+
+    def latest_values(self) -> dict[str, tuple[float, dict[str, Any]]]:
+        """``{agent_id: (sample ts, {field: value})}`` of connected agents, for alert rules."""
+        out: dict[str, tuple[float, dict[str, Any]]] = {}
+        for agent_id, (ts, row) in list(self._latest.items()):
+            state = self.states.get(agent_id)
+            if state is not None and state.state in (Liveness.ONLINE, Liveness.LATE):
+                out[agent_id] = (ts, row_values(row))
+        return out

@@ -1,0 +1,259 @@
+"""Settings of the maestro: ``ARETE_MAESTRO_*`` environment, a TOML file, CLI options.
+
+Precedence: command-line options > environment (``ARETE_MAESTRO_MQTT__PORT=1884``,
+``__`` between nested names) > the TOML file (``--config``) > defaults. With a data dir
+made by ``arete broker run`` nothing else is needed: the broker's address, topic root
+and the maestro's password are read from it.
+
+Secrets (the MQTT password, the Telegram token, the Discord webhook, the InfluxDB
+token) come from the environment or from files, never from command-line arguments
+(visible in ``ps``); known placeholder values are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from arete.errors import TopicError
+from arete.topics import DEFAULT_ROOT, Topics, validate_agent_id_or_replica
+from maestro.alerts.settings import AlertSettings
+from maestro.commands.settings import CommandSettings
+from maestro.errors import ConfigError
+from maestro.influx.settings import InfluxSettings
+from maestro.notify.settings import NotifySettings
+from maestro.store.settings import StoreSettings
+
+PLACEHOLDER_SECRETS: Final = frozenset(
+    {"", "changeme", "change-me", "password", "secret", "maestro", "admin", "test", "xxx"}
+)
+MAX_SECRET_FILE_BYTES: Final = 64 * 1024
+
+
+class MqttSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str | None = Field(None, description="Broker host (default: from the data dir).")
+    port: int | None = Field(None, ge=1, le=65535)
+    tls: bool = False
+    ca_file: Path | None = None
+    root: str | None = Field(None, description="Topic root (default: the broker's).")
+    username: str = "maestro"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    keepalive_s: int = Field(30, ge=5, le=600)
+    session_expiry_s: int = Field(
+        86_400,
+        ge=0,
+        le=7 * 86_400,
+        description="How long the broker keeps messages for a stopped maestro.",
+    )
+    receive_maximum: int = Field(
+        20_000,
+        ge=10,
+        le=65_535,
+        description="Unacknowledged messages the broker may send at once (back-pressure).",
+    )
+    share_group: str = Field("maestro", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    reconnect_min_s: float = Field(1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=600)
+
+
+class LivenessSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    late_after: int = Field(1, ge=1, le=100, description="Missed heartbeats before late.")
+    critical_after: int = Field(3, ge=1, le=1000, description="Missed heartbeats before critical.")
+    grace_s: float | None = Field(None, ge=0, le=600)
+    tick_s: float = Field(0.5, gt=0, le=10)
+    digest_s: float = Field(
+        1.0, gt=0, le=60, description="How often replicas share which agents they heard."
+    )
+
+
+class MaestroSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ARETE_MAESTRO_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path
+    replica: str = Field("main", description="This replica's name (unique per broker).")
+    db_file: Path | None = None
+    signing_key_file: Path | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    mqtt: MqttSettings = MqttSettings()
+    liveness: LivenessSettings = LivenessSettings()
+    store: StoreSettings = StoreSettings()
+    influx: InfluxSettings = InfluxSettings()
+    alerts: AlertSettings = AlertSettings()
+    notify: NotifySettings = NotifySettings()
+    commands: CommandSettings = CommandSettings()
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def database(self) -> Path:
+        return self.db_file or self.data_dir / "maestro" / f"{self.replica}.db"
+
+    @property
+    def signing_key(self) -> Path | None:
+        """The command-signing key: the configured file, or the data dir's if present."""
+        if self.signing_key_file is not None:
+            return self.signing_key_file
+        default = self.data_dir / "secrets" / "maestro-signing.key"
+        return default if default.exists() else None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def load_settings(config_file: Path | None = None, **options: Any) -> MaestroSettings:
+    """Settings from CLI ``options`` > environment > ``config_file`` > defaults.
+
+    Raises :class:`ConfigError` with every problem named.
+    """
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config file {config_file}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+
+    class _Settings(MaestroSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _TomlSource(settings_cls, data))
+
+    given = {key: value for key, value in options.items() if value is not None}
+    try:
+        settings = _Settings(**given)
+    except ValidationError as exc:
+        where = f" (from {config_file}, ARETE_MAESTRO_* or options)" if config_file else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid maestro settings{where}: {problems}") from None
+    try:
+        validate_agent_id_or_replica(settings.replica)
+    except TopicError as exc:
+        raise ConfigError(str(exc)) from None
+    return MaestroSettings.model_validate(settings.model_dump())
+
+
+# -- what the broker's data dir says ------------------------------------------------------
+class BrokerEndpoint(BaseModel):
+    host: str
+    port: int
+    root: str
+    tls: bool
+    ca_file: Path | None
+    username: str
+    password: str
+
+
+def resolve_broker(settings: MaestroSettings) -> BrokerEndpoint:
+    """The broker to connect to: explicit settings first, then the data dir's broker."""
+    mqtt = settings.mqtt
+    info = _broker_info(settings.data_dir)
+    host = mqtt.host or (info.get("host") if info else None) or "127.0.0.1"
+    if host == "0.0.0.0":  # noqa: S104 - a broker bound everywhere is reachable locally
+        host = "127.0.0.1"
+    port = mqtt.port or (info.get("port") if info else None) or 1883
+    root = mqtt.root or (info.get("root") if info else None) or DEFAULT_ROOT
+    try:
+        Topics(root)
+    except TopicError as exc:
+        raise ConfigError(str(exc)) from None
+    ca_file = mqtt.ca_file
+    if mqtt.tls and ca_file is None:
+        default_ca = settings.data_dir / "broker" / "tls" / "ca.crt"
+        ca_file = default_ca if default_ca.exists() else None
+    return BrokerEndpoint(
+        host=host,
+        port=int(port),
+        root=root,
+        tls=mqtt.tls,
+        ca_file=ca_file,
+        username=mqtt.username,
+        password=_password(settings),
+    )
+
+
+def _broker_info(data_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = data_dir / "broker" / "broker.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the broker's state {path}: {exc}") from None
+    return raw if isinstance(raw, dict) else None
+
+
+def _password(settings: MaestroSettings) -> str:
+    mqtt = settings.mqtt
+    if mqtt.password is not None:
+        secret = mqtt.password.get_secret_value()
+        where = "ARETE_MAESTRO_MQTT__PASSWORD"
+    else:
+        path = mqtt.password_file or settings.data_dir / "secrets" / f"{mqtt.username}.password"
+        secret = read_secret_file(path, "the maestro's MQTT password")
+        where = str(path)
+    if secret.strip().lower() in PLACEHOLDER_SECRETS:
+        raise ConfigError(f"refusing a placeholder MQTT password (from {where}); set a real one")
+    return secret
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """A secret from a file that only its owner can read; clear errors otherwise."""
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077 and os.name == "posix":
+            raise ConfigError(
+                f"{what} file {path} is readable by other users (mode {mode & 0o777:o}); "
+                f"run: chmod 600 {path}"
+            )
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{what} file {path} does not exist (run `arete broker run --data-dir` first, "
+            "or set the secret in the environment)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} file {path}: {exc}") from None
+    if len(raw) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(f"{what} file {path} is too large to be a secret")
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} file {path} is not UTF-8 text") from None

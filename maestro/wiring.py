@@ -1,0 +1,229 @@
+"""How the maestro's parts are built from its settings (kept out of :mod:`maestro.app`
+so that file reads as the order things start and stop in)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import Metric
+
+from arete.payloads import Status, encode
+from arete.topics import Topics
+from maestro.alerts import ALERT_MIGRATIONS
+from maestro.alerts.service import AlertService
+from maestro.commands import COMMAND_MIGRATIONS
+from maestro.commands.service import CommandService
+from maestro.events import EventBus
+from maestro.influx import COMPONENT as INFLUX_COMPONENT
+from maestro.influx import MIGRATIONS as INFLUX_MIGRATIONS
+from maestro.influx import InfluxSink, InfluxSpool
+from maestro.liveness import AgentLive, Liveness, Transition
+from maestro.notify import NOTIFY_MIGRATIONS
+from maestro.notify.service import Notifiers
+from maestro.observe import labelled
+from maestro.ports import Publisher
+from maestro.registry import Persist, Registry
+from maestro.settings import MaestroSettings
+from maestro.store.core import Store
+from maestro.store.registry import AgentRecord, add_event, load_states, save_state
+
+if TYPE_CHECKING:
+    from maestro.app import Maestro
+
+log = logging.getLogger("arete.maestro")
+
+
+def open_store(settings: MaestroSettings) -> tuple[Store, InfluxSink | None]:
+    """The store with every component's tables, and the InfluxDB sink if configured."""
+    migrations: dict[str, list[str]] = {
+        "commands": list(COMMAND_MIGRATIONS),
+        "alerts": list(ALERT_MIGRATIONS),
+        "notify": list(NOTIFY_MIGRATIONS),
+    }
+    stagers: list[Any] = []
+    sink: InfluxSink | None = None
+    if settings.influx.enabled:
+        migrations[INFLUX_COMPONENT] = list(INFLUX_MIGRATIONS)
+        stagers.append(InfluxSpool(settings.influx))
+        sink = InfluxSink(settings.influx, settings.database)
+    store = Store.open(settings.database, migrations, settings=settings.store, stagers=stagers)
+    return store, sink
+
+
+def registry_persister(store: Store) -> Persist:
+    async def persist(
+        transitions: list[Transition], records: list[tuple[AgentLive, Status | None]]
+    ) -> None:
+        rows = [_record(state, status) for state, status in records]
+
+        def write(conn: Any) -> None:
+            for row in rows:
+                save_state(conn, row)
+            for moved in transitions:
+                add_event(
+                    conn,
+                    moved.agent_id,
+                    ts=moved.at,
+                    old=str(moved.old) if moved.old is not None else None,
+                    new=str(moved.new),
+                    epoch=moved.epoch,
+                    reason=moved.reason,
+                )
+
+        await store.write(write)
+
+    return persist
+
+
+def _record(state: AgentLive, status: Status | None) -> AgentRecord:
+    return AgentRecord(
+        name=state.agent_id,
+        state=str(state.state),
+        epoch=state.epoch,
+        since=state.since,
+        last_seen=state.last_contact,
+        status=encode(status) if status is not None else None,
+        labels=dict(status.labels) if status is not None else {},
+        host=status.host if status is not None else "",
+        version=status.version if status is not None else "",
+        heartbeat_s=state.heartbeat_s,
+    )
+
+
+async def load_registry(store: Store, registry: Registry) -> None:
+    """Agents known from earlier runs. Their retained statuses, arriving next, win; an
+    agent that was connected gets a fresh heartbeat window rather than instant alarms."""
+    from arete.payloads import decode_status
+
+    records = await store.read(load_states)
+    now = registry.now()
+    for record in records:
+        try:
+            state = Liveness(record.state)
+        except ValueError:
+            continue
+        status = None
+        if record.status:
+            try:
+                status = decode_status(record.status)
+            except Exception:  # noqa: BLE001 - a row from an older build: skip its status
+                status = None
+        if status is not None:
+            registry.statuses[record.name] = status
+        registry.states[record.name] = AgentLive(
+            record.name,
+            state,
+            record.epoch,
+            record.since,
+            now if state.connected else (record.last_seen or record.since),
+            record.heartbeat_s or 10.0,
+            clean=state is Liveness.OFFLINE,
+        )
+
+
+def command_service(
+    settings: MaestroSettings,
+    store: Store,
+    publisher: Publisher,
+    topics: Topics,
+    events: EventBus,
+) -> CommandService:
+    key = None
+    path = settings.signing_key
+    if path is not None:
+        from maestro.keys import load_signing_key
+
+        key = load_signing_key(path)
+    else:
+        log.warning(
+            "commands are NOT signed: no signing key (run `arete keys create --data-dir %s`)",
+            settings.data_dir,
+        )
+    return CommandService(store, publisher, topics, events, settings.commands, signing_key=key)
+
+
+def alert_services(
+    settings: MaestroSettings,
+    *,
+    store: Store,
+    publisher: Publisher,
+    topics: Topics,
+    events: EventBus,
+    registry: Registry,
+) -> tuple[AlertService, Notifiers]:
+    notifiers = Notifiers.from_settings(store, settings.notify)
+    alerts = AlertService(
+        store,
+        publisher,
+        topics,
+        settings.alerts,
+        events,
+        outbox=notifiers.outbox,
+        notify_gate=registry.is_leader,
+    )
+    notifiers.actions = alerts  # the Telegram buttons act on alerts
+    notifiers.gate = registry.is_leader  # one poller per bot: the leading replica's
+    return alerts, notifiers
+
+
+def service_metrics(maestro: Maestro) -> Iterator[Metric]:
+    commands = maestro.commands
+    yield labelled(
+        "arete_maestro_commands_finished",
+        "Commands that reached each final state",
+        "state",
+        {str(k): v for k, v in commands.finished_total.items()},
+    )
+    yield labelled(
+        "arete_maestro_replies_ignored",
+        "Replies ignored (unknown command, wrong agent, no change)",
+        "reason",
+        dict(commands.replies_ignored_total),
+    )
+    alerts = maestro.alerts
+    yield labelled(
+        "arete_maestro_alerts",
+        "Alerts per phase",
+        "phase",
+        dict(alerts.alerts_by_phase),
+        gauge=True,
+    )
+    dispatcher = maestro.notifier.dispatcher
+    yield labelled(
+        "arete_maestro_notifications_sent", "Notifications delivered", "channel", dispatcher.sent
+    )
+    yield labelled(
+        "arete_maestro_notifications_failed",
+        "Notifications given up on (refused for good)",
+        "channel",
+        dispatcher.failed,
+    )
+    yield labelled(
+        "arete_maestro_notifications_pending",
+        "Notifications waiting in the outbox",
+        "channel",
+        dispatcher.pending,
+        gauge=True,
+    )
+    sink = maestro.influx
+    if sink is not None:
+        stats = sink.stats
+        yield labelled(
+            "arete_maestro_influx",
+            "InfluxDB sink: lines written, errors, pending and dropped lines",
+            "what",
+            {
+                "written": stats.lines_written,
+                "errors": stats.write_errors,
+                "pending": stats.spool_lines,
+                "dropped": stats.dropped_lines,
+            },
+            gauge=True,
+        )
+
+
+async def to_thread_open(settings: MaestroSettings) -> tuple[Store, InfluxSink | None]:
+    return await asyncio.to_thread(open_store, settings)
