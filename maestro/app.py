@@ -60,7 +60,11 @@ class Maestro:
     @contextlib.asynccontextmanager
     async def running(cls, settings: MaestroSettings) -> AsyncIterator[Maestro]:
         maestro = cls(settings)
-        await maestro.start()
+        try:
+            await maestro.start()
+        except BaseException:
+            await maestro.stop()  # whatever start() got to: nothing left running
+            raise
         try:
             yield maestro
         finally:
@@ -126,21 +130,31 @@ class Maestro:
             )
 
     async def stop(self) -> None:
+        """Stop in the order that loses nothing: take no new messages (the broker keeps
+        them for our session), finish and store what is in hand, let the store's last
+        acks go out, then leave the broker. Safe after a partial start()."""
+        built = vars(self)
+        if "ingest" in built:
+            self.ingest.paused = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        with contextlib.suppress(Exception):
-            await self.registry.flush()
-        for closer in (self.alerts.aclose, self.notifier.aclose, self.commands.close):
+        if "registry" in built:
             with contextlib.suppress(Exception):
-                await closer()
-        await self.link.stop()
+                await self.registry.flush()
+        for name, closer in (("alerts", "aclose"), ("notifier", "aclose"), ("commands", "close")):
+            if name in built:
+                with contextlib.suppress(Exception):
+                    await getattr(built[name], closer)()
+        if "store" in built:
+            await asyncio.to_thread(self.store.close)  # flushes; acks go out on the link
+        if "link" in built:
+            await self.link.stop()
         if self.influx is not None:
             with contextlib.suppress(Exception):
                 await self.influx.close()
-        await asyncio.to_thread(self.store.close)
         if self._metrics_server is not None:
             server, thread = self._metrics_server
             server.shutdown()

@@ -48,6 +48,7 @@ class StatusIn:
     agent_id: str
     status: Status
     at: float
+    ack: Callable[[], None] | None = None  # acknowledged once the loop handled it
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class ReplyIn:
     reply: Reply
     correlation: bytes | None
     at: float
+    ack: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,9 @@ class LoopInbox:
                 self._deliver(item)
             except Exception:  # one bad item must not stop the others
                 log.exception("handling %s failed", type(item).__name__)
+            ack = getattr(item, "ack", None)
+            if ack is not None:
+                ack()
 
 
 class Ingest:
@@ -124,9 +129,13 @@ class Ingest:
         self.samples = 0
         self.replayed_samples = 0
         self.errors: Counter[tuple[str, str]] = Counter()
+        # Set at shutdown: take nothing more (unacknowledged, the broker redelivers it).
+        self.paused = False
 
     # -- entry point (network thread) ----------------------------------------------------
     def handle(self, message: mqtt.MQTTMessage, generation: int) -> None:
+        if self.paused:
+            return
         topic = message.topic
         route = self._routes.get(topic, _MISSING)
         if route is _MISSING:
@@ -146,12 +155,16 @@ class Ingest:
             elif kind is Kind.STATUS:
                 if message.payload:  # an empty retained message clears the status
                     status = decode_status(message.payload)
-                    self._inbox(StatusIn(route.agent_id, status, self._clock()))
+                    ack = self._later(message, generation)
+                    self._inbox(StatusIn(route.agent_id, status, self._clock(), ack))
+                    return
             elif kind is Kind.REPLY:
                 reply = decode_reply(message.payload)
                 props = message.properties
                 correlation = getattr(props, "CorrelationData", None) if props else None
-                self._inbox(ReplyIn(route.agent_id, reply, correlation, self._clock()))
+                ack = self._later(message, generation)
+                self._inbox(ReplyIn(route.agent_id, reply, correlation, self._clock(), ack))
+                return
             elif kind is Kind.MAESTRO:
                 self._peer(route, message)
         except PayloadError as exc:
@@ -186,6 +199,13 @@ class Ingest:
             self._submit(rows, lambda: ack(generation, mid))
         else:
             self._submit(rows, None)
+
+    def _later(self, message: mqtt.MQTTMessage, generation: int) -> Callable[[], None] | None:
+        """The ack of a message the event loop will handle (bounded by Receive Maximum)."""
+        if message.qos != 1:
+            return None
+        mid, ack = message.mid, self._ack
+        return lambda: ack(generation, mid)
 
     def _contact(self, agent_id: str, epoch: int) -> None:
         self.contacts[agent_id] = (epoch, self._clock())

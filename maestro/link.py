@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -36,6 +36,10 @@ from maestro.errors import LinkError
 
 log = logging.getLogger("arete.maestro.link")
 
+# A PUBACK can beat publish() to its bookkeeping by microseconds; one older than this is
+# the ack of an earlier publish whose message id paho has since reused.
+EARLY_ACK_MAX_AGE_S = 5.0
+
 MessageHandler = Callable[[mqtt.MQTTMessage, int], None]
 """Called on the network thread with each message and the connection generation."""
 
@@ -46,7 +50,7 @@ class LinkConfig:
     host: str
     port: int
     username: str
-    password: str | None
+    password: str | None = field(repr=False)
     topics: Topics
     subscriptions: tuple[tuple[str, int], ...]  # (filter, qos)
     keepalive_s: int = 30
@@ -85,7 +89,8 @@ class MaestroLink:
         self._connected = threading.Event()
         self._async_connected: asyncio.Event | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
-        self._early: dict[int, int] = {}
+        # PUBACKs that came before their publish() registered (mid -> (code, when)).
+        self._early: dict[int, tuple[int, float]] = {}
         self.connects = 0
         self.disconnects = 0
         self.refused_publishes = 0
@@ -148,6 +153,7 @@ class MaestroLink:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Publish the replica's clean ``offline`` state, then disconnect."""
+        clean = True
         if self.connected:
             try:
                 await asyncio.wait_for(
@@ -160,7 +166,11 @@ class MaestroLink:
                 )
             except (TimeoutError, LinkError) as exc:
                 log.warning("could not publish the offline state: %s", exc)
-        self._client.disconnect()
+                clean = False
+        if clean:
+            self._client.disconnect()
+        else:  # let the broker publish the Will, so peers do not think we are up
+            self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
         await asyncio.to_thread(self._client.loop_stop)
         for future in self._pending.values():
             if not future.done():
@@ -202,10 +212,12 @@ class MaestroLink:
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             early = self._early.pop(info.mid, None)
+            if early is not None and time.monotonic() - early[1] > EARLY_ACK_MAX_AGE_S:
+                early = None  # an old ack of an earlier publish that used this mid
             if early is None:
                 self._pending[info.mid] = future
         if early is not None:
-            self._settle(future, early, topic)
+            self._settle(future, early[0], topic)
         else:
             try:
                 await future
@@ -239,9 +251,13 @@ class MaestroLink:
         with self._lock:
             future = self._pending.pop(mid, None)
             if future is None:
-                self._early[mid] = code
-                if len(self._early) > 10_000:  # QoS 0 or abandoned publishes
-                    self._early.pop(next(iter(self._early)))
+                now = time.monotonic()
+                self._early[mid] = (code, now)
+                while self._early:  # QoS 0 and abandoned publishes leave entries behind
+                    oldest = next(iter(self._early))
+                    if now - self._early[oldest][1] <= EARLY_ACK_MAX_AGE_S:
+                        break
+                    del self._early[oldest]
                 return
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._settle, future, code)

@@ -210,7 +210,9 @@ def _on_tick(
 ) -> Result:
     if state is None:
         return None, None
-    if contact is not None and contact[0] == state.epoch and contact[1] > state.last_contact:
+    if contact is not None and (
+        contact[0] > state.epoch or (contact[0] == state.epoch and contact[1] > state.last_contact)
+    ):
         touched, moved = _on_contact(state.agent_id, state, contact[0], contact[1], now)
         if moved is not None or touched is None:
             return touched, moved

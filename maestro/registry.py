@@ -37,6 +37,8 @@ from maestro.store.rows import SampleRow, row_values
 
 log = logging.getLogger("arete.maestro.registry")
 
+MAX_UNSAVED = 100_000  # transitions kept for a retry while the store refuses writes
+
 
 class Observer(Protocol):
     def observe_agent(
@@ -149,8 +151,11 @@ class Registry:
         contacts = self._contacts
         peer = self._peer_contacts
         # Agents heard from that we have no state for yet (metrics before any status).
-        for agent_id in [a for a in contacts if a not in self.states]:
-            epoch, at = contacts[agent_id]
+        # list(dict.items()) copies at C level, atomically under the GIL: the ingest thread
+        # may add agents to ``contacts`` at any moment.
+        for agent_id, (epoch, at) in list(contacts.items()):
+            if agent_id in self.states:
+                continue
             new, moved = evaluate(agent_id, None, Contact(epoch, at), now, self.policy)
             self._apply(agent_id, new, moved)
         for agent_id, state in list(self.states.items()):
@@ -169,11 +174,14 @@ class Registry:
         next_digest = 0.0
         while True:
             now = self._clock()
-            self.tick(now)
-            await self.flush()
-            if now >= next_digest:
-                next_digest = now + self.digest_s
-                await self._publish_digest(now)
+            try:
+                self.tick(now)
+                await self.flush()
+                if now >= next_digest:
+                    next_digest = now + self.digest_s
+                    await self._publish_digest(now)
+            except Exception:  # a bug in one tick costs that tick, not the process
+                log.exception("registry tick failed")
             await asyncio.sleep(self.tick_s)
 
     async def flush(self) -> None:
@@ -185,9 +193,15 @@ class Registry:
         dirty, self._dirty = self._dirty, set()
         records = [(self.states[a], self.statuses.get(a)) for a in dirty if a in self.states]
         try:
-            await self._persist(transitions, records)
+            # Shielded: a shutdown that cancels the tick loop must not drop this batch.
+            await asyncio.shield(self._persist(transitions, records))
+        except asyncio.CancelledError:
+            raise
         except Exception:  # the store logs its own errors; keep judging liveness
             log.exception("could not store %d liveness transitions", len(transitions))
+            if len(self._unsaved) < MAX_UNSAVED:  # try again at the next tick
+                self._unsaved[:0] = transitions
+                self._dirty |= dirty
 
     # -- peers -----------------------------------------------------------------------------
     def online_replicas(self) -> list[str]:

@@ -19,7 +19,12 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from arete.errors import TopicError
 from arete.topics import DEFAULT_ROOT, Topics, validate_agent_id_or_replica
@@ -153,6 +158,8 @@ def load_settings(config_file: Path | None = None, **options: Any) -> MaestroSet
     given = {key: value for key, value in options.items() if value is not None}
     try:
         settings = _Settings(**given)
+    except SettingsError as exc:
+        raise ConfigError(f"invalid maestro settings in the environment: {exc}") from None
     except ValidationError as exc:
         where = f" (from {config_file}, ARETE_MAESTRO_* or options)" if config_file else ""
         problems = "; ".join(
@@ -175,7 +182,7 @@ class BrokerEndpoint(BaseModel):
     tls: bool
     ca_file: Path | None
     username: str
-    password: str
+    password: str = Field(repr=False)
 
 
 def resolve_broker(settings: MaestroSettings) -> BrokerEndpoint:
@@ -185,7 +192,17 @@ def resolve_broker(settings: MaestroSettings) -> BrokerEndpoint:
     host = mqtt.host or (info.get("host") if info else None) or "127.0.0.1"
     if host == "0.0.0.0":  # noqa: S104 - a broker bound everywhere is reachable locally
         host = "127.0.0.1"
-    port = mqtt.port or (info.get("port") if info else None) or 1883
+    default_port = None
+    if info:
+        default_port = info.get("tls_port") if mqtt.tls else info.get("port")
+        if mqtt.tls and default_port is None and mqtt.port is None:
+            raise ConfigError(
+                "TLS is on but the data dir's broker has no TLS listener: run it with "
+                "--tls-port N, or set mqtt.port"
+            )
+    port = mqtt.port or default_port or (8883 if mqtt.tls else 1883)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"invalid broker port {port!r} in the data dir's broker.json")
     root = mqtt.root or (info.get("root") if info else None) or DEFAULT_ROOT
     try:
         Topics(root)
@@ -197,7 +214,7 @@ def resolve_broker(settings: MaestroSettings) -> BrokerEndpoint:
         ca_file = default_ca if default_ca.exists() else None
     return BrokerEndpoint(
         host=host,
-        port=int(port),
+        port=port,
         root=root,
         tls=mqtt.tls,
         ca_file=ca_file,

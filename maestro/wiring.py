@@ -20,7 +20,7 @@ from maestro.events import EventBus
 from maestro.influx import COMPONENT as INFLUX_COMPONENT
 from maestro.influx import MIGRATIONS as INFLUX_MIGRATIONS
 from maestro.influx import InfluxSink, InfluxSpool
-from maestro.liveness import AgentLive, Liveness, Transition
+from maestro.liveness import AgentLive, Liveness, Transition, is_clean_offline
 from maestro.notify import NOTIFY_MIGRATIONS
 from maestro.notify.service import Notifiers
 from maestro.observe import labelled
@@ -120,7 +120,7 @@ async def load_registry(store: Store, registry: Registry) -> None:
             record.since,
             now if state.connected else (record.last_seen or record.since),
             record.heartbeat_s or 10.0,
-            clean=state is Liveness.OFFLINE,
+            clean=state is Liveness.OFFLINE and status is not None and is_clean_offline(status),
         )
 
 

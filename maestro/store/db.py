@@ -35,7 +35,9 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
                 f"file:{quote(str(target))}?mode=ro", uri=True, isolation_level=None, timeout=10
             )
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not target.exists():  # command results and the audit log: owner only
+                target.touch(mode=0o600)
             conn = sqlite3.connect(target, isolation_level=None, timeout=10)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if not readonly:

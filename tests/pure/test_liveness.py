@@ -189,3 +189,16 @@ def test_a_custom_policy_changes_how_many_misses_are_critical() -> None:
     critical, moved = evaluate("a1", late, Tick(), 50.5, policy)
     assert critical is not None
     assert critical.state is Liveness.CRITICAL
+
+
+def test_heartbeats_of_a_newer_connection_revive_the_agent_even_without_its_status() -> None:
+    critical, _ = step(online(epoch=5, now=100.0), Tick(), 140.0)
+    assert critical is not None
+    back, moved = step(critical, Tick(contact=(6, 141.0)), 141.1)
+    assert back is not None
+    assert (back.state, back.epoch) == (Liveness.ONLINE, 6)
+    assert moved is not None
+    dead, _ = step(online(epoch=5), StatusSeen(status(AgentState.OFFLINE, 5)), 101.0)
+    revived, moved = step(dead, Tick(contact=(6, 102.0)), 102.1)
+    assert revived is not None
+    assert (revived.state, revived.epoch) == (Liveness.ONLINE, 6)

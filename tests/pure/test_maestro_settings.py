@@ -89,3 +89,12 @@ def test_a_missing_data_dir_says_what_to_run(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path / "nothing-here")
     with pytest.raises(ConfigError, match="arete broker run"):
         resolve_broker(settings)
+
+
+def test_the_settings_example_in_the_docs_loads(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "maestro.md"
+    example = docs.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "maestro.toml"
+    config.write_text(example)
+    settings = load_settings(config, data_dir=data_dir(tmp_path))
+    assert settings.metrics_port == 9464
