@@ -17,6 +17,7 @@ from edge_agent.cli import agent_app
 from maestro.cli import maestro_app
 from maestro.keys_cli import keys_app
 from mosquitto.cli import broker_app
+from web_api.cli import users_app, web_app
 
 app = typer.Typer(
     name="arete",
@@ -30,6 +31,8 @@ app.add_typer(agents_app, name="agents")
 app.add_typer(agent_app, name="agent")
 app.add_typer(maestro_app, name="maestro")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+app.add_typer(web_app, name="web")
 app.command("up")(up)
 
 

@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.maestro",
     "tests.fixtures.victoria",
     "tests.fixtures.chat_servers",
+    "tests.fixtures.api",
 ]
 
 _TIERS = {"pure": "pure", "real": "real", "e2e": "e2e"}

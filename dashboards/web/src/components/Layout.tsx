@@ -1,0 +1,65 @@
+import type { ReactNode } from "react";
+import { useApp, useLiveStatus } from "../context";
+import type { Route } from "../lib/router";
+
+const LINKS: { page: Route["page"]; href: string; label: string }[] = [
+  { page: "fleet", href: "#/", label: "Fleet" },
+  { page: "alerts", href: "#/alerts", label: "Alerts" },
+  { page: "history", href: "#/history", label: "History" },
+];
+
+export function Layout({ route, children }: { route: Route; children: ReactNode }) {
+  const { me, live, logout } = useApp();
+  const status = useLiveStatus(live);
+  return (
+    <div className="min-h-full flex flex-col">
+      <header className="flex items-center gap-6 border-b border-slate-800 bg-slate-900 px-6 py-3">
+        <a href="#/" className="text-lg font-semibold tracking-wide text-slate-100">
+          Areté <span className="text-slate-400 font-normal">Mission Control</span>
+        </a>
+        <nav className="flex gap-1">
+          {LINKS.map((l) => {
+            const active = route.page === l.page || (l.page === "fleet" && route.page === "agent");
+            return (
+              <a
+                key={l.page}
+                href={l.href}
+                data-testid={`nav-${l.page}`}
+                className={`rounded px-3 py-1.5 text-sm ${active ? "bg-slate-700 text-white" : "text-slate-300 hover:bg-slate-800"}`}
+              >
+                {l.label}
+              </a>
+            );
+          })}
+        </nav>
+        <div className="ml-auto flex items-center gap-4 text-sm">
+          <span className="flex items-center gap-2 text-slate-400" data-testid="ws-status" data-status={status}>
+            <span className={`inline-block h-2 w-2 rounded-full ${status === "open" ? "bg-emerald-500" : status === "lost" ? "bg-red-500" : "bg-amber-400"}`} />
+            {status === "open" ? "live" : status}
+          </span>
+          <span className="text-slate-300" data-testid="current-user">
+            {me.user} <span className="text-slate-500">({me.role})</span>
+          </span>
+          <button
+            type="button"
+            onClick={logout}
+            data-testid="logout"
+            className="rounded border border-slate-700 px-3 py-1 text-slate-300 hover:bg-slate-800"
+          >
+            Log out
+          </button>
+        </div>
+      </header>
+      {status === "lost" && (
+        <div
+          role="status"
+          data-testid="ws-banner"
+          className="bg-amber-600 px-6 py-2 text-sm font-medium text-slate-950"
+        >
+          Live updates lost — reconnecting…
+        </div>
+      )}
+      <main className="flex-1 px-6 py-5">{children}</main>
+    </div>
+  );
+}

@@ -1,0 +1,223 @@
+"""Jobs: one command fanned out to agents chosen by labels or ids, in batches.
+
+A job sends its command to ``batch_size`` agents at a time, waits for that batch to
+finish, and stops before the next batch once more than ``max_failures`` commands did
+not end ``ok``. Jobs live in memory (the last :data:`KEEP_JOBS`); their commands are
+in the command store (``job_id``) and a summary of each job goes to the audit log when
+it ends, so a restart loses only the job's progress view, never its record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+
+from maestro.app import Maestro
+from maestro.commands.issue import validate_request
+from maestro.commands.lifecycle import CommandState
+from maestro.errors import CommandError
+from maestro.store.audit import add_audit
+
+log = logging.getLogger("arete.web.jobs")
+
+KEEP_JOBS: Final = 1000
+
+
+def select_agents(
+    views: Iterable[Mapping[str, Any]],
+    labels: Mapping[str, str],
+    agent_ids: Sequence[str] | None,
+) -> list[str]:
+    """Agents whose labels hold every ``labels`` pair, among ``agent_ids`` if given."""
+    wanted = None if agent_ids is None else set(agent_ids)
+    chosen = []
+    for view in views:
+        if wanted is not None and view["id"] not in wanted:
+            continue
+        have = view.get("labels") or {}
+        if all(have.get(key) == value for key, value in labels.items()):
+            chosen.append(str(view["id"]))
+    return sorted(chosen)
+
+
+def batches(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def crossed(failures: int, max_failures: int) -> bool:
+    """The failure threshold: stop once failures exceed it."""
+    return failures > max_failures
+
+
+@dataclass
+class Job:
+    id: str
+    name: str
+    args: dict[str, Any]
+    agents: list[str]
+    batch_size: int
+    max_failures: int
+    timeout_s: float | None
+    actor: str
+    created_at: float
+    state: str = "running"  # running | done | stopped
+    finished_at: float | None = None
+    failures: int = 0
+    stopped_reason: str | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def to_dict(self, counts: Mapping[str, int]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "args": self.args,
+            "state": self.state,
+            "total": len(self.agents),
+            "agents": self.agents,
+            "counts": dict(counts),
+            "failures": self.failures,
+            "batch_size": self.batch_size,
+            "max_failures": self.max_failures,
+            "timeout_s": self.timeout_s,
+            "actor": self.actor,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "stopped_reason": self.stopped_reason,
+        }
+
+
+class JobRunner:
+    def __init__(self, maestro: Maestro) -> None:
+        self.maestro = maestro
+        self.jobs: dict[str, Job] = {}
+
+    def create(
+        self,
+        *,
+        name: str,
+        args: dict[str, Any],
+        labels: Mapping[str, str],
+        agent_ids: Sequence[str] | None,
+        batch_size: int,
+        max_failures: int,
+        timeout_s: float | None,
+        actor: str,
+    ) -> Job:
+        """Check the request, choose the agents and start the job.
+
+        Raises :class:`CommandError` (``no_agents``, ``too_many``, or the codes of a
+        bad command) before anything is sent.
+        """
+        agents = select_agents(self.maestro.registry.views(), labels, agent_ids)
+        if not agents:
+            raise CommandError("no known agent matches these labels and ids", code="no_agents")
+        settings = self.maestro.commands.settings
+        if batch_size > settings.max_fanout:
+            raise CommandError(
+                f"batch_size is at most max_fanout ({settings.max_fanout})", code="too_many"
+            )
+        job_id = f"job-{int(time.time())}-{secrets.token_hex(4)}"
+        validate_request(
+            agents[0],
+            name,
+            args,
+            timeout_s=timeout_s,
+            actor=actor,
+            job_id=job_id,
+            settings=settings,
+        )
+        job = Job(
+            id=job_id,
+            name=name,
+            args=args,
+            agents=agents,
+            batch_size=batch_size,
+            max_failures=max_failures,
+            timeout_s=timeout_s,
+            actor=actor,
+            created_at=time.time(),
+        )
+        self._keep(job)
+        job.task = asyncio.create_task(self._run(job), name=f"job-{job_id}")
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    async def counts(self, job: Job) -> dict[str, int]:
+        counts = await self.maestro.commands.job_counts(job.id)
+        return {str(state): n for state, n in counts.items()}
+
+    async def close(self) -> None:
+        tasks = [j.task for j in self.jobs.values() if j.task is not None and not j.task.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _keep(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        if len(self.jobs) > KEEP_JOBS:
+            for old in [j for j in self.jobs.values() if j.state != "running"][: KEEP_JOBS // 10]:
+                del self.jobs[old.id]
+
+    async def _run(self, job: Job) -> None:
+        commands = self.maestro.commands
+        try:
+            for batch in batches(job.agents, job.batch_size):
+                records = await commands.fan_out(
+                    batch,
+                    job.name,
+                    job.args,
+                    timeout_s=job.timeout_s,
+                    actor=job.actor,
+                    job_id=job.id,
+                    wait=True,
+                )
+                job.failures += sum(1 for r in records if r.state is not CommandState.OK)
+                if crossed(job.failures, job.max_failures):
+                    job.state = "stopped"
+                    job.stopped_reason = (
+                        f"{job.failures} failures, more than max_failures={job.max_failures}"
+                    )
+                    break
+            else:
+                job.state = "done"
+        except Exception as exc:  # a store or link failure ends the job, visibly
+            log.exception("job failed job_id=%s", job.id)
+            job.state = "stopped"
+            job.stopped_reason = f"error: {exc}"
+        finally:
+            job.finished_at = time.time()
+            await self._audit_summary(job)
+
+    async def _audit_summary(self, job: Job) -> None:
+        try:
+            counts = await self.counts(job)
+            detail = {
+                "name": job.name,
+                "state": job.state,
+                "total": len(job.agents),
+                "counts": counts,
+                "stopped_reason": job.stopped_reason,
+            }
+            await self.maestro.store.write(
+                partial(
+                    add_audit,
+                    ts=time.time(),
+                    actor=job.actor,
+                    action="job.finish",
+                    target=job.id,
+                    detail=detail,
+                )
+            )
+        except Exception:  # the summary is a convenience; the commands are recorded
+            log.exception("could not audit the end of job_id=%s", job.id)

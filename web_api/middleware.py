@@ -1,0 +1,71 @@
+"""ASGI middleware: the per-client rate limit and security headers on every answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from web_api.ratelimit import retry_after
+
+EXEMPT: Final = frozenset({"/healthz", "/readyz"})
+SECURITY_HEADERS: Final = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline';"
+        b" connect-src 'self' ws: wss:; frame-ancestors 'none'",
+    ),
+]
+
+
+class GuardMiddleware:
+    """Answers 429 (JSON, ``Retry-After``) when one client IP sends too fast."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: Any = getattr(scope["app"].state, "arete", None)
+        if state is not None and scope["path"] not in EXEMPT:
+            client = scope.get("client")
+            key = f"ip:{client[0] if client else '?'}"
+            wait = state.client_limit.take(key, time.monotonic())
+            if wait > 0:
+                await _too_many(send, wait)
+                return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def _too_many(send: Send, wait: float) -> None:
+    body = json.dumps({"error": "rate_limited", "detail": "too many requests"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", retry_after(wait).encode()),
+                *SECURITY_HEADERS,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,208 @@
+"""Request and response models of the REST API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from arete.commands import CommandName
+
+AgentId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+LabelText = Annotated[str, Field(max_length=256)]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A short code: unauthorized, forbidden, not_found, ...")
+    detail: str = Field(description="What went wrong, for a person.")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- auth and users ------------------------------------------------------------------
+class LoginRequest(_In):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Me(BaseModel):
+    user: str
+    role: Literal["viewer", "operator", "admin"]
+
+
+class UserPublic(BaseModel):
+    name: str
+    role: Literal["viewer", "operator", "admin"]
+    created_at: float
+    has_password: bool
+    tokens: int
+
+
+class UserCreate(_In):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    role: Literal["viewer", "operator", "admin"]
+    password: str | None = Field(None, min_length=8, max_length=1024)
+
+
+class UserCreated(BaseModel):
+    user: UserPublic
+    token: str = Field(description="The new API token; shown this once, only its hash is kept.")
+
+
+# -- agents --------------------------------------------------------------------------
+class AgentPublic(BaseModel):
+    id: str
+    state: str = Field(description="online, late, critical, offline, stopped, unknown")
+    epoch: int | None
+    since: float | None
+    reason: str | None
+    clean: bool
+    last_seen: float | None
+    heartbeat_s: float | None
+    host: str | None
+    version: str | None
+    labels: dict[str, str]
+    metrics: dict[str, Any] | None = Field(description="The latest sample: ts, cpu, mem, ...")
+    alerts: int = Field(description="Pending and firing alerts of this agent.")
+
+
+class SeriesPublic(BaseModel):
+    min: list[float | None]
+    avg: list[float | None]
+    max: list[float | None]
+
+
+class HistoryPublic(BaseModel):
+    agent: str
+    start: float
+    end: float
+    step: float
+    source: Literal["raw", "rollup"]
+    ts: list[float]
+    series: dict[str, SeriesPublic]
+
+
+# -- commands ------------------------------------------------------------------------
+class CommandCreate(_In):
+    name: CommandName
+    args: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = Field(None, gt=0, le=3600, description="Seconds; a default per name.")
+
+
+class CommandPublic(BaseModel):
+    id: str
+    agent: str
+    name: str
+    args: dict[str, Any]
+    state: str = Field(
+        description="queued, sent, accepted, running, ok, failed, timed_out, expired, rejected"
+    )
+    actor: str
+    job_id: str | None
+    timeout_s: float
+    created_at: float
+    expires_at: float
+    updated_at: float
+    sent_at: float | None
+    accepted_at: float | None
+    finished_at: float | None
+    result: Any
+    has_result: bool
+    error_code: str | None
+    error_message: str | None
+
+
+class CommandEventPublic(BaseModel):
+    ts: float
+    state: str
+    detail: str
+
+
+# -- jobs ----------------------------------------------------------------------------
+class JobCreate(_In):
+    name: CommandName
+    args: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[Annotated[str, Field(max_length=128)], LabelText] = Field(default_factory=dict)
+    agents: list[AgentId] | None = Field(None, max_length=10_000)
+    batch_size: int = Field(10, ge=1, le=1000)
+    max_failures: int = Field(0, ge=0, le=100_000)
+    timeout: float | None = Field(None, gt=0, le=3600)
+
+
+class JobPublic(BaseModel):
+    id: str
+    name: str
+    args: dict[str, Any]
+    state: Literal["running", "done", "stopped"]
+    total: int
+    agents: list[str]
+    counts: dict[str, int] = Field(description="How many of its commands are in each state.")
+    failures: int
+    batch_size: int
+    max_failures: int
+    timeout_s: float | None
+    actor: str
+    created_at: float
+    finished_at: float | None
+    stopped_reason: str | None
+
+
+# -- alerts --------------------------------------------------------------------------
+class AlertPublic(BaseModel):
+    id: str
+    rule: str
+    agent: str
+    severity: str
+    phase: Literal["pending", "firing", "resolved"]
+    started_at: float
+    since: float
+    summary: str
+    value: float | None
+    fired_at: float | None
+    resolved_at: float | None
+    acked_by: str | None
+    acked_at: float | None
+    notified: str
+    notified_at: float | None
+    flaps: int
+
+
+class SilencePublic(BaseModel):
+    id: str
+    agent: str | None
+    rule: str | None
+    starts_at: float
+    ends_at: float
+    created_by: str
+    created_at: float
+    reason: str
+    ended_by: str | None
+    ended_at: float | None
+
+
+class AlertSilenceCreate(_In):
+    duration_s: float = Field(gt=0, le=30 * 86400)
+
+
+class SilenceCreate(_In):
+    agent: AgentId | None = None
+    rule: str | None = Field(None, min_length=1, max_length=128)
+    duration_s: float = Field(gt=0, le=30 * 86400)
+    reason: str = Field("", max_length=1000)
+
+
+# -- audit and health ----------------------------------------------------------------
+class AuditPublic(BaseModel):
+    id: int
+    ts: float
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = Field(default_factory=dict)

@@ -1,0 +1,61 @@
+"""Probes (no auth: load balancers and systemd call them) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any, Final
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from maestro.errors import StoreError
+from web_api.auth.roles import Role
+from web_api.deps import CurrentUser, Fleet, State, needs
+from web_api.models import Health
+
+router = APIRouter(tags=["health"])
+
+PUBLIC: Final[dict[str, Any]] = {"openapi_extra": {"x-required-role": "none"}}
+READY_TIMEOUT_S: Final = 2.0
+
+
+@router.get("/healthz", **PUBLIC)
+async def healthz() -> Health:
+    """The process is up."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    **PUBLIC,
+    responses={503: {"model": Health, "description": "Not ready: see checks"}},
+)
+async def readyz(state: State) -> JSONResponse:
+    """Ready: the maestro is connected to MQTT and its store answers."""
+    m = state.maestro
+    mqtt = m is not None and m.link.connected
+    store = False
+    if m is not None:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                store = await m.store.read(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
+        except (StoreError, sqlite3.Error, OSError, TimeoutError):  # only "not ready"
+            store = False
+    ok = mqtt and store
+    body = Health(status="ok" if ok else "unavailable", checks={"mqtt": mqtt, "store": store})
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    **needs(Role.VIEWER, 503),
+)
+async def metrics(user: CurrentUser, m: Fleet) -> Response:
+    """The maestro's Prometheus metrics (text exposition format)."""
+    if m.prometheus is None:
+        return Response("", media_type=CONTENT_TYPE_LATEST)
+    body = await asyncio.to_thread(generate_latest, m.prometheus)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

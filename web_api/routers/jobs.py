@@ -1,0 +1,68 @@
+"""Jobs: a command fanned out to many agents in batches (see ``web_api.jobs``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from maestro.errors import CommandError
+from web_api.audit import audit
+from web_api.auth.roles import Role, role_for_command
+from web_api.deps import CurrentUser, Fleet, Jobs, Operator, needs
+from web_api.errors import ApiError
+from web_api.jobs import Job, JobRunner
+from web_api.models import JobCreate, JobPublic
+from web_api.routers.commands import command_error
+
+router = APIRouter(tags=["jobs"])
+
+
+async def _public(runner: JobRunner, job: Job) -> JobPublic:
+    return JobPublic.model_validate(job.to_dict(await runner.counts(job)))
+
+
+@router.post("/jobs", status_code=201, **needs(Role.OPERATOR))
+async def create_job(user: Operator, m: Fleet, runner: Jobs, body: JobCreate) -> JobPublic:
+    """Start a job; it runs on after the answer. Follow it with ``GET /jobs/{id}``."""
+    needed = role_for_command(body.name.value)
+    if not user.role.allows(needed):
+        raise ApiError(403, f"the {body.name.value} command needs the {needed.value} role")
+    try:
+        job = runner.create(
+            name=body.name.value,
+            args=body.args,
+            labels=body.labels,
+            agent_ids=body.agents,
+            batch_size=body.batch_size,
+            max_failures=body.max_failures,
+            timeout_s=body.timeout,
+            actor=user.actor,
+        )
+    except CommandError as exc:
+        raise command_error(exc) from None
+    await audit(
+        m,
+        user.actor,
+        "job.start",
+        job.id,
+        {"name": job.name, "agents": len(job.agents), "batch_size": job.batch_size},
+    )
+    return await _public(runner, job)
+
+
+@router.get("/jobs", **needs(Role.VIEWER))
+async def list_jobs(user: CurrentUser, runner: Jobs) -> list[JobPublic]:
+    """Jobs this process ran since it started, newest first."""
+    jobs = sorted(runner.jobs.values(), key=lambda j: j.created_at, reverse=True)
+    return [await _public(runner, job) for job in jobs[:100]]
+
+
+@router.get("/jobs/{job_id}", **needs(Role.VIEWER, 404))
+async def get_job(
+    user: CurrentUser, runner: Jobs, job_id: Annotated[str, Path(max_length=128)]
+) -> JobPublic:
+    job = runner.get(job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id!r} (jobs are kept in memory until a restart)")
+    return await _public(runner, job)

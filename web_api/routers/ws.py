@@ -1,0 +1,132 @@
+"""``/ws``: live events (agent, alert, command) and per-agent metric streams.
+
+Browsers cannot set headers on a websocket, so the session cookie or ``?token=`` is
+the credential; the ``Origin`` must be the server's own or an allowed one (a page of
+another site must not ride on the user's cookie). Refusals happen before the
+handshake completes, so the client sees HTTP 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any, Final
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from web_api.auth.roles import Role
+from web_api.auth.users import Principal
+from web_api.deps import SESSION_COOKIE
+from web_api.live import ClientMessageError, MetricStreams, event_frame, parse_client_message
+from web_api.origin import origin_allowed
+from web_api.state import AppState
+
+router = APIRouter(tags=["live"])
+
+CLOSE_FORBIDDEN: Final = 4403
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_UNAVAILABLE: Final = 1013
+MAX_CLIENT_MESSAGE: Final = 64 * 1024
+
+
+async def websocket_principal(ws: WebSocket, needed: Role) -> Principal | None:
+    """Check Origin and credentials; close the websocket (before accept) and return None
+    when refused."""
+    state: AppState = ws.app.state.arete
+    if not origin_allowed(
+        ws.headers.get("origin"),
+        ws.headers.get("host"),
+        state.settings.allowed_origins,
+        missing_ok=True,
+    ):
+        await ws.close(code=CLOSE_FORBIDDEN, reason="origin not allowed")
+        return None
+    principal: Principal | None = None
+    token = ws.query_params.get("token")
+    header = ws.headers.get("authorization", "")
+    if not token and header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    if token:
+        principal = await state.principal_for_token(token)
+    elif ws.cookies.get(SESSION_COOKIE):
+        principal = await state.principal_for_session(ws.cookies[SESSION_COOKIE])
+    if principal is None:
+        await ws.close(code=CLOSE_UNAUTHORIZED, reason="sign in first")
+        return None
+    if not principal.role.allows(needed):
+        await ws.close(code=CLOSE_FORBIDDEN, reason=f"needs the {needed.value} role")
+        return None
+    return principal
+
+
+@router.websocket("/ws")
+async def live(ws: WebSocket) -> None:
+    principal = await websocket_principal(ws, Role.VIEWER)
+    if principal is None:
+        return
+    state: AppState = ws.app.state.arete
+    m = state.maestro
+    if m is None:
+        await ws.close(code=CLOSE_UNAVAILABLE, reason="the maestro is not running")
+        return
+    await ws.accept()
+    streams = MetricStreams()
+    lock = asyncio.Lock()
+
+    async def send(frame: dict[str, Any]) -> None:
+        async with lock:
+            await ws.send_text(json.dumps(frame, default=str))
+
+    async def forward_events() -> None:
+        with m.events.subscribe({"agent", "alert", "command"}, maxsize=1000) as sub:
+            await send({"kind": "hello", "ts": time.time(), "data": {"user": principal.name}})
+            while True:
+                await send(event_frame(await sub.get()))
+
+    async def stream_metrics() -> None:
+        def latest(agent: str) -> Any:
+            if agent not in m.registry.states:
+                return None
+            return m.registry.view(agent).get("metrics")
+
+        while True:
+            for frame in streams.due(latest, time.time()):
+                await send(frame)
+            await asyncio.sleep(state.settings.metric_stream_s)
+
+    async def receive() -> None:
+        while True:
+            text = await ws.receive_text()
+            try:
+                if len(text) > MAX_CLIENT_MESSAGE:
+                    raise ClientMessageError("message too large")
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    raise ClientMessageError("messages are JSON") from None
+                verb, ids = parse_client_message(message)
+                streams.apply(verb, ids)
+            except ClientMessageError as exc:
+                await send({"kind": "error", "ts": time.time(), "data": {"detail": str(exc)}})
+
+    tasks = [
+        asyncio.create_task(forward_events()),
+        asyncio.create_task(stream_metrics()),
+        asyncio.create_task(receive()),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+                raise exc
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await ws.close()
