@@ -78,17 +78,25 @@ def up(
     mqtt_port: Annotated[
         int, typer.Option("--mqtt-port", min=1, max=65535, help="Broker port on 127.0.0.1.")
     ] = 1883,
+    http_port: Annotated[
+        int,
+        typer.Option(
+            "--http-port", min=1, max=65535, help="Web API and dashboard port on 127.0.0.1."
+        ),
+    ] = 8080,
     agent_id: Annotated[
         str | None,
         typer.Option("--agent-id", help="Id of the local agent (default: the host name)."),
     ] = None,
 ) -> None:
-    """Run the broker and a local agent for this machine, until Ctrl-C.
+    """Run the whole stack for this machine until Ctrl-C: the broker, the maestro with
+    the web API and dashboard, and a local agent.
 
-    The first run creates the data dir with the broker's accounts and the local agent's
-    config; later runs reuse them.
+    The first run creates the data dir with the broker's accounts, the command-signing
+    key, the local agent's config and an `admin` user whose one-time password it prints;
+    later runs reuse them.
 
-    Example: arete up --data-dir ./data --mqtt-port 1883
+    Example: arete up --data-dir ./data --mqtt-port 1883 --http-port 8080
     """
     data_dir = data_dir.resolve()
     local_id = agent_id or _local_agent_id()
@@ -103,56 +111,131 @@ def up(
             err=True,
         )
         raise typer.Exit(1)
+    if http_port == mqtt_port or not _port_free(http_port):
+        typer.echo(
+            f"error: port {http_port} on 127.0.0.1 is in use; choose one with --http-port",
+            err=True,
+        )
+        raise typer.Exit(1)
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config = data_dir / "agents" / f"{local_id}.toml"
-    broker: subprocess.Popen[bytes] | None = None
-    agent: subprocess.Popen[bytes] | None = None
-    stopping = False
+    stack = _Stack(data_dir, local_id)
 
     def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stack.stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        broker = subprocess.Popen(
-            _arete("broker", "run", "--data-dir", str(data_dir), "--port", str(mqtt_port))
+        stack.start(mqtt_port, http_port)
+        stack.supervise()
+    finally:
+        stack.stop()
+    typer.echo("stopped")
+
+
+class _Stack:
+    """The processes of ``arete up``: broker, maestro + web API, local agent."""
+
+    def __init__(self, data_dir: Path, agent_id: str) -> None:
+        self.data_dir = data_dir
+        self.agent_id = agent_id
+        self.config = data_dir / "agents" / f"{agent_id}.toml"
+        self.env = {
+            **os.environ,
+            "ARETE_AGENT_STATE_DIR": str(data_dir / "agent-state" / agent_id),
+        }
+        self.broker: subprocess.Popen[bytes] | None = None
+        self.web: subprocess.Popen[bytes] | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+
+    def start(self, mqtt_port: int, http_port: int) -> None:
+        data = str(self.data_dir)
+        self.broker = subprocess.Popen(
+            _arete("broker", "run", "--data-dir", data, "--port", str(mqtt_port))
         )
-        if not _wait_port(mqtt_port, broker):
+        if not _wait_port(mqtt_port, self.broker):
             typer.echo("error: the broker did not start; see its messages above", err=True)
             raise typer.Exit(1)
-        if not config.exists():
+        admin_password = _first_run_secrets(self.data_dir)
+        self.web = subprocess.Popen(
+            _arete("web", "run", "--data-dir", data, "--port", str(http_port))
+        )
+        if not self.config.exists():
             added = subprocess.run(
-                _arete("agents", "add", local_id, "--data-dir", str(data_dir)),
+                _arete("agents", "add", self.agent_id, "--data-dir", data),
                 check=False,
                 stdout=subprocess.DEVNULL,
             )
             if added.returncode != 0:
                 raise typer.Exit(1)
-        env = {
-            **os.environ,
-            "ARETE_AGENT_STATE_DIR": str(data_dir / "agent-state" / local_id),
-        }
-        agent = subprocess.Popen(_arete("agent", "run", "--config", str(config)), env=env)
-        _banner(data_dir, mqtt_port, local_id, config)
-        while not stopping:
-            if broker.poll() is not None:
-                typer.echo(f"error: the broker exited ({broker.returncode})", err=True)
-                raise typer.Exit(1)
-            if agent.poll() is not None and agent.returncode != 64:
+        self.agent = self._start_agent()
+        if not _wait_port(http_port, self.web, timeout=30.0):
+            typer.echo("error: the web API did not start; see its messages above", err=True)
+            raise typer.Exit(1)
+        _banner(
+            self.data_dir,
+            port=mqtt_port,
+            http_port=http_port,
+            agent_id=self.agent_id,
+            config=self.config,
+            admin_password=admin_password,
+        )
+
+    def _start_agent(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(_arete("agent", "run", "--config", str(self.config)), env=self.env)
+
+    def supervise(self) -> None:
+        """Until Ctrl-C: a dead broker or web API ends the stack; the agent restarts."""
+        while not self.stopping:
+            for name, proc in (("the broker", self.broker), ("the maestro and web API", self.web)):
+                if proc is not None and proc.poll() is not None:
+                    typer.echo(f"error: {name} exited ({proc.returncode})", err=True)
+                    raise typer.Exit(1)
+            agent = self.agent
+            if agent is not None and agent.poll() is not None and agent.returncode != 64:
                 typer.echo(f"the local agent exited ({agent.returncode}); restarting it", err=True)
                 time.sleep(1.0)
-                agent = subprocess.Popen(_arete("agent", "run", "--config", str(config)), env=env)
+                self.agent = self._start_agent()
             time.sleep(0.2)
-    finally:
-        _stop(agent)
-        _stop(broker)
-    typer.echo("stopped")
+
+    def stop(self) -> None:
+        _stop(self.agent)
+        _stop(self.web)
+        _stop(self.broker)
 
 
-def _banner(data_dir: Path, port: int, agent_id: str, config: Path) -> None:
+def _first_run_secrets(data_dir: Path) -> str | None:
+    """The command-signing key (before the local agent's config, which embeds it) and
+    the ``admin`` user; returns admin's one-time password on the run that creates it."""
+    from maestro.keys import create_keys, key_paths
+    from web_api.auth.users import ensure_admin
+
+    if not key_paths(data_dir).private.exists():
+        create_keys(data_dir)
+    return ensure_admin(data_dir)
+
+
+def _banner(
+    data_dir: Path,
+    *,
+    port: int,
+    http_port: int,
+    agent_id: str,
+    config: Path,
+    admin_password: str | None,
+) -> None:
+    if admin_password is not None:
+        login = (
+            f"log in as admin with the one-time password  {admin_password}\n"
+            "  (shown only now; change it from the dashboard or with `arete users`)"
+        )
+    else:
+        login = (
+            "log in with your user (admin was created on the first run; "
+            f"`arete users add NAME --role admin --data-dir {data_dir}` makes another)"
+        )
     viewer = data_dir / "secrets" / "viewer.password"
     watch = (
         f'mosquitto_sub -h 127.0.0.1 -p {port} -u viewer -P "$(cat {viewer})" '
@@ -162,6 +245,9 @@ def _banner(data_dir: Path, port: int, agent_id: str, config: Path) -> None:
         f"""
 Areté is running (Ctrl-C stops everything).
 
+  dashboard    http://127.0.0.1:{http_port}/
+  {login}
+
   broker       mqtt://127.0.0.1:{port}   (data in {data_dir})
   local agent  {agent_id}   (config {config})
 
@@ -170,6 +256,5 @@ Watch the fleet live with the read-only viewer account:
   {watch}
 
 Add another machine:  arete agents add NAME --data-dir {data_dir}
-The maestro, web API and Mission Control dashboard arrive in the next releases.
 """
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import psutil
 
 from arete.payloads import AgentState, decode_metrics, decode_status
@@ -15,7 +17,9 @@ from tests.fixtures.mqtt import MqttProbe
 from tests.fixtures.procs import Proc, free_port, port_open, wait_for
 
 
-def start_up(procs: Callable[..., Proc], data_dir: Path, port: int, name: str) -> Proc:
+def start_up(
+    procs: Callable[..., Proc], data_dir: Path, port: int, name: str, http_port: int = 0
+) -> Proc:
     return procs(
         [
             sys.executable,
@@ -26,6 +30,8 @@ def start_up(procs: Callable[..., Proc], data_dir: Path, port: int, name: str) -
             str(data_dir),
             "--mqtt-port",
             str(port),
+            "--http-port",
+            str(http_port or free_port()),
             "--agent-id",
             "this-pc",
         ],
@@ -37,12 +43,22 @@ def start_up(procs: Callable[..., Proc], data_dir: Path, port: int, name: str) -
 def test_up_runs_broker_and_local_agent_and_ctrl_c_stops_both(
     procs: Callable[..., Proc], mqtt: Callable[..., MqttProbe], tmp_path: Path
 ) -> None:
-    data_dir, port = tmp_path / "data", free_port()
-    up = start_up(procs, data_dir, port, "up-1")
-    wait_for(lambda: "mosquitto_sub" in up.output(), 30, "the banner")
+    data_dir, port, http_port = tmp_path / "data", free_port(), free_port()
+    up = start_up(procs, data_dir, port, "up-1", http_port)
+    wait_for(lambda: "mosquitto_sub" in up.output(), 60, "the banner")
     banner = up.output()
     assert f"127.0.0.1:{port}" in banner
     assert "viewer.password" in banner
+    assert f"http://127.0.0.1:{http_port}/" in banner
+    password = re.search(r"one-time password\s+(\S+)", banner)
+    assert password is not None, banner
+    login = httpx.post(
+        f"http://127.0.0.1:{http_port}/auth/login",
+        json={"username": "admin", "password": password[1]},
+        timeout=10,
+    )
+    assert login.status_code == 200, login.text
+    assert (data_dir / "maestro-signing.pub").exists(), "commands are signed from the start"
 
     viewer_password = (data_dir / "secrets" / "viewer.password").read_text().strip()
     topics = Topics()
@@ -62,8 +78,18 @@ def test_up_runs_broker_and_local_agent_and_ctrl_c_stops_both(
         ),
         10,
     )
+    wait_for(
+        lambda: any(
+            a["id"] == "this-pc" and a["state"] == "online"
+            for a in httpx.get(
+                f"http://127.0.0.1:{http_port}/agents", cookies=login.cookies, timeout=10
+            ).json()
+        ),
+        20,
+        "the local agent online in the web API",
+    )
     children = psutil.Process(up.pid).children(recursive=True)
-    assert len(children) >= 2
+    assert len(children) >= 3
 
     up.signal(signal.SIGINT)
     assert up.wait(30) == 0
@@ -75,7 +101,8 @@ def test_up_runs_broker_and_local_agent_and_ctrl_c_stops_both(
     assert not port_open(port)
 
     again = start_up(procs, data_dir, port, "up-2")
-    wait_for(lambda: "mosquitto_sub" in again.output(), 30, "the banner again")
+    wait_for(lambda: "mosquitto_sub" in again.output(), 60, "the banner again")
+    assert "one-time password" not in again.output(), "the admin is created once"
     assert (data_dir / "secrets" / "viewer.password").read_text().strip() == viewer_password
     again.signal(signal.SIGTERM)
     assert again.wait(30) == 0
