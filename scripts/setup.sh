@@ -202,3 +202,31 @@ if [ "$current" != "$(stamp_for "$extras")" ] && [ "$current" != "$(stamp_for de
         "$VENV/bin/python" -m pip install -q -e ".[$extras]"
     stamp_for "$extras" >"$STAMP"
 fi
+
+# ---------------------------------------------------------------- the dashboard
+
+# Mission Control is built with Node >= 20 (Vite 8). Without it the web API still runs
+# and its front page says how to build the dashboard.
+WEB="$ROOT/dashboards/web"
+node_is_recent() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+        node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null
+}
+if [ -f "$WEB/package-lock.json" ]; then
+    if node_is_recent; then
+        web_stamp=$(cd "$WEB" && cat package-lock.json index.html vite.config.ts tsconfig.json \
+            $(find src public -type f | sort) | sha256sum | cut -d' ' -f1)
+        if [ ! -d "$WEB/node_modules" ] || [ ! -f "$WEB/dist/index.html" ] ||
+            [ "$(cat "$WEB/dist/.arete-stamp" 2>/dev/null)" != "$web_stamp" ]; then
+            say "building the dashboard (npm ci && npm run build in dashboards/web)"
+            step "installing the dashboard's packages (npm ci)" \
+                npm --prefix "$WEB" ci --no-audit --no-fund
+            step "building the dashboard (npm run build)" npm --prefix "$WEB" run build
+            printf '%s\n' "$web_stamp" >"$WEB/dist/.arete-stamp"
+        fi
+    elif [ "$dev" -eq 1 ]; then
+        die "the dashboard's tests need Node.js >= 20 and npm (https://nodejs.org, or NodeSource's Debian packages)"
+    else
+        say "Node.js >= 20 not found: the dashboard is not built (the web API runs without it)"
+    fi
+fi

@@ -33,6 +33,9 @@ banner "ruff format --check"
 banner "mypy --strict (files from pyproject.toml)"
 "$BIN/mypy" || failed+=("mypy")
 
+banner "dashboard unit tests (vitest)"
+npm --prefix "$ROOT/dashboards/web" test || failed+=("vitest")
+
 banner "pytest${*:+ $*}"
 pytest=("$BIN/python" -m pytest "$@")
 if command -v timeout >/dev/null 2>&1; then
