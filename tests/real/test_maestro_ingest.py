@@ -7,6 +7,7 @@ import sqlite3
 import time
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from tests.fixtures.agent import AgentProc
@@ -86,6 +87,9 @@ def test_two_replicas_split_the_ingest_store_each_sample_once_and_know_every_age
         assert all(count > 0 for count in per_replica), "both replicas took a share"
     expected = {f"a{i}": "offline" for i in range(3)}
 
+    def knows_all(replica: MaestroProc) -> bool:
+        return registry(replica) == expected
+
     def registry(replica: MaestroProc) -> dict[str, str]:
         rows = replica.query(
             "SELECT a.name, s.state FROM agent_state s JOIN agents a ON a.id = s.agent_id"
@@ -93,7 +97,7 @@ def test_two_replicas_split_the_ingest_store_each_sample_once_and_know_every_age
         return {str(name): str(state) for name, state in rows}
 
     for replica in replicas:  # each stores its registry a moment after it changes
-        wait_for(lambda r=replica: registry(r) == expected, 5, f"{replica.replica} registry")
+        wait_for(partial(knows_all, replica), 5, f"{replica.replica} registry")
 
 
 def test_every_stored_sample_reaches_victoriametrics_across_its_outage(
