@@ -1,0 +1,113 @@
+"""Tier 3: Mission Control in real Chromium (Debian's, driven by Playwright) against a
+real web API, maestro, broker and agent. Saves a screenshot of each page under docs/."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.fixtures.agent import AgentProc
+from tests.fixtures.api import ADMIN_PASSWORD, ApiServer
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DIST = Path(__file__).resolve().parents[2] / "dashboards" / "web" / "dist" / "index.html"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(not DIST.exists(), reason="the dashboard is not built (scripts/setup.sh)"),
+]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def logged_in(browser: Browser, api: ApiServer) -> Page:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(api.base_url + "/")
+    page.get_by_test_id("login-username").fill("admin")
+    page.get_by_test_id("login-password").fill(ADMIN_PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("current-user")).to_be_visible(timeout=15_000)
+    return page
+
+
+def test_log_in_see_the_agent_live_take_a_screenshot_and_see_it_go_offline(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+    xvfb_display: str,
+) -> None:
+    api = api_server()
+    agent = start_agent("a1", env={"DISPLAY": xvfb_display, "ARETE_AGENT_INTERVAL_S": "1"})
+    page = logged_in(browser, api)
+    card = page.get_by_test_id("agent-card-a1")
+    expect(card).to_have_attribute("data-state", "online", timeout=20_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "fleet.png"))
+
+    card.click()
+    expect(page.get_by_test_id("agent-page")).to_be_visible()
+    live = page.get_by_test_id("chart-live-pct")
+    expect(live).to_be_visible(timeout=15_000)
+    first = int(live.get_attribute("data-points") or 0)
+    deadline = time.monotonic() + 15
+    while int(live.get_attribute("data-points") or 0) <= first + 1:
+        assert time.monotonic() < deadline, "live metrics did not move"
+        page.wait_for_timeout(250)
+
+    page.get_by_test_id("cmd-screenshot").click()
+    page.get_by_test_id("confirm-ok").click()
+    image = page.get_by_test_id("screenshot-img")
+    expect(image).to_be_visible(timeout=20_000)
+    width = page.evaluate("el => el.naturalWidth", image.element_handle())
+    assert width > 0, "the screenshot image loaded"
+    page.screenshot(path=str(SHOTS / "agent.png"), full_page=True)
+
+    page.get_by_test_id("nav-fleet").click()
+    expect(card).to_have_attribute("data-state", "online", timeout=10_000)
+    began = time.monotonic()
+    agent.kill9()
+    expect(card).to_have_attribute("data-state", "offline", timeout=2_000)
+    assert time.monotonic() - began < 2.0
+
+    page.get_by_test_id("nav-alerts").click()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "alerts.png"))
+    page.get_by_test_id("nav-history").click()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "history.png"))
+
+
+def test_a_lost_live_connection_shows_a_banner(
+    browser: Browser, api_server: Callable[..., ApiServer]
+) -> None:
+    api = api_server()
+    page = logged_in(browser, api)
+    expect(page.get_by_test_id("ws-status")).to_have_attribute(
+        "data-status", "open", timeout=10_000
+    )
+    api.stop()
+    expect(page.get_by_test_id("ws-banner")).to_be_visible(timeout=10_000)
