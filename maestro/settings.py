@@ -12,10 +12,9 @@ token) come from the environment or from files, never from command-line argument
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -33,12 +32,8 @@ from maestro.commands.settings import CommandSettings
 from maestro.errors import ConfigError
 from maestro.influx.settings import InfluxSettings
 from maestro.notify.settings import NotifySettings
+from maestro.secrets import is_placeholder, read_secret_file
 from maestro.store.settings import StoreSettings
-
-PLACEHOLDER_SECRETS: Final = frozenset(
-    {"", "changeme", "change-me", "password", "secret", "maestro", "admin", "test", "xxx"}
-)
-MAX_SECRET_FILE_BYTES: Final = 64 * 1024
 
 
 class MqttSettings(BaseModel):
@@ -243,34 +238,13 @@ def _password(settings: MaestroSettings) -> str:
         where = "ARETE_MAESTRO_MQTT__PASSWORD"
     else:
         path = mqtt.password_file or settings.data_dir / "secrets" / f"{mqtt.username}.password"
-        secret = read_secret_file(path, "the maestro's MQTT password")
+        if mqtt.password_file is None and not path.exists():
+            raise ConfigError(
+                f"no MQTT password for the maestro: {path} does not exist (run `arete broker "
+                f"run --data-dir {settings.data_dir}` first, or set ARETE_MAESTRO_MQTT__PASSWORD)"
+            )
+        secret = read_secret_file(path, "the maestro's MQTT password file")
         where = str(path)
-    if secret.strip().lower() in PLACEHOLDER_SECRETS:
+    if is_placeholder(secret):
         raise ConfigError(f"refusing a placeholder MQTT password (from {where}); set a real one")
     return secret
-
-
-def read_secret_file(path: Path, what: str) -> str:
-    """A secret from a file that only its owner can read; clear errors otherwise."""
-    try:
-        mode = path.stat().st_mode
-        if mode & 0o077 and os.name == "posix":
-            raise ConfigError(
-                f"{what} file {path} is readable by other users (mode {mode & 0o777:o}); "
-                f"run: chmod 600 {path}"
-            )
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_SECRET_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{what} file {path} does not exist (run `arete broker run --data-dir` first, "
-            "or set the secret in the environment)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} file {path}: {exc}") from None
-    if len(raw) > MAX_SECRET_FILE_BYTES:
-        raise ConfigError(f"{what} file {path} is too large to be a secret")
-    try:
-        return raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} file {path} is not UTF-8 text") from None

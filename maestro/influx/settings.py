@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
+from maestro.errors import ConfigError
+from maestro.secrets import read_secret_file
+
 PLACEHOLDER_TOKENS: Final = frozenset(
     {
         "changeme",
@@ -29,7 +32,6 @@ PLACEHOLDER_TOKENS: Final = frozenset(
         "todo",
     }
 )
-MAX_TOKEN_FILE_BYTES: Final = 64 * 1024
 
 
 class InfluxSettings(BaseModel):
@@ -97,16 +99,9 @@ def _check_url(url: str) -> None:
 
 def _read_token_file(path: Path) -> str:
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_TOKEN_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"cannot read token_file {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_TOKEN_FILE_BYTES:
-        raise ValueError(f"token_file {path} is too large to hold a token")
-    try:
-        return raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ValueError(f"token_file {path} is not UTF-8 text") from None
+        return read_secret_file(path, "token_file")
+    except ConfigError as exc:  # a ValueError here becomes pydantic's validation error
+        raise ValueError(str(exc)) from None
 
 
 def _check_token(token: str) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from maestro.errors import ConfigError
+from maestro.secrets import read_secret_file
 
 PLACEHOLDER_SECRETS: Final = frozenset(
     {
@@ -56,10 +57,7 @@ def is_placeholder(secret: str) -> bool:
 
 def _read_secret(value: SecretStr | None, file: Path | None, field: str, file_field: str) -> str:
     if file is not None:
-        try:
-            secret = file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{file_field} {file}: {exc.strerror or exc}") from None
+        secret = read_secret_file(file, file_field)
     elif value is not None:
         secret = value.get_secret_value().strip()
     else:  # the model validator makes this unreachable

@@ -42,6 +42,7 @@ def test_a_refused_token_is_not_repeated_in_the_error() -> None:
 def test_the_token_is_read_from_a_file_and_never_shown(tmp_path: Path) -> None:
     token_file = tmp_path / "influx.token"
     token_file.write_text("s3cr3t-Tok3n-value\n")
+    token_file.chmod(0o600)
     settings = InfluxSettings(url="http://127.0.0.1:8086", token_file=token_file)
     assert settings.token_value() == "s3cr3t-Tok3n-value"
     assert "s3cr3t" not in repr(settings)

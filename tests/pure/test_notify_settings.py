@@ -24,7 +24,17 @@ def test_a_real_looking_token_is_read_and_never_shown() -> None:
 def test_a_token_file_is_read(tmp_path: Path) -> None:
     path = tmp_path / "tg"
     path.write_text(TOKEN + "\n", encoding="utf-8")
+    path.chmod(0o600)
     assert TelegramSettings(token_file=path, chat_ids=[1]).read_token() == TOKEN
+
+
+def test_a_token_file_other_users_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tg"
+    path.write_text(TOKEN + "\n", encoding="utf-8")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600") as caught:
+        TelegramSettings(token_file=path, chat_ids=[1]).read_token()
+    assert TOKEN not in str(caught.value)
 
 
 @pytest.mark.parametrize("token", ["changeme", "your-token", "TOKEN", "<token>", "${TG_TOKEN}", ""])
