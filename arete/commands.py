@@ -13,6 +13,7 @@ import msgspec
 
 from arete.errors import CommandArgsError, UnknownCommandError
 from arete.payloads import NonNegFloat, NonNegInt, ShortStr
+from arete.terminal import SessionId, TermSize
 
 MAX_COMMAND_TTL_S: Final = 3600.0
 """Commands may live at most an hour; agents remember executed ids at least that long."""
@@ -26,6 +27,7 @@ class CommandName(StrEnum):
     DOCKER_PS = "docker_ps"
     DOCKER_RESTART = "docker_restart"
     METRICS = "metrics"
+    TERMINAL = "terminal"
 
 
 class _Args(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -84,6 +86,20 @@ class MetricsArgs(_Args, kw_only=True, frozen=True):
     """Take a fresh sample now."""
 
 
+class TerminalArgs(_Args, kw_only=True, frozen=True):
+    """Open a remote terminal (a PTY running a login shell) for ``term/<id>/<session>``.
+
+    The agent answers ``ok`` once the shell runs; the session then lives on the ``term``
+    topics (``arete.terminal``) until it is closed, the shell exits, it idles out or the
+    agent stops.
+    """
+
+    session: SessionId
+    cols: TermSize = 80
+    rows: TermSize = 24
+    idle_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 900.0
+
+
 CommandArgs = (
     RestartArgs
     | StopArgs
@@ -92,6 +108,7 @@ CommandArgs = (
     | DockerPsArgs
     | DockerRestartArgs
     | MetricsArgs
+    | TerminalArgs
 )
 
 ARG_MODELS: Final[dict[CommandName, type[CommandArgs]]] = {
@@ -102,6 +119,7 @@ ARG_MODELS: Final[dict[CommandName, type[CommandArgs]]] = {
     CommandName.DOCKER_PS: DockerPsArgs,
     CommandName.DOCKER_RESTART: DockerRestartArgs,
     CommandName.METRICS: MetricsArgs,
+    CommandName.TERMINAL: TerminalArgs,
 }
 
 DEFAULT_TIMEOUT_S: Final[dict[CommandName, float]] = {
@@ -112,6 +130,7 @@ DEFAULT_TIMEOUT_S: Final[dict[CommandName, float]] = {
     CommandName.DOCKER_PS: 30.0,
     CommandName.DOCKER_RESTART: 120.0,
     CommandName.METRICS: 10.0,
+    CommandName.TERMINAL: 15.0,  # until the shell runs, not the session's length
 }
 
 
@@ -177,3 +196,10 @@ class DockerRestartResult(Result, kw_only=True, frozen=True):
     id: ShortStr
     name: ShortStr
     state: ShortStr
+
+
+class TerminalResult(Result, kw_only=True, frozen=True):
+    session: ShortStr
+    shell: ShortStr  # the program running in the terminal
+    pid: NonNegInt
+    idle_timeout_s: NonNegFloat  # as granted (the agent may cap the one asked for)

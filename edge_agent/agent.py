@@ -29,6 +29,7 @@ from arete.payloads import (
     encode,
     encode_metrics,
 )
+from arete.terminal import ExitReason
 from arete.topics import Topics
 from arete.version import __version__
 from edge_agent.dispatch import Entry, build_table, deadline_s
@@ -52,6 +53,7 @@ from edge_agent.settings import (
 )
 from edge_agent.state import AgentState as StateStore
 from edge_agent.state import EpochCounter, OutboxRow
+from edge_agent.terminal import TerminalManager
 from edge_agent.verify import load_verifier
 
 log = logging.getLogger("arete.agent")
@@ -125,8 +127,14 @@ class Agent:
         self._acked = asyncio.Event()  # set at every PUBACK: the shutdown flush waits on it
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_COMMANDS)
         self._events: asyncio.Queue[LinkEvent] = asyncio.Queue()
+        # -- terminal hook: sessions publish their output with QoS 0 (edge_agent/terminal.py)
+        self.terminals = TerminalManager(
+            settings,
+            self.topics,
+            lambda topic, payload: self.link.publish(topic, payload, qos=0) is not None,
+        )
         self._table: dict[CommandName, Entry] = build_table(
-            settings, fresh_sample=self._fresh_sample
+            settings, fresh_sample=self._fresh_sample, terminals=self.terminals
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -159,6 +167,7 @@ class Agent:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await self.terminals.close_all(ExitReason.AGENT_STOPPING)  # terminal hook
         await self._shutdown()
         await asyncio.to_thread(self.sampler.close)
         for task in (events, replay, *self._tasks):
@@ -212,6 +221,8 @@ class Agent:
             event = await self._events.get()
             if isinstance(event, Published):
                 self._on_published(event)
+            elif isinstance(event, Received) and self.terminals.owns(event.topic):
+                self.terminals.on_message(event.topic, event.payload)  # terminal hook
             elif isinstance(event, Received):
                 try:
                     self._on_command(event)
@@ -551,7 +562,7 @@ class Agent:
             reconnect_min_s=mqtt.reconnect_min_s,
             reconnect_max_s=mqtt.reconnect_max_s,
             session_expiry_s=int(self.settings.commands.max_ttl_s),
-            subscriptions=(self.topics.cmd(self.settings.id),),
+            subscriptions=(self.topics.cmd(self.settings.id), *self.terminals.subscriptions()),
         )
 
 

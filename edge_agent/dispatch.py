@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from arete.commands import (
     DEFAULT_TIMEOUT_S,
@@ -27,6 +27,9 @@ from arete.payloads import Sample
 from edge_agent.errors import CommandFailed
 from edge_agent.handlers.shell import OVERRUN_S
 from edge_agent.settings import AgentSettings, DockerSettings
+
+if TYPE_CHECKING:
+    from edge_agent.terminal import TerminalManager
 
 Handler = Callable[[Any], Awaitable[Any]]
 Precheck = Callable[[Any], object]  # raises CommandFailed when this agent's policy refuses
@@ -49,7 +52,10 @@ class Entry:
 
 
 def build_table(
-    settings: AgentSettings, *, fresh_sample: Callable[[], Awaitable[Sample]]
+    settings: AgentSettings,
+    *,
+    fresh_sample: Callable[[], Awaitable[Sample]],
+    terminals: TerminalManager,
 ) -> dict[CommandName, Entry]:
     # Handlers import their heavy libraries (mss, docker) only when first called.
     from edge_agent.handlers.docker import docker_ps, docker_restart
@@ -89,6 +95,8 @@ def build_table(
             restart_container, precheck=_enabled(settings.docker.enabled, "docker")
         ),
         CommandName.METRICS: Entry(metrics),
+        # terminal: ``ok`` once the shell runs; the session then lives in ``terminals``.
+        CommandName.TERMINAL: Entry(terminals.open, precheck=terminals.precheck),
     }
 
 

@@ -58,6 +58,16 @@ class ShellSettings(_Section, kw_only=True):
     allow_shell_strings: bool = True
 
 
+class TerminalSettings(_Section, kw_only=True):
+    # -- remote terminal (edge_agent/terminal.py) --
+    # A terminal is an unrestricted shell: it also needs shell.enabled, and is refused
+    # while shell.allow or allow_shell_strings = false restrict the shell command.
+    enabled: bool = True
+    max_sessions: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    max_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0
+    shell: str | None = None  # None: the agent user's login shell, else /bin/sh
+
+
 class ScreenshotSettings(_Section, kw_only=True):
     enabled: bool = True
     max_bytes: Annotated[int, msgspec.Meta(ge=16 * 1024, le=8 * 1024 * 1024)] = 4 * 1024 * 1024
@@ -96,6 +106,7 @@ class AgentSettings(_Section, kw_only=True):
     log_format: Literal["auto", "json", "console"] = "auto"
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     shell: ShellSettings = msgspec.field(default_factory=ShellSettings)
+    terminal: TerminalSettings = msgspec.field(default_factory=TerminalSettings)
     screenshot: ScreenshotSettings = msgspec.field(default_factory=ScreenshotSettings)
     docker: DockerSettings = msgspec.field(default_factory=DockerSettings)
     commands: CommandSettings = msgspec.field(default_factory=CommandSettings)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from maestro.influx import InfluxSink
     from maestro.notify.service import Notifiers
     from maestro.store.core import Store
+    from maestro.terminal import TerminalHub
 
 log = logging.getLogger("arete.maestro")
 
@@ -54,6 +55,7 @@ class Maestro:
         self.alerts: AlertService
         self.notifier: Notifiers
         self.influx: InfluxSink | None = None
+        self.terminals: TerminalHub
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -112,6 +114,11 @@ class Maestro:
             registry=self.registry,
         )
         self.registry.observers.append(self.alerts)
+        # -- terminal hook: sessions opened by web_api; ingest routes term/+/+/out here
+        from maestro.terminal import TerminalHub
+
+        self.terminals = TerminalHub(self.commands, self.link, self.topics, self.store, self.events)
+        self.ingest.on_term = self.terminals.deliver
         await self.alerts.start()
         await self.commands.start()
         self.link.start()
@@ -119,6 +126,7 @@ class Maestro:
         self._spawn("alerts", self.alerts.run(self.registry.latest_values))
         self._spawn("notifier", self.notifier.run(actions=self.alerts))
         self._spawn("commands", self.commands.serve())
+        self._spawn("terminals", self.terminals.run())
         if self.influx is not None:
             self._spawn("influx", self.influx.run())
         self.prometheus = make_registry(self)
@@ -136,6 +144,9 @@ class Maestro:
         built = vars(self)
         if "ingest" in built:
             self.ingest.paused = True
+        if "terminals" in built:
+            with contextlib.suppress(Exception):
+                await self.terminals.close_all()  # terminal hook: Close frames, audit entries
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -190,6 +201,7 @@ class Maestro:
                 (t.all_of(Kind.REPLY), 1),
                 (t.all_of(Kind.MAESTRO), 1),
                 (t.all_maestro_seen(), 0),
+                (t.all_of(Kind.TERM), 0),  # terminal hook: output of terminal sessions
             ),
             keepalive_s=s.mqtt.keepalive_s,
             session_expiry_s=s.mqtt.session_expiry_s,

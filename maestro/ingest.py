@@ -34,7 +34,7 @@ from arete.payloads import (
     decode_reply,
     decode_status,
 )
-from arete.topics import Kind, ParsedTopic, Topics
+from arete.topics import Kind, ParsedTopic, TermDirection, Topics
 from maestro.store.rows import SampleRow, to_row
 
 log = logging.getLogger("arete.maestro.ingest")
@@ -131,6 +131,8 @@ class Ingest:
         self.errors: Counter[tuple[str, str]] = Counter()
         # Set at shutdown: take nothing more (unacknowledged, the broker redelivers it).
         self.paused = False
+        # -- terminal hook: (agent_id, session, payload) of ``term/+/+/out``, on this thread
+        self.on_term: Callable[[str, str, bytes], None] | None = None
 
     # -- entry point (network thread) ----------------------------------------------------
     def handle(self, message: mqtt.MQTTMessage, generation: int) -> None:
@@ -167,6 +169,9 @@ class Ingest:
                 return
             elif kind is Kind.MAESTRO:
                 self._peer(route, message)
+            # terminal hook: ``out`` frames to the sessions; ``in`` frames are our own, echoed
+            elif kind is Kind.TERM and route.direction is TermDirection.OUT and self.on_term:
+                self.on_term(route.agent_id, route.session or "", bytes(message.payload))
         except PayloadError as exc:
             self._drop(str(kind), exc.code, route.agent_id, message, generation, detail=str(exc))
             return

@@ -115,6 +115,11 @@ class JobRunner:
         Raises :class:`CommandError` (``no_agents``, ``too_many``, or the codes of a
         bad command) before anything is sent.
         """
+        if name == "terminal":
+            raise CommandError(
+                "terminals are opened one at a time on WS /agents/{id}/terminal",
+                code="use_websocket",
+            )
         agents = select_agents(self.maestro.registry.views(), labels, agent_ids)
         if not agents:
             raise CommandError("no known agent matches these labels and ids", code="no_agents")

@@ -544,7 +544,7 @@ def test_stale_exactly_when_the_incoming_epoch_is_lower(current: int, incoming: 
 
 
 # -- command names and arguments ---------------------------------------------------------
-def test_the_allowlist_has_exactly_seven_commands_each_with_a_model_and_timeout() -> None:
+def test_the_allowlist_has_exactly_eight_commands_each_with_a_model_and_timeout() -> None:
     names = {name.value for name in CommandName}
     assert names == {
         "restart",
@@ -554,6 +554,7 @@ def test_the_allowlist_has_exactly_seven_commands_each_with_a_model_and_timeout(
         "docker_ps",
         "docker_restart",
         "metrics",
+        "terminal",
     }
     assert set(ARG_MODELS) == set(CommandName)
     assert set(DEFAULT_TIMEOUT_S) == set(CommandName)

@@ -54,6 +54,10 @@ async def issue(
     timeout_s: float | None,
     wait: bool,
 ) -> CommandRecord:
+    if name == "terminal":  # a session needs someone attached, and its own audit trail
+        raise ApiError(
+            422, "open terminals with the websocket /agents/{id}/terminal", "use_websocket"
+        )
     needed = role_for_command(name)
     if not user.role.allows(needed):
         raise ApiError(403, f"the {name} command needs the {needed.value} role")
