@@ -111,3 +111,28 @@ def test_a_lost_live_connection_shows_a_banner(
     )
     api.stop()
     expect(page.get_by_test_id("ws-banner")).to_be_visible(timeout=10_000)
+
+
+def test_open_the_terminal_type_a_command_and_see_its_output(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+) -> None:
+    api = api_server()
+    start_agent("a1", env={"ARETE_AGENT_TERMINAL__SHELL": "/bin/sh"})
+    page = logged_in(browser, api)
+    expect(page.get_by_test_id("agent-card-a1")).to_have_attribute(
+        "data-state", "online", timeout=20_000
+    )
+    page.goto(api.base_url + "/#/agents/a1/terminal")
+    expect(page.get_by_test_id("terminal-status")).to_have_attribute(
+        "data-status", "open", timeout=20_000
+    )
+    terminal = page.get_by_test_id("terminal")
+    terminal.click()
+    page.wait_for_timeout(500)  # the shell's prompt
+    page.keyboard.type("echo hello-$((6*7))")
+    page.keyboard.press("Enter")
+    expect(terminal).to_contain_text("hello-42", timeout=10_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "terminal.png"))
