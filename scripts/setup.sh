@@ -6,7 +6,7 @@
 #                            and .venv with `pip install -e '.[server,docker]'`
 #   scripts/setup.sh --dev   the above plus what only the tests and benchmarks need
 #                            (Xvfb, podman, busybox-static, prometheus-node-exporter,
-#                            victoria-metrics),
+#                            victoria-metrics, chromium for the browser tests),
 #                            and .venv with `pip install -e '.[dev]'`
 #
 # System packages come from apt (Debian 12 / Ubuntu), as root or through sudo. On other
@@ -122,7 +122,7 @@ find_python() {
 
 wanted=(mosquitto mosquitto-clients openssl)
 if [ "$dev" -eq 1 ]; then
-    wanted+=(xvfb podman busybox-static prometheus-node-exporter victoria-metrics)
+    wanted+=(xvfb podman busybox-static prometheus-node-exporter victoria-metrics chromium)
 fi
 if ! venv_healthy && ! find_python >/dev/null; then
     # Debian 12's python3 is 3.11; python3-venv brings ensurepip, python3-pip a system pip.
