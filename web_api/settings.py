@@ -35,7 +35,9 @@ class WebSettings(BaseSettings):
         None, description="The built dashboard (default: dashboards/web/dist or DATA/dashboard)."
     )
     cookie_secure: Literal["auto", "always", "never"] = "auto"
-    metric_stream_s: float = Field(1.0, gt=0, le=60)
+    metric_stream_s: float = Field(
+        0.1, gt=0, le=60, description="How often subscribed metric streams look for new samples."
+    )
     token_cache_s: float = Field(
         60.0, ge=0, le=3600, description="How long a verified API token is trusted unchecked."
     )
