@@ -229,7 +229,7 @@ def _banner(
     if admin_password is not None:
         login = (
             f"log in as admin with the one-time password  {admin_password}\n"
-            "  (shown only now; change it from the dashboard or with `arete users`)"
+            f"  (shown only now; change it with `arete users passwd admin --data-dir {data_dir}`)"
         )
     else:
         login = (

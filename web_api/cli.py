@@ -55,6 +55,31 @@ def add(
     typer.echo(token)
 
 
+@users_app.command("passwd")
+def passwd(
+    name: Annotated[str, typer.Argument(help="The user whose dashboard password to set.")],
+    data_dir: DataDir,
+) -> None:
+    """Set a user's dashboard password (asked twice, never echoed); ends their sessions.
+
+    Example (after `arete up` printed admin's one-time password):
+
+      arete users passwd admin --data-dir ./data
+    """
+    from web_api.auth.users import UserError, UserStore
+
+    secret = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    store = UserStore(data_dir / "web" / "users.db")
+    try:
+        store.set_password(name, secret)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    typer.echo(f"password of {name} changed; their sessions are ended")
+
+
 @users_app.command("list")
 def list_users(data_dir: DataDir) -> None:
     """List users, their roles and how many API tokens each has."""

@@ -243,3 +243,35 @@ def test_silences_are_made_and_ended_by_operators_and_audited(
         e["action"] for e in operator.get("/audit", params={"actor": "user:operator"}).json()
     ]
     assert actions[:2] == ["alert.unsilence", "alert.silence"]
+
+
+def test_users_passwd_changes_the_dashboard_password_and_refuses_a_short_one(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server()
+
+    data_dir = str(api.settings.data_dir)
+
+    def passwd(new: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "arete_cli", "users", "passwd", "admin", "--data-dir", data_dir],
+            input=f"{new}\n{new}\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            check=False,
+        )
+
+    def login(password: str) -> int:
+        with httpx.Client(base_url=api.base_url) as client:
+            answer = client.post("/auth/login", json={"username": "admin", "password": password})
+            return answer.status_code
+
+    short = passwd("short")
+    assert short.returncode == 2
+    assert "8-" in short.stderr
+    changed = passwd("a-much-better-passphrase")
+    assert changed.returncode == 0, changed.stderr
+    assert login("a-much-better-passphrase") == 200
+    assert login(ADMIN_PASSWORD) == 401
