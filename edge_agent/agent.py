@@ -288,7 +288,14 @@ class Agent:
                 self.counters.add("samples_lost")
                 log.error("cannot number sample", extra={"kv": {"error": str(exc)}})
                 continue
-            sample = await asyncio.to_thread(self.sampler.sample, seq)
+            taking = asyncio.ensure_future(asyncio.to_thread(self.sampler.sample, seq))
+            try:
+                sample = await asyncio.shield(taking)
+            except asyncio.CancelledError:
+                # Stopping while a numbered sample is being taken: send it anyway, or its
+                # seq would be a gap the maestro can never fill.
+                self._emit(await taking)
+                raise
             self._emit(sample)
 
     async def _fresh_sample(self) -> Sample:
