@@ -1,7 +1,7 @@
 """The command service against a real Mosquitto and real agents, on a real SQLite store.
 
-The publisher here is a small test-only one over paho (MQTT 5, the maestro account); the
-maestro's own link is tested end to end elsewhere. Tests at the bottom use a fake
+The publisher is the maestro's own MQTT link (:class:`maestro.link.MaestroLink`, the maestro
+account), with replies handed to the service under test. Tests at the bottom use a fake
 publisher where the broker cannot show the behaviour (a PUBACK that never comes).
 """
 
@@ -10,20 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from arete.errors import PayloadError, TopicError
 from arete.payloads import ErrorInfo, Reply, ReplyState, decode_command, decode_reply
@@ -38,6 +33,7 @@ from maestro.commands import (
 from maestro.errors import CommandError, LinkError
 from maestro.events import EventBus
 from maestro.keys import create_keys, load_signing_key, read_public_key
+from maestro.link import LinkConfig, MaestroLink
 from maestro.store.core import Store
 from tests.fixtures.agent import ReadyAgent
 from tests.fixtures.broker import Broker
@@ -47,38 +43,38 @@ S = CommandState
 ROUND_TRIP = [S.QUEUED, S.SENT, S.ACCEPTED, S.RUNNING, S.OK]
 
 
-# -- a test-only Publisher over paho ---------------------------------------------------------
-class PahoPublisher:
-    """Publishes as the maestro and hands every reply to the attached service."""
+# -- the maestro's real MQTT link, its replies handed to the service under test ------------
+class LinkPublisher:
+    """A :class:`MaestroLink` per service (each test's event loop gets its own)."""
 
     def __init__(self, broker: Broker) -> None:
+        self.broker = broker
         self.topics = broker.topics
-        self._lock = threading.Lock()
-        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[int]]] = {}
-        self._early: dict[int, int] = {}
+        self.link: MaestroLink | None = None
         self._service: CommandService | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        subscribed = threading.Event()
-        client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"test-maestro-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        client.username_pw_set("maestro", broker.maestro_password)
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        client.on_subscribe = lambda *_: subscribed.set()
-        client.on_connect = lambda c, *_: c.subscribe(self.topics.all_of(Kind.REPLY), qos=1)
-        client.connect(broker.host, broker.port)
-        client.loop_start()
-        self.client = client
-        if not subscribed.wait(5):
-            self.close()
-            raise TimeoutError("the test publisher could not subscribe to replies")
 
-    def attach(self, service: CommandService | None) -> None:
-        self._service = service
-        self._loop = asyncio.get_running_loop() if service is not None else None
+    async def open(self, service: CommandService) -> None:
+        self._service, self._loop = service, asyncio.get_running_loop()
+        config = LinkConfig(
+            replica=f"test-{uuid.uuid4().hex[:8]}",
+            host=self.broker.host,
+            port=self.broker.port,
+            username="maestro",
+            password=self.broker.maestro_password,
+            topics=self.topics,
+            subscriptions=((self.topics.all_of(Kind.REPLY), 1),),
+            session_expiry_s=0,
+        )
+        self.link = MaestroLink(config, self._on_message)
+        self.link.start()
+        async with asyncio.timeout(5):
+            await self.link.wait_connected()
+
+    async def close(self) -> None:
+        if self.link is not None:
+            await self.link.stop()
+        self.link = self._service = self._loop = None
 
     async def publish(
         self,
@@ -91,38 +87,22 @@ class PahoPublisher:
         response_topic: str | None = None,
         correlation: bytes | None = None,
     ) -> None:
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        if expiry_s is not None:
-            props.MessageExpiryInterval = expiry_s
-        if response_topic is not None:
-            props.ResponseTopic = response_topic
-        if correlation is not None:
-            props.CorrelationData = correlation
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
-        with self._lock:
-            early = self._early.pop(info.mid, None)
-            if early is None:
-                self._pending[info.mid] = (loop, future)
-        code = early if early is not None else await future
-        if code >= 128:
-            raise LinkError(f"the broker refused the publish on {topic} (reason {code})")
+        if self.link is None:
+            raise LinkError("the test link is not open")
+        await self.link.publish(
+            topic,
+            payload,
+            qos=qos,
+            retain=retain,
+            expiry_s=expiry_s,
+            response_topic=response_topic,
+            correlation=correlation,
+        )
 
-    def _on_publish(
-        self, client: Any, userdata: Any, mid: int, reason: ReasonCode, props: Any
-    ) -> None:
-        code = int(reason.value)
-        with self._lock:
-            waiting = self._pending.pop(mid, None)
-            if waiting is None:
-                self._early[mid] = code
-                return
-        loop, future = waiting
-        loop.call_soon_threadsafe(_settle, future, code)
-
-    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
-        service, loop = self._service, self._loop
+    def _on_message(self, message: paho.MQTTMessage, generation: int) -> None:
+        service, loop, link = self._service, self._loop, self.link
+        if link is not None and message.qos == 1:
+            link.ack(generation, message.mid)
         if service is None or loop is None:
             return
         try:
@@ -135,21 +115,10 @@ class PahoPublisher:
         correlation = bytes(data) if data is not None else None
         loop.call_soon_threadsafe(service.on_reply, agent_id, reply, correlation, service.clock())
 
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _settle(future: asyncio.Future[int], code: int) -> None:
-    if not future.done():
-        future.set_result(code)
-
 
 @pytest.fixture
-def publisher(broker: Broker) -> Iterator[PahoPublisher]:
-    made = PahoPublisher(broker)
-    yield made
-    made.close()
+def publisher(broker: Broker) -> LinkPublisher:
+    return LinkPublisher(broker)
 
 
 @contextlib.asynccontextmanager
@@ -167,8 +136,8 @@ async def running_service(
     service = CommandService(
         store, publisher, topics, EventBus(), settings, signing_key=key, clock=clock
     )
-    if isinstance(publisher, PahoPublisher):
-        publisher.attach(service)
+    if isinstance(publisher, LinkPublisher):
+        await publisher.open(service)
     serving: asyncio.Task[None] | None = None
     try:
         await service.start()
@@ -179,8 +148,8 @@ async def running_service(
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)
         await service.close()
-        if isinstance(publisher, PahoPublisher):
-            publisher.attach(None)
+        if isinstance(publisher, LinkPublisher):
+            await publisher.close()
         await store.aclose()
 
 
@@ -190,7 +159,7 @@ async def history_states(service: CommandService, command_id: str) -> list[Comma
 
 # -- with a real broker and agents -----------------------------------------------------------
 def test_a_metrics_command_round_trip_is_recorded_step_by_step(
-    ready_agent: ReadyAgent, broker: Broker, publisher: PahoPublisher, tmp_path: Path
+    ready_agent: ReadyAgent, broker: Broker, publisher: LinkPublisher, tmp_path: Path
 ) -> None:
     ready_agent("a1")
 
@@ -217,7 +186,7 @@ def test_a_metrics_command_round_trip_is_recorded_step_by_step(
 
 
 def test_an_agent_with_the_public_key_runs_signed_commands_and_rejects_unsigned_ones(
-    ready_agent: ReadyAgent, broker: Broker, publisher: PahoPublisher, tmp_path: Path
+    ready_agent: ReadyAgent, broker: Broker, publisher: LinkPublisher, tmp_path: Path
 ) -> None:
     create_keys(tmp_path / "data")
     key = load_signing_key(tmp_path / "data" / "secrets" / "maestro-signing.key")
@@ -242,7 +211,7 @@ def test_an_agent_with_the_public_key_runs_signed_commands_and_rejects_unsigned_
 
 
 def test_a_command_nobody_answers_times_out_at_its_deadline(
-    ready_agent: ReadyAgent, broker: Broker, publisher: PahoPublisher, tmp_path: Path
+    ready_agent: ReadyAgent, broker: Broker, publisher: LinkPublisher, tmp_path: Path
 ) -> None:
     agent, _ = ready_agent("a1")
     agent.signal(signal.SIGSTOP)  # alive and connected as far as the broker knows, but mute
@@ -271,7 +240,7 @@ def test_a_command_nobody_answers_times_out_at_its_deadline(
 
 
 def test_an_expired_command_is_refused_by_the_agent_and_not_executed(
-    ready_agent: ReadyAgent, broker: Broker, publisher: PahoPublisher, tmp_path: Path
+    ready_agent: ReadyAgent, broker: Broker, publisher: LinkPublisher, tmp_path: Path
 ) -> None:
     ready_agent("a1")
     marker = tmp_path / "expired-ran"
@@ -295,7 +264,7 @@ def test_an_expired_command_is_refused_by_the_agent_and_not_executed(
 
 
 def test_fan_out_runs_on_every_agent_and_reports_each_outcome(
-    ready_agent: ReadyAgent, broker: Broker, publisher: PahoPublisher, tmp_path: Path
+    ready_agent: ReadyAgent, broker: Broker, publisher: LinkPublisher, tmp_path: Path
 ) -> None:
     for agent_id in ("a1", "a2", "a3"):
         ready_agent(agent_id)
@@ -322,7 +291,7 @@ def test_fan_out_runs_on_every_agent_and_reports_each_outcome(
 
 def test_a_restarted_service_resumes_a_command_the_agent_never_got(
     broker: Broker,
-    publisher: PahoPublisher,
+    publisher: LinkPublisher,
     ready_agent: ReadyAgent,
     tmp_path: Path,
 ) -> None:
