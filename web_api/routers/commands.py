@@ -44,6 +44,13 @@ def command_error(exc: CommandError) -> ApiError:
     return ApiError(status, str(exc), code)
 
 
+def require_command_role(user: Principal, name: str) -> None:
+    """403 unless ``user`` may run the command ``name`` (the one place this is checked)."""
+    needed = role_for_command(name)
+    if not user.role.allows(needed):
+        raise ApiError(403, f"the {name} command needs the {needed.value} role")
+
+
 async def issue(
     m: Maestro,
     *,
@@ -58,9 +65,7 @@ async def issue(
         raise ApiError(
             422, "open terminals with the websocket /agents/{id}/terminal", "use_websocket"
         )
-    needed = role_for_command(name)
-    if not user.role.allows(needed):
-        raise ApiError(403, f"the {name} command needs the {needed.value} role")
+    require_command_role(user, name)
     known_agent(m, agent_id)
     try:
         record = await m.commands.send(agent_id, name, args, timeout_s=timeout_s, actor=user.actor)

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Path
 
 from maestro.errors import CommandError
 from web_api.audit import audit
-from web_api.auth.roles import Role, role_for_command
+from web_api.auth.roles import Role
 from web_api.deps import CurrentUser, Fleet, Jobs, Operator, needs
 from web_api.errors import ApiError
 from web_api.jobs import Job, JobRunner
 from web_api.models import JobCreate, JobPublic
-from web_api.routers.commands import command_error
+from web_api.routers.commands import command_error, require_command_role
 
 router = APIRouter(tags=["jobs"])
 
@@ -25,9 +25,7 @@ async def _public(runner: JobRunner, job: Job) -> JobPublic:
 @router.post("/jobs", status_code=201, **needs(Role.OPERATOR))
 async def create_job(user: Operator, m: Fleet, runner: Jobs, body: JobCreate) -> JobPublic:
     """Start a job; it runs on after the answer. Follow it with ``GET /jobs/{id}``."""
-    needed = role_for_command(body.name.value)
-    if not user.role.allows(needed):
-        raise ApiError(403, f"the {body.name.value} command needs the {needed.value} role")
+    require_command_role(user, body.name.value)
     try:
         job = runner.create(
             name=body.name.value,
