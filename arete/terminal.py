@@ -90,7 +90,7 @@ OutFrame = Output | Exit
 _encoder = msgspec.json.Encoder()
 _in_decoder = msgspec.json.Decoder(InFrame)
 _out_decoder = msgspec.json.Decoder(OutFrame)
-_F = TypeVar("_F", Input, Resize, Close, Output, Exit)
+_F = TypeVar("_F", bound=_Frame)
 
 
 def encode_frame(frame: Input | Resize | Close | Output | Exit) -> bytes:
