@@ -9,9 +9,9 @@ import signal
 import sys
 from pathlib import Path
 
+from arete.logs import setup_logging
 from edge_agent.agent import Agent
 from edge_agent.errors import AgentError, ConfigError
-from edge_agent.logs import setup_logging
 from edge_agent.settings import RESTART_EXIT_CODE, AgentSettings, read_password
 
 log = logging.getLogger("arete.agent")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 
-from edge_agent.logs import setup_logging
+from arete.logs import setup_logging
 from maestro.app import Maestro
 from maestro.errors import MaestroError
 from maestro.settings import MaestroSettings
