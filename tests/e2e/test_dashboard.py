@@ -54,7 +54,7 @@ def logged_in(browser: Browser, api: ApiServer) -> Page:
     return page
 
 
-def test_log_in_see_the_agent_live_take_a_screenshot_and_see_it_go_offline(
+def test_log_in_see_the_agent_live_take_a_screenshot_see_it_go_offline_and_handle_its_alert(
     browser: Browser,
     api_server: Callable[..., ApiServer],
     start_agent: Callable[..., AgentProc],
@@ -93,9 +93,19 @@ def test_log_in_see_the_agent_live_take_a_screenshot_and_see_it_go_offline(
     expect(card).to_have_attribute("data-state", "offline", timeout=2_000)
     assert time.monotonic() - began < 2.0
 
+    # The kill fired agent_offline: acknowledge it, silence it, end the silence.
     page.get_by_test_id("nav-alerts").click()
-    page.wait_for_timeout(500)
+    alert = page.locator("tr[data-phase='firing']", has_text="agent_offline")
+    expect(alert).to_have_count(1, timeout=10_000)
+    alert.locator("[data-testid^='alert-ack-']").click()
+    expect(alert.locator("[data-testid^='alert-acked-']")).to_contain_text("admin")
+    alert.locator("[data-testid^='alert-silence-']").click()
+    expect(page.get_by_test_id("silences-table")).to_contain_text("agent_offline on a1")
+    expect(alert.locator("[data-testid^='alert-silenced-']")).to_be_visible()
     page.screenshot(path=str(SHOTS / "alerts.png"))
+    page.locator("[data-testid^='silence-end-']").click()
+    expect(page.get_by_test_id("silences-empty")).to_be_visible()
+    expect(alert.locator("[data-testid^='alert-silenced-']")).to_have_count(0)
     page.get_by_test_id("nav-history").click()
     page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / "history.png"))

@@ -87,6 +87,19 @@ export interface Alert {
   acked_at: number | null;
 }
 
+export interface Silence {
+  id: string;
+  agent: string | null;
+  rule: string | null;
+  starts_at: number;
+  ends_at: number;
+  created_by: string;
+  created_at: number;
+  reason: string;
+  ended_by: string | null;
+  ended_at: number | null;
+}
+
 export interface AuditEntry {
   id: number;
   ts: number;

@@ -1,16 +1,18 @@
 import { useCallback, useEffect, useState } from "react";
 import { useApp, useNow } from "../context";
-import { errorText, get, post } from "../lib/api";
+import { del, errorText, get, post } from "../lib/api";
 import { roleAllows } from "../lib/commands";
-import { formatAgo, formatTime } from "../lib/format";
+import { formatAgo, formatDuration, formatTime } from "../lib/format";
+import { silenceScope, silences as mutes, silencesInForce } from "../lib/silences";
 import { alertSeverityClass } from "../lib/states";
-import type { Alert } from "../lib/types";
+import type { Alert, Silence } from "../lib/types";
 
 const SILENCE_S = 3600;
 
 export function AlertsPage() {
   const { live, me } = useApp();
   const [alerts, setAlerts] = useState<Alert[] | null>(null);
+  const [silenceList, setSilenceList] = useState<Silence[]>([]);
   const [phase, setPhase] = useState("");
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
@@ -22,6 +24,9 @@ export function AlertsPage() {
         setAlerts(a);
         setError("");
       })
+      .catch((exc: unknown) => setError(errorText(exc)));
+    get<Silence[]>("/silences")
+      .then(setSilenceList)
       .catch((exc: unknown) => setError(errorText(exc)));
   }, [phase]);
 
@@ -35,9 +40,9 @@ export function AlertsPage() {
     };
   }, [live, load]);
 
-  async function act(path: string, body: unknown, done: string) {
+  async function act(path: string, body: unknown, done: string, method: "POST" | "DELETE" = "POST") {
     try {
-      await post(path, body);
+      await (method === "POST" ? post(path, body) : del(path));
       setNote(done);
       load();
     } catch (exc) {
@@ -46,6 +51,7 @@ export function AlertsPage() {
   }
 
   const canAct = roleAllows(me.role, "operator");
+  const inForce = silencesInForce(silenceList, now);
   return (
     <div>
       <div className="mb-4 flex items-center gap-3">
@@ -88,7 +94,14 @@ export function AlertsPage() {
                 <td className="text-slate-200">{a.summary}</td>
                 <td className={a.phase === "firing" ? "text-red-400" : a.phase === "resolved" ? "text-emerald-400" : "text-amber-300"}>{a.phase}</td>
                 <td className="text-slate-400" title={formatTime(a.since)}>{formatAgo(a.since, now)}</td>
-                <td className="text-slate-400" data-testid={`alert-acked-${a.id}`}>{a.acked_by ?? "—"}</td>
+                <td className="text-slate-400" data-testid={`alert-acked-${a.id}`}>
+                  {a.acked_by ?? "—"}
+                  {inForce.some((x) => mutes(x, a.agent, a.rule)) && (
+                    <span className="ml-2 rounded bg-slate-800 px-1.5 py-0.5 text-xs text-slate-300" data-testid={`alert-silenced-${a.id}`}>
+                      silenced
+                    </span>
+                  )}
+                </td>
                 <td className="space-x-2 text-right whitespace-nowrap">
                   {canAct && a.phase !== "resolved" && (
                     <>
@@ -110,6 +123,42 @@ export function AlertsPage() {
                         Silence 1 h
                       </button>
                     </>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <h2 className="mt-8 mb-2 text-lg font-semibold text-slate-100">Silences in force</h2>
+      {inForce.length === 0 ? (
+        <p className="text-sm text-slate-400" data-testid="silences-empty">
+          None: every alert notifies.
+        </p>
+      ) : (
+        <table className="w-full text-left text-sm" data-testid="silences-table">
+          <thead className="text-xs uppercase text-slate-500">
+            <tr>
+              <th className="py-2">Mutes</th><th>Ends in</th><th>By</th><th>Reason</th><th />
+            </tr>
+          </thead>
+          <tbody>
+            {inForce.map((x) => (
+              <tr key={x.id} className="border-t border-slate-800" data-testid={`silence-${x.id}`}>
+                <td className="py-2 text-slate-200">{silenceScope(x)}</td>
+                <td className="text-slate-400" title={formatTime(x.ends_at)}>{formatDuration(x.ends_at - now)}</td>
+                <td className="text-slate-400">{x.created_by}</td>
+                <td className="text-slate-400">{x.reason || "—"}</td>
+                <td className="text-right">
+                  {canAct && (
+                    <button
+                      type="button"
+                      data-testid={`silence-end-${x.id}`}
+                      onClick={() => void act(`/silences/${encodeURIComponent(x.id)}`, undefined, `Ended the silence of ${silenceScope(x)}`, "DELETE")}
+                      className="rounded bg-slate-700 px-2.5 py-1 text-xs text-slate-100 hover:bg-slate-600"
+                    >
+                      End
+                    </button>
                   )}
                 </td>
               </tr>

@@ -1,0 +1,20 @@
+import type { Silence } from "./types";
+
+/** What a silence mutes, in words: "agent_offline on a1", "every rule on a1", "cpu_high on every agent". */
+export function silenceScope(s: Pick<Silence, "agent" | "rule">): string {
+  const rule = s.rule ?? "every rule";
+  const agent = s.agent ?? "every agent";
+  return `${rule} on ${agent}`;
+}
+
+/** The silences still in force at `nowS` (unix seconds), the soonest to end first. */
+export function silencesInForce(silences: Silence[], nowS: number): Silence[] {
+  return silences
+    .filter((s) => s.ended_at == null && s.starts_at <= nowS && s.ends_at > nowS)
+    .sort((a, b) => a.ends_at - b.ends_at);
+}
+
+/** Whether `s` mutes the alert of `rule` on `agent` (a missing agent or rule matches every one). */
+export function silences(s: Pick<Silence, "agent" | "rule">, agent: string, rule: string): boolean {
+  return (s.agent == null || s.agent === agent) && (s.rule == null || s.rule === rule);
+}
