@@ -169,6 +169,9 @@ class ScreenshotResult(Result, kw_only=True, frozen=True):
     source_height: NonNegInt
     bytes: NonNegInt
     png_b64: str
+    # Every pixel the same colour: nothing drawn, a blanked or locked screen, or a session
+    # that cannot see the desktop. The image is still sent; the flag says not to trust it.
+    blank: bool = False
 
 
 class ShellResult(Result, kw_only=True, frozen=True):

@@ -66,7 +66,14 @@ class MetricStreams:
 
 def event_frame(event: Event) -> dict[str, Any]:
     data = event.data
-    if event.kind == "command" and data.get("name") == "screenshot" and data.get("result"):
-        # Screenshots are MiBs of base64: the client downloads the PNG when it wants it.
-        data = {**data, "result": None}
+    result = data.get("result")
+    if event.kind == "command" and data.get("name") == "screenshot" and result:
+        # Screenshots are MiBs of base64: the client downloads the PNG when it wants it
+        # (GET /commands/{id}/screenshot); the rest (size, ``blank``) goes along.
+        kept = (
+            {k: v for k, v in result.items() if k != "png_b64"}
+            if isinstance(result, dict)
+            else None
+        )
+        data = {**data, "result": kept}
     return {"kind": event.kind, "ts": event.ts, "data": data}

@@ -2,8 +2,10 @@
 
 A service without a desktop session (a headless Linux box, a Windows service in
 session 0) has no screen to capture: that is reported as ``no_display`` with a sentence
-that says why, never as a black image. mss is imported on first use, so an agent that
-never takes a screenshot does not pay for it in memory.
+that says why, never as a black image. A screen that is captured but a single colour
+(nothing drawn, blanked, locked, or not this session's) is sent with ``blank`` set. mss
+is imported on first use, so an agent that never takes a screenshot does not pay for it
+in memory.
 
 A PNG over the size cap is downscaled by keeping every n-th pixel of every n-th row
 (n = 2, 3, ...) until it fits. That needs no image library: the pixels are 32-bit BGRA
@@ -25,6 +27,7 @@ from edge_agent.errors import CommandFailed
 from edge_agent.settings import ScreenshotSettings
 
 MIN_SIDE_PX: Final = 128  # never downscale a screen's shorter side below this
+BLANK_BLOCK_BYTES: Final = 1 << 20  # a multiple of 4: one BGRA pixel is 4 bytes
 NO_DESKTOP: Final = (
     "a service without a desktop session — a headless box, Windows session 0 — "
     "cannot capture the screen"
@@ -62,6 +65,7 @@ def _capture(monitor: int, cap: int) -> ScreenshotResult:
         raise _no_display(str(exc)) from None
 
     width, height = shot.size
+    blank = is_blank(shot.raw)
     png = to_png(shot.rgb, width, height)
     sent_width, sent_height = width, height
     if len(png) > cap:
@@ -74,7 +78,24 @@ def _capture(monitor: int, cap: int) -> ScreenshotResult:
         source_height=height,
         bytes=len(png),
         png_b64=base64.b64encode(png).decode("ascii"),
+        blank=blank,
     )
+
+
+def is_blank(bgra: bytes | bytearray) -> bool:
+    """Whether every pixel has the colour of the first one (a blank or unseen screen).
+
+    Compared a block at a time so that a large screen costs no full-size copy.
+    """
+    data = memoryview(bgra)
+    if len(data) < 4:
+        return True
+    block = bytes(data[:4]) * (BLANK_BLOCK_BYTES // 4)
+    for start in range(0, len(data) - len(data) % 4, BLANK_BLOCK_BYTES):
+        chunk = data[start : start + BLANK_BLOCK_BYTES]
+        if chunk != block[: len(chunk)]:
+            return False
+    return True
 
 
 def fit_png(

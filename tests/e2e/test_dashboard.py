@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.fixtures.agent import AgentProc
 from tests.fixtures.api import ADMIN_PASSWORD, ApiServer
+from tests.fixtures.display import XvfbServer
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -44,6 +45,21 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
             chromium.close()
 
 
+def paint_colour_bars(screen: XvfbServer) -> None:
+    """Eight vertical colour bars fading towards the bottom, straight into Xvfb's pixels."""
+    bars = [(255, 255, 255), (255, 255, 0), (0, 255, 255), (0, 255, 0)]
+    bars += [(255, 0, 255), (255, 0, 0), (0, 0, 255), (40, 40, 40)]
+    width = screen.width // len(bars)
+    rows = []
+    for y in range(screen.height):
+        fade = 1 - 0.6 * y / screen.height
+        row = b"".join(
+            bytes([int(b * fade), int(g * fade), int(r * fade), 0]) * width for r, g, b in bars
+        )
+        rows.append(row.ljust(screen.width * 4, b"\0"))
+    screen.paint_rows(0, b"".join(rows))
+
+
 def logged_in(browser: Browser, api: ApiServer) -> Page:
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(api.base_url + "/")
@@ -58,10 +74,11 @@ def test_log_in_see_the_agent_live_take_a_screenshot_see_it_go_offline_and_handl
     browser: Browser,
     api_server: Callable[..., ApiServer],
     start_agent: Callable[..., AgentProc],
-    xvfb_display: str,
+    xvfb_server: XvfbServer,
 ) -> None:
     api = api_server()
-    agent = start_agent("a1", env={"DISPLAY": xvfb_display, "ARETE_AGENT_INTERVAL_S": "1"})
+    xvfb_server.clear()
+    agent = start_agent("a1", env={"DISPLAY": xvfb_server.display, "ARETE_AGENT_INTERVAL_S": "1"})
     page = logged_in(browser, api)
     card = page.get_by_test_id("agent-card-a1")
     expect(card).to_have_attribute("data-state", "online", timeout=20_000)
@@ -78,8 +95,16 @@ def test_log_in_see_the_agent_live_take_a_screenshot_see_it_go_offline_and_handl
         assert time.monotonic() < deadline, "live metrics did not move"
         page.wait_for_timeout(250)
 
+    # Nothing drawn on the virtual screen yet: the image comes with a "blank" warning.
     page.get_by_test_id("cmd-screenshot").click()
     page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_test_id("screenshot-img")).to_be_visible(timeout=20_000)
+    expect(page.get_by_test_id("screenshot-blank")).to_be_visible()
+    # Colour bars on the screen: the next screenshot shows them, with no warning.
+    paint_colour_bars(xvfb_server)
+    page.get_by_test_id("cmd-screenshot").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_test_id("screenshot-blank")).to_have_count(0, timeout=20_000)
     image = page.get_by_test_id("screenshot-img")
     expect(image).to_be_visible(timeout=20_000)
     width = page.evaluate("el => el.naturalWidth", image.element_handle())
@@ -109,6 +134,7 @@ def test_log_in_see_the_agent_live_take_a_screenshot_see_it_go_offline_and_handl
     page.get_by_test_id("nav-history").click()
     page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / "history.png"))
+    xvfb_server.clear()
 
 
 def test_a_lost_live_connection_shows_a_banner(

@@ -142,9 +142,11 @@ def test_metric_streams_send_only_new_samples() -> None:
             parse_client_message(bad)
 
 
-def test_screenshot_results_are_left_out_of_live_frames() -> None:
-    event = Event("command", 1.0, {"name": "screenshot", "result": {"png_b64": "x" * 100}})
-    assert event_frame(event)["data"]["result"] is None
+def test_screenshot_images_are_left_out_of_live_frames_but_not_what_describes_them() -> None:
+    result = {"png_b64": "x" * 100, "width": 8, "height": 6, "blank": True}
+    event = Event("command", 1.0, {"name": "screenshot", "result": result})
+    assert event_frame(event)["data"]["result"] == {"width": 8, "height": 6, "blank": True}
+    assert event.data["result"]["png_b64"], "the event itself is not changed"
 
 
 def test_jobs_pick_agents_by_labels_and_stop_past_the_threshold() -> None:

@@ -12,6 +12,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 
 from arete.commands import ScreenshotArgs, ScreenshotResult
@@ -109,6 +110,19 @@ def test_screenshot_shows_what_is_on_the_screen(screen: XvfbServer) -> None:
     _, _, rows = decode_png(base64.b64decode(screenshot(monitor=1).png_b64))
     assert rows[10][:6] == bytes([0x10, 0x20, 0x30]) * 2
     assert rows[9][:3] == b"\0\0\0"
+
+
+def test_a_screen_of_one_colour_is_flagged_blank_and_a_drawn_one_is_not(
+    screen: XvfbServer,
+) -> None:
+    empty = screenshot(monitor=1)
+    assert empty.blank, "an empty (all black) screen is flagged"
+    assert '"blank":true' in msgspec.json.encode(empty).decode()
+    # One pixel of another colour, in the last row, is enough to count as drawn.
+    screen.paint_rows(screen.height - 1, bytes(4 * (screen.width - 1)) + bytes([9, 9, 9, 0]))
+    drawn = screenshot(monitor=1)
+    assert not drawn.blank
+    assert "blank" not in msgspec.json.encode(drawn).decode(), "left out while false"
 
 
 def test_screenshot_over_the_cap_is_downscaled_and_still_decodes(screen: XvfbServer) -> None:

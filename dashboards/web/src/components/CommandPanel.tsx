@@ -1,4 +1,4 @@
-import { commandSummary, screenshotUrl } from "../lib/commands";
+import { commandSummary, screenshotIsBlank, screenshotUrl } from "../lib/commands";
 import { formatDuration, formatTime } from "../lib/format";
 import { commandStateClass, isFinalCommandState } from "../lib/states";
 import type { CommandRun } from "../useCommand";
@@ -25,6 +25,12 @@ export function CommandPanel({ run }: { run: CommandRun }) {
           {formatTime(c.created_at)} by {c.actor}{took ? ` · ${took}` : ""}
         </span>
       </div>
+      {image && screenshotIsBlank(c) && (
+        <p className="mt-3 text-sm text-amber-300" data-testid="screenshot-blank">
+          The screen is a single colour: nothing is drawn on it, it is blanked or locked, or the
+          agent runs outside the desktop session and cannot see it.
+        </p>
+      )}
       {image && (
         <a href={image} target="_blank" rel="noreferrer" className="mt-3 block">
           <img

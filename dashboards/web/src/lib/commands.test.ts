@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { commandSummary, containersOf, newerCommand, roleAllows, screenshotUrl } from "./commands";
+import { commandSummary, containersOf, newerCommand, roleAllows, screenshotIsBlank, screenshotUrl } from "./commands";
 import type { Command } from "./types";
 
 function cmd(over: Partial<Command> = {}): Command {
@@ -44,6 +44,14 @@ describe("command results", () => {
     );
   });
 
+  it("tells a blank screen apart from a drawn one", () => {
+    const blank = cmd({ name: "screenshot", state: "ok", result: { width: 8, height: 6, png_b64: "", blank: true } });
+    const drawn = cmd({ name: "screenshot", state: "ok", result: { width: 8, height: 6, png_b64: "" } });
+    expect(screenshotIsBlank(blank)).toBe(true);
+    expect(commandSummary(blank)).toBe("screenshot 8×6 (blank screen)");
+    expect(screenshotIsBlank(drawn)).toBe(false);
+    expect(screenshotIsBlank(cmd({ name: "screenshot", state: "failed", result: { blank: true } }))).toBe(false);
+  });
   it("offers the screenshot only once the screenshot command succeeded", () => {
     expect(screenshotUrl(cmd({ name: "screenshot", state: "ok", id: "x/1" }))).toBe("/commands/x%2F1/screenshot");
     expect(screenshotUrl(cmd({ name: "screenshot", state: "running" }))).toBeNull();

@@ -36,7 +36,7 @@ export function commandSummary(command: Command): string {
     const r = command.result;
     if (isObject(r) && typeof r.message === "string") return r.message;
     if (isObject(r) && typeof r.width === "number" && typeof r.height === "number") {
-      return `screenshot ${r.width}×${r.height}`;
+      return `screenshot ${r.width}×${r.height}${r.blank === true ? " (blank screen)" : ""}`;
     }
     if (isObject(r) && Array.isArray(r.containers)) return `${r.containers.length} containers`;
     if (isObject(r) && "exit_code" in r) return `exit code ${String(r.exit_code)}`;
@@ -52,6 +52,12 @@ export function commandSummary(command: Command): string {
 export function screenshotUrl(command: Command | null | undefined): string | null {
   if (!command || command.name !== "screenshot" || command.state !== "ok") return null;
   return `/commands/${encodeURIComponent(command.id)}/screenshot`;
+}
+
+/** Whether a finished screenshot shows a screen of one colour (see `blank` in docs/topics.md). */
+export function screenshotIsBlank(command: Command | null | undefined): boolean {
+  if (!command || screenshotUrl(command) === null) return false;
+  return isObject(command.result) && command.result.blank === true;
 }
 
 /** Merge a newer record of the same command over an older one (ws events may reorder). */
