@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { historyUrl, rangeSpec, rangeToQuery, RANGES } from "./ranges";
+import { historyRefreshMs, historyUrl, rangeSpec, rangeToQuery, RANGES } from "./ranges";
 
 describe("history ranges", () => {
   it("offers 15 min, 1 h, 24 h and 7 d with a few hundred points each", () => {
@@ -24,5 +24,11 @@ describe("history ranges", () => {
   it("builds the metrics URL with escaped agent id and fields", () => {
     const url = historyUrl("a b/c", "15m", 600, ["cpu", "mem"]);
     expect(url).toBe("/agents/a%20b%2Fc/metrics?from=-300&to=600&step=5&fields=cpu%2Cmem");
+  });
+  it("reloads a chart about once a bucket, between 10 s and a minute", () => {
+    expect(historyRefreshMs("15m")).toBe(10_000);
+    expect(historyRefreshMs("1h")).toBe(15_000);
+    expect(historyRefreshMs("24h")).toBe(60_000);
+    expect(historyRefreshMs("7d")).toBe(60_000);
   });
 });

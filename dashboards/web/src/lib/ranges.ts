@@ -20,6 +20,11 @@ export function rangeSpec(key: string): RangeSpec {
   return RANGES.find((r) => r.key === key) ?? RANGES[0]!;
 }
 
+/** How often a chart of this range is reloaded: about once a bucket, 10 s to 1 min. */
+export function historyRefreshMs(key: string): number {
+  return Math.min(60, Math.max(10, rangeSpec(key).step)) * 1000;
+}
+
 export interface HistoryQuery {
   from: number;
   to: number;

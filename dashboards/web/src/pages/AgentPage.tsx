@@ -9,7 +9,7 @@ import { ApiError, errorText, get } from "../lib/api";
 import { appendFrame, emptyLive, historyToPlot, liveToPlot } from "../lib/chart";
 import { roleAllows } from "../lib/commands";
 import { formatAgo, formatLabels, formatPercent, formatRate } from "../lib/format";
-import { historyUrl, RANGES } from "../lib/ranges";
+import { historyRefreshMs, historyUrl, RANGES } from "../lib/ranges";
 import { routeHash, type AgentTab } from "../lib/router";
 import type { Agent, History, MetricsFrame } from "../lib/types";
 import { useCommand } from "../useCommand";
@@ -206,7 +206,7 @@ function HistoryCharts({ agent }: { agent: string }) {
     get<History>(historyUrl(agent, range, Date.now() / 1000, [...PCT_FIELDS, ...NET_FIELDS]))
       .then((h) => !cancelled && setHistory(h))
       .catch((exc: unknown) => !cancelled && setError(errorText(exc)));
-    const timer = setTimeout(() => setReload((n) => n + 1), 60_000);
+    const timer = setTimeout(() => setReload((n) => n + 1), historyRefreshMs(range));
     return () => {
       cancelled = true;
       clearTimeout(timer);
