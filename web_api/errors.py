@@ -51,7 +51,9 @@ class ApiError(Exception):
 def error_response(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+    # A detail may quote the request; a lone surrogate in it could not be sent as UTF-8.
+    safe = detail.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse({"error": code, "detail": safe}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

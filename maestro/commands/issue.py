@@ -8,6 +8,7 @@ a :class:`~maestro.errors.CommandError` whose ``code`` a caller can map to an an
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -79,6 +80,15 @@ def check_args(name: str, args: object) -> CommandArgs:
         raise CommandError(f"command name must be a string, not {name!r}", code="unknown_command")
     if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
         raise CommandError("command arguments must be a JSON object", code="bad_args")
+    try:  # what cannot be sent as JSON text (a lone surrogate, a set) fails here, not later
+        json.dumps(args, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError(
+            "command arguments must be valid Unicode text (they hold a lone surrogate)",
+            code="bad_args",
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"command arguments are not JSON: {exc}", code="bad_args") from None
     try:
         return parse_args(name, args)
     except PayloadError as exc:  # UnknownCommandError or CommandArgsError, with their code

@@ -430,6 +430,13 @@ def test_bad_requests_are_refused_before_anything_is_recorded_or_sent(tmp_path: 
                 (lambda: service.send("a/1", "metrics", actor="x"), "bad_agent"),
                 (lambda: service.send("a1", "format_disk", actor="x"), "unknown_command"),
                 (lambda: service.send("a1", "metrics", {"x": 1}, actor="x"), "bad_args"),
+                # Lone surrogates (JSON "\ud800" decodes to one) cannot be stored or sent.
+                (lambda: service.send("a1", "shell", {"\ud800": 1}, actor="x"), "bad_args"),
+                (lambda: service.send("a1", "shell", {"command": "\ud800"}, actor="x"), "bad_args"),
+                (
+                    lambda: service.send("a1", "shell", {"command": float("nan")}, actor="x"),
+                    "bad_args",
+                ),
                 (lambda: service.send("a1", "metrics", timeout_s=7200, actor="x"), "bad_timeout"),
                 (lambda: service.fan_out(["a1", "a1"], "metrics", actor="x"), "bad_agent"),
                 (lambda: service.fan_out(["a1", "a/2"], "metrics", actor="x"), "bad_agent"),
