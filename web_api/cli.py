@@ -6,10 +6,16 @@ Wire into ``arete_cli/main.py`` with ``app.add_typer(users_app, name="users")`` 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from web_api.auth.users import UserStore
 
 users_app = typer.Typer(
     help="Users of the web API and dashboard, and their API tokens.", no_args_is_help=True
@@ -19,6 +25,26 @@ web_app = typer.Typer(help="The web API and dashboard.", no_args_is_help=True)
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="The data dir (users live in DATA_DIR/web/users.db).")
 ]
+
+
+@contextlib.contextmanager
+def _users(data_dir: Path) -> Iterator[UserStore]:
+    """The user store, closed after; a UserError is one line on stderr and exit code 2."""
+    from web_api.auth.users import UserError, UserStore
+
+    try:
+        store = UserStore(data_dir / "web" / "users.db")
+        try:
+            yield store
+        finally:
+            store.close()
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _when(ts: float | None) -> str:
+    return "never" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
 @users_app.command("add")
@@ -38,20 +64,12 @@ def add(
 
       arete users add alice --role admin --password --data-dir /var/lib/arete
     """
-    from web_api.auth.users import UserError, UserStore
-
     secret = (
         typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
     )
-    store = UserStore(data_dir / "web" / "users.db")
-    try:
+    with _users(data_dir) as store:
         store.add_user(name, role, secret)
         token = store.create_token(name, "created by arete users add")
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
     typer.echo(token)
 
 
@@ -66,32 +84,20 @@ def passwd(
 
       arete users passwd admin --data-dir ./data
     """
-    from web_api.auth.users import UserError, UserStore
-
     secret = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
-    store = UserStore(data_dir / "web" / "users.db")
-    try:
+    with _users(data_dir) as store:
         store.set_password(name, secret)
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
     typer.echo(f"password of {name} changed; their sessions are ended")
 
 
 @users_app.command("list")
 def list_users(data_dir: DataDir) -> None:
     """List users, their roles and how many API tokens each has."""
-    from web_api.auth.users import UserStore
-
-    store = UserStore(data_dir / "web" / "users.db")
-    try:
-        for user in store.list_users():
-            password = "password" if user.has_password else "no password"
-            typer.echo(f"{user.name}\t{user.role}\t{password}\t{user.tokens} token(s)")
-    finally:
-        store.close()
+    with _users(data_dir) as store:
+        users = store.list_users()
+    for user in users:
+        password = "password" if user.has_password else "no password"
+        typer.echo(f"{user.name}\t{user.role}\t{password}\t{user.tokens} token(s)")
 
 
 @users_app.command("remove")
@@ -100,16 +106,79 @@ def remove(
     data_dir: DataDir,
 ) -> None:
     """Remove a user; their tokens and sessions stop working at once."""
-    from web_api.auth.users import UserStore
-
-    store = UserStore(data_dir / "web" / "users.db")
-    try:
-        if not store.remove_user(name):
-            typer.echo(f"error: no user {name!r}", err=True)
-            raise typer.Exit(1)
-    finally:
-        store.close()
+    with _users(data_dir) as store:
+        removed = store.remove_user(name)
+    if not removed:
+        typer.echo(f"error: no user {name!r}", err=True)
+        raise typer.Exit(1)
     typer.echo(f"removed {name}")
+
+
+@users_app.command("tokens")
+def tokens(
+    name: Annotated[str, typer.Argument(help="The user whose API tokens to list.")],
+    data_dir: DataDir,
+) -> None:
+    """List a user's API tokens: id, label, when made and last used (never the secret).
+
+    The id is the <id> of arete_<id>_<secret>; give it to `arete users revoke`.
+
+    Example:
+
+      arete users tokens ci --data-dir /var/lib/arete
+    """
+    with _users(data_dir) as store:
+        listed = store.list_tokens(name)
+    if not listed:
+        typer.echo(f"{name} has no API tokens; make one with: arete users token-add {name}")
+        return
+    width = max(len("LABEL"), *(len(t.label) for t in listed))
+    typer.echo(f"{'ID':<16}  {'LABEL':<{width}}  {'CREATED':<16}  LAST USED")
+    for token in listed:
+        created = _when(token.created_at)
+        typer.echo(f"{token.id}  {token.label:<{width}}  {created}  {_when(token.last_used_at)}")
+
+
+@users_app.command("token-add")
+def token_add(
+    name: Annotated[str, typer.Argument(help="The user who gets another API token.")],
+    data_dir: DataDir,
+    label: Annotated[str, typer.Option(help="What the token is for (shown in lists).")] = "",
+) -> None:
+    """Print another API token for an existing user (shown this once; only its hash is kept).
+
+    Example:
+
+      arete users token-add ci --label "nightly deploy" --data-dir /var/lib/arete
+    """
+    with _users(data_dir) as store:
+        token = store.create_token(name, label)
+    typer.echo(token)
+
+
+@users_app.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="The user the token belongs to.")],
+    token_id: Annotated[
+        str, typer.Argument(help="The token's id (from `arete users tokens NAME`).")
+    ],
+    data_dir: DataDir,
+) -> None:
+    """Revoke one API token; its next request gets 401 (the user and their other tokens stay).
+
+    Example (the id is the 16 hex digits after arete_ in the token):
+
+      arete users revoke ci 3f2a9c0d4b5e6f71 --data-dir /var/lib/arete
+    """
+    with _users(data_dir) as store:
+        revoked = store.revoke_token(name, token_id)
+    if not revoked:
+        typer.echo(
+            f"error: user {name!r} has no token {token_id!r} (see: arete users tokens {name})",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"revoked token {token_id} of {name}")
 
 
 @web_app.command("run")

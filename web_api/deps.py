@@ -2,7 +2,8 @@
 
 ``CurrentUser`` (viewer or more), ``Operator``, ``Admin`` authenticate the request
 (session cookie or ``Authorization: Bearer``), apply the per-user rate limit and check
-the role; ``Fleet`` is the running maestro. Routes declare their role with
+the role; ``SelfOrAdmin`` lets a user act on their own ``{name}`` and an admin on
+anyone's; ``Fleet`` is the running maestro. Routes declare their role with
 ``**needs(Role.X)`` too, which documents it in the OpenAPI (``x-required-role``) and
 lists the 401/403/429 answers; the role-matrix test reads it from there.
 """
@@ -45,10 +46,17 @@ EXTRA: Final[dict[int, dict[str, Any]]] = {
 }
 
 
-def needs(role: Role, *codes: int) -> dict[str, Any]:
-    """Route keyword arguments documenting the role a route needs (and more answers)."""
+def needs(role: Role, *codes: int, others: Role | None = None) -> dict[str, Any]:
+    """Route keyword arguments documenting the role a route needs (and more answers).
+
+    ``others``: a route of ``SelfOrAdmin`` needs ``role`` for the caller's own
+    ``{name}`` and ``others`` (admin) for anyone else's (``x-required-role-for-others``).
+    """
     responses = dict(ERRORS) | {code: EXTRA[code] for code in codes}
-    return {"openapi_extra": {"x-required-role": role.value}, "responses": responses}
+    extra = {"x-required-role": role.value}
+    if others is not None:
+        extra["x-required-role-for-others"] = others.value
+    return {"openapi_extra": extra, "responses": responses}
 
 
 def app_state(request: Request) -> AppState:
@@ -115,6 +123,20 @@ def _require(role: Role) -> Any:
 CurrentUser = Annotated[Principal, Depends(_require(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(_require(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(_require(Role.ADMIN))]
+
+
+async def _self_or_admin(principal: CurrentUser, request: Request) -> Principal:
+    # A dependency, not a check in the route: like the role, it comes before the
+    # request's other parameters are judged. The route declares (and validates) ``name``.
+    name = request.path_params.get("name")
+    if principal.name != name and not principal.role.allows(Role.ADMIN):
+        raise ApiError(
+            403, f"only an admin may act for another user ({name!r}); you are {principal.role}"
+        )
+    return principal
+
+
+SelfOrAdmin = Annotated[Principal, Depends(_self_or_admin)]
 
 
 def fleet(state: State) -> Maestro:

@@ -51,6 +51,21 @@ class UserCreated(BaseModel):
     token: str = Field(description="The new API token; shown this once, only its hash is kept.")
 
 
+class TokenCreate(_In):
+    label: str = Field("", max_length=200, description="What the token is for (printable).")
+
+
+class TokenPublic(BaseModel):
+    id: str = Field(description="The <id> of arete_<id>_<secret>: names the token, proves nothing.")
+    label: str
+    created_at: float
+    last_used_at: float | None = Field(description="The last request it made (to the minute).")
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The new API token; shown this once, only its hash is kept.")
+
+
 # -- agents --------------------------------------------------------------------------
 class AgentPublic(BaseModel):
     id: str

@@ -39,7 +39,11 @@ class WebSettings(BaseSettings):
         0.1, gt=0, le=60, description="How often subscribed metric streams look for new samples."
     )
     token_cache_s: float = Field(
-        60.0, ge=0, le=3600, description="How long a verified API token is trusted unchecked."
+        60.0,
+        ge=0,
+        le=3600,
+        description="How long a verified API token skips the slow hash check (its row is"
+        " still read on every request, so revoking it takes effect at once).",
     )
 
     @property

@@ -1,5 +1,7 @@
 """The role matrix, generated from the app's routes: every protected operation answers
-401 without credentials and 403 to a role below the one it documents."""
+401 without credentials and 403 to a role below the one it documents; one that a user
+may use on their own ``{name}`` answers 403 to a role below ``x-required-role-for-others``
+on another user's."""
 
 from __future__ import annotations
 
@@ -36,8 +38,15 @@ def client_and_tokens(
         yield client, tokens
 
 
-def protected_routes() -> list[tuple[str, str, Role]]:
-    """(method, path, role) of every operation in the OpenAPI document."""
+Route = tuple[str, str, Role, Role | None]
+
+
+def protected_routes() -> list[Route]:
+    """(method, path, role, role for others) of every operation in the OpenAPI document.
+
+    The path keeps ``{name}`` (a user: the fixture's users are named after their roles);
+    every other parameter is ``a1``.
+    """
     app = create_app(WebSettings(data_dir=Path("/nonexistent")), start_maestro=False)
     out = []
     for template, item in app.openapi()["paths"].items():
@@ -46,28 +55,46 @@ def protected_routes() -> list[tuple[str, str, Role]]:
             assert role is not None, f"{method} {template} does not document the role it needs"
             if role == "none":
                 continue
-            path = re.sub(r"\{[^}]+\}", "a1", template)
-            out.append((method.upper(), path, Role(role)))
+            others = operation.get("x-required-role-for-others")
+            path = re.sub(r"\{(?!name\})[^}]+\}", "a1", template)
+            out.append((method.upper(), path, Role(role), None if others is None else Role(others)))
     return sorted(out, key=lambda r: (r[1], r[0]))
+
+
+def as_user(path: str, name: str = "a1") -> str:
+    return path.replace("{name}", name)
 
 
 ROUTES = protected_routes()
 
 
 def test_the_matrix_covers_the_api() -> None:
-    paths = {path for _, path, _ in ROUTES}
+    paths = {as_user(path) for _, path, _, _ in ROUTES}
     assert {"/agents", "/agents/a1/command", "/users", "/audit", "/jobs"} <= paths
-    needs = {(m, p): r for m, p, r in ROUTES}
-    assert needs[("POST", "/agents/a1/restart")] is Role.OPERATOR
-    assert needs[("POST", "/users")] is Role.ADMIN
-    assert needs[("GET", "/agents")] is Role.VIEWER
+    assert {"/users/a1/tokens", "/users/a1/tokens/a1"} <= paths
+    needs = {(m, as_user(p)): (r, o) for m, p, r, o in ROUTES}
+    assert needs[("POST", "/agents/a1/restart")] == (Role.OPERATOR, None)
+    assert needs[("POST", "/users")] == (Role.ADMIN, None)
+    assert needs[("DELETE", "/users/a1")] == (Role.ADMIN, None)
+    assert needs[("GET", "/agents")] == (Role.VIEWER, None)
+    # Anyone manages their own API tokens; only an admin those of others.
+    assert needs[("GET", "/users/a1/tokens")] == (Role.VIEWER, Role.ADMIN)
+    assert needs[("POST", "/users/a1/tokens")] == (Role.VIEWER, Role.ADMIN)
+    assert needs[("DELETE", "/users/a1/tokens/a1")] == (Role.VIEWER, Role.ADMIN)
 
 
-@pytest.mark.parametrize(("method", "path", "role"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+@pytest.mark.parametrize(
+    ("method", "template", "role", "others"), ROUTES, ids=[f"{r[0]} {r[1]}" for r in ROUTES]
+)
 def test_every_route_refuses_no_token_and_lower_roles(
-    client_and_tokens: tuple[TestClient, dict[Role, str]], method: str, path: str, role: Role
+    client_and_tokens: tuple[TestClient, dict[Role, str]],
+    method: str,
+    template: str,
+    role: Role,
+    others: Role | None,
 ) -> None:
     client, tokens = client_and_tokens
+    path = as_user(template)
     answer = client.request(method, path, json={})
     assert answer.status_code == 401, answer.text
     assert answer.json()["error"] == "unauthorized"
@@ -81,10 +108,21 @@ def test_every_route_refuses_no_token_and_lower_roles(
         )
         assert refused.status_code == 403, (lower, refused.text)
         assert refused.json()["error"] == "forbidden"
+    own = as_user(template, role.value) if others is not None else path
     allowed = client.request(
-        method, path, json={}, headers={"Authorization": f"Bearer {tokens[role]}"}
+        method, own, json={}, headers={"Authorization": f"Bearer {tokens[role]}"}
     )
     assert allowed.status_code not in (401, 403), allowed.text
+    if others is None:
+        return
+    for caller in Role:  # on user a1, not the caller
+        answer = client.request(
+            method, path, json={}, headers={"Authorization": f"Bearer {tokens[caller]}"}
+        )
+        if caller.rank < others.rank:
+            assert answer.status_code == 403, (caller, answer.text)
+        else:
+            assert answer.status_code not in (401, 403), (caller, answer.text)
 
 
 def test_shell_needs_admin_even_for_an_operator(

@@ -225,6 +225,114 @@ def test_users_add_prints_a_token_that_works(api_server: Callable[..., ApiServer
         assert c.get("/auth/me").status_code == 401
 
 
+def bearer(api: ApiServer, token: str) -> httpx.Client:
+    client = httpx.Client(base_url=api.base_url, headers={"Authorization": f"Bearer {token}"})
+    api.clients.append(client)
+    return client
+
+
+def test_a_token_made_through_the_api_works_until_revoked_then_gets_401(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server()
+    admin = api.client(Role.ADMIN)
+    made = admin.post("/users/operator/tokens", json={"label": "ci deploy"})
+    assert made.status_code == 201, made.text
+    new = made.json()
+    assert new["token"].startswith(f"arete_{new['id']}_")
+    assert (new["label"], new["last_used_at"]) == ("ci deploy", None)
+    ci = bearer(api, new["token"])
+    assert ci.get("/auth/me").json() == {"user": "operator", "role": "operator"}
+    assert ci.get("/auth/me").status_code == 200  # now trusted without argon2 for a while
+
+    listed = admin.get("/users/operator/tokens").json()
+    mine = next(t for t in listed if t["id"] == new["id"])
+    assert set(mine) == {"id", "label", "created_at", "last_used_at"}
+    assert mine["last_used_at"] is not None
+    assert new["token"].split("_", 2)[2] not in json.dumps(listed)
+
+    assert admin.delete(f"/users/operator/tokens/{new['id']}").status_code == 204
+    revoked = ci.get("/auth/me")
+    assert revoked.status_code == 401
+    assert revoked.json()["error"] == "unauthorized"
+    assert admin.delete(f"/users/operator/tokens/{new['id']}").status_code == 404
+    assert new["id"] not in [t["id"] for t in admin.get("/users/operator/tokens").json()]
+    assert api.client(Role.OPERATOR).get("/auth/me").status_code == 200  # its other tokens
+
+    entries = admin.get("/audit", params={"actor": "user:admin"}).json()
+    tokens = [(e["action"], e["target"], e["detail"]["token_id"]) for e in entries[:2]]
+    assert tokens == [("token.revoke", "operator", new["id"]), ("token.add", "operator", new["id"])]
+    assert admin.get("/users/nobody/tokens").status_code == 404
+    assert admin.post("/users/nobody/tokens", json={}).status_code == 404
+    bad = admin.post("/users/operator/tokens", json={"label": "two\nlines"})
+    assert bad.status_code == 422
+    assert "printable" in bad.json()["detail"]
+    assert admin.delete("/users/operator/tokens/not-an-id").status_code == 422
+
+
+def test_a_viewer_manages_their_own_tokens_but_not_another_users(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server()
+    viewer = api.client(Role.VIEWER)
+    operators = api.client(Role.ADMIN).post("/users/operator/tokens", json={}).json()
+    refused = viewer.delete(f"/users/operator/tokens/{operators['id']}")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "forbidden"
+    assert viewer.get("/users/operator/tokens").status_code == 403
+    assert viewer.post("/users/operator/tokens", json={"label": "x"}).status_code == 403
+    assert bearer(api, operators["token"]).get("/auth/me").status_code == 200
+
+    own = viewer.post("/users/viewer/tokens", json={"label": "laptop"})
+    assert own.status_code == 201, own.text
+    own_id = own.json()["id"]
+    assert own_id in [t["id"] for t in viewer.get("/users/viewer/tokens").json()]
+    assert viewer.delete(f"/users/viewer/tokens/{own_id}").status_code == 204
+    assert bearer(api, own.json()["token"]).get("/auth/me").status_code == 401
+    actions = [e["action"] for e in viewer.get("/audit", params={"actor": "user:viewer"}).json()]
+    assert actions[:2] == ["token.revoke", "token.add"]
+
+
+def test_users_token_add_tokens_and_revoke_work_while_the_server_runs(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server()
+    data_dir = str(api.settings.data_dir)
+
+    def users(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "arete_cli", "users", *args, "--data-dir", data_dir],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            check=False,
+        )
+
+    added = users("token-add", "operator", "--label", "from the cli")
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip()
+    token_id = token.split("_")[1]
+    client = bearer(api, token)
+    assert client.get("/auth/me").json() == {"user": "operator", "role": "operator"}
+    listed = users("tokens", "operator")
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(token_id))
+    assert "from the cli" in row
+    assert "never" not in row  # it was just used
+    assert token.split("_", 2)[2] not in listed.stdout
+
+    revoked = users("revoke", "operator", token_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert client.get("/auth/me").status_code == 401  # the server had it cached as good
+    again = users("revoke", "operator", token_id)
+    assert again.returncode == 1
+    assert again.stderr.count("\n") == 1
+    assert "has no token" in again.stderr
+    unknown = users("tokens", "nobody")
+    assert (unknown.returncode, unknown.stderr) == (2, "error: no user 'nobody'\n")
+
+
 def test_silences_are_made_and_ended_by_operators_and_audited(
     api_server: Callable[..., ApiServer],
 ) -> None:
@@ -275,3 +383,30 @@ def test_users_passwd_changes_the_dashboard_password_and_refuses_a_short_one(
     assert changed.returncode == 0, changed.stderr
     assert login("a-much-better-passphrase") == 200
     assert login(ADMIN_PASSWORD) == 401
+
+
+def test_text_that_is_not_unicode_is_refused_and_the_server_keeps_answering(
+    api_server: Callable[..., ApiServer], start_agent: Callable[..., AgentProc]
+) -> None:
+    # JSON may spell a lone surrogate ("\ud800"); it decodes but can be neither stored
+    # nor sent on as UTF-8. Each such body is a 4xx with a reason, never a 500.
+    start_agent("a1")
+    api = api_server()
+    admin = api.client(Role.ADMIN)
+    wait_online(admin, "a1")
+    json_headers = {"Content-Type": "application/json"}
+    bodies = {
+        "/agents/a1/command": [
+            '{"name": "shell", "args": {"\\ud800": 1}}',
+            '{"name": "shell", "args": {"command": "echo \\ud800"}}',
+        ],
+        "/jobs": ['{"name": "shell", "args": {"command": "\\ud800"}, "agents": ["a1"]}'],
+        "/silences": ['{"agent": "a1", "duration_s": 60, "reason": "\\ud800"}'],
+    }
+    for path, payloads in bodies.items():
+        for payload in payloads:
+            answer = admin.post(path, content=payload, headers=json_headers)
+            assert 400 <= answer.status_code < 500, (path, payload, answer.text)
+            assert answer.json()["detail"]
+    assert admin.post("/agents/a1/command", json={"name": "metrics"}).status_code == 200
+    assert admin.get("/commands", params={"agent": "a1"}).json()[0]["name"] == "metrics"

@@ -2,14 +2,16 @@
 
 Only hashes are stored: argon2 for passwords and API tokens, SHA-256 for session ids
 (32 random bytes need no slow hash). A token reads ``arete_<id>_<secret>``: the id
-finds the row, the secret is verified against its argon2 hash. Calls block (argon2 is
-deliberately slow, SQLite is a file): the web API runs them in a thread.
+finds the row, the secret is verified against its argon2 hash. The id is what lists
+show and what revoking a single token takes; deleting the row ends the token. Calls
+block (argon2 is deliberately slow, SQLite is a file): the web API runs them in a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -25,36 +27,24 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from web_api.auth.roles import Role
+from web_api.auth.schema import MIGRATIONS
+
+log = logging.getLogger("arete.web.users")
 
 NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
-TOKEN_RE: Final = re.compile(r"arete_([0-9a-f]{16})_([A-Za-z0-9_-]{20,100})")
+TOKEN_ID_RE: Final = re.compile(r"[0-9a-f]{16}")
+TOKEN_RE: Final = re.compile(rf"arete_({TOKEN_ID_RE.pattern})_([A-Za-z0-9_-]{{20,100}})")
 MAX_PASSWORD: Final = 1024
 ADMIN_NAME: Final = "admin"
 
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS users (
-    name          TEXT PRIMARY KEY,
-    role          TEXT NOT NULL,
-    password_hash TEXT,
-    created_at    REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    id         TEXT PRIMARY KEY,
-    user       TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
-    hash       TEXT NOT NULL,
-    label      TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    hash       TEXT PRIMARY KEY,
-    user       TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
-    expires_at REAL NOT NULL
-);
-"""
+MAX_LABEL: Final = 200
+# A token's last use is written at most this often: a hint for people, not a log.
+LAST_USED_STEP_S: Final = 60.0
 
 
 class UserError(Exception):
-    """A bad name, role or password, an unknown user, or a name already taken."""
+    """A bad name, role, password or token label, an unknown user, a name already
+    taken, or a users.db this build cannot use."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +70,23 @@ class UserInfo:
     tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What may be shown of an API token: its id (the ``<id>`` of ``arete_<id>_...``,
+    which proves nothing without the secret), never the secret or its hash."""
+
+    id: str
+    label: str
+    created_at: float
+    last_used_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    token: str
+    info: TokenInfo
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise UserError(
@@ -96,12 +103,23 @@ def check_role(role: str) -> Role:
         raise UserError(f"unknown role {role!r} (viewer, operator, admin)") from None
 
 
+def check_label(label: str) -> str:
+    if not isinstance(label, str) or len(label) > MAX_LABEL or not label.isprintable():
+        raise UserError(f"a token label is up to {MAX_LABEL} printable characters")
+    return label
+
+
 def session_hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 class UserStore:
-    """One SQLite file; safe to call from several threads (one lock, short calls)."""
+    """One SQLite file; safe to call from several threads (one lock, short calls).
+
+    ``token_cache_s`` > 0 lets a token verified that recently skip argon2 while its
+    row is unchanged; the row is still read on every call, so a revoked token (by this
+    process or by ``arete users revoke`` in another) fails on its next use.
+    """
 
     def __init__(
         self,
@@ -109,19 +127,30 @@ class UserStore:
         *,
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
+        token_cache_s: float = 0.0,
     ) -> None:
         self.path = path
         self.hasher = hasher or PasswordHasher()
         self.clock = clock
+        self.token_cache_s = token_cache_s
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         os.chmod(path, 0o600)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-        self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
+        try:
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.execute("PRAGMA busy_timeout = 5000")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise UserError(f"cannot open {path}: {exc}") from None
+        except UserError:
+            self._conn.close()
+            raise
+        # sha256 of a token -> (the hash it was verified against, when)
+        self._verified: dict[str, tuple[str, float]] = {}
         # Verifying against a real hash when the user or token is unknown keeps the
         # answer time from telling which names exist.
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
@@ -136,10 +165,28 @@ class UserStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # a failed COMMIT leaves it open
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+            return  # the usual case: no write lock needed
+        # One transaction, the version read again inside it: a web server and a CLI
+        # command opening an old file at once cannot both apply the same entry.
+        with self._tx() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise UserError(
+                    f"{self.path} is at schema version {version}, newer than this build"
+                    f" knows ({len(MIGRATIONS)}); upgrade Areté"
+                )
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     # -- users ---------------------------------------------------------------------------
     def add_user(self, name: str, role: str, password: str | None = None) -> UserInfo:
@@ -204,37 +251,97 @@ class UserStore:
         return Principal(name, Role(row[0]), "session")
 
     # -- API tokens ----------------------------------------------------------------------
-    def create_token(self, name: str, label: str = "") -> str:
+    def issue_token(self, name: str, label: str = "") -> NewToken:
         """A new token for ``name``; shown once, only its hash is kept."""
+        check_label(label)
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         hashed = self.hasher.hash(secret)
+        now = self.clock()
         with self._tx() as conn:
-            if not conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            if not self._user_exists(conn, name):
                 raise UserError(f"no user {name!r}")
             conn.execute(
                 "INSERT INTO tokens (id, user, hash, label, created_at) VALUES (?, ?, ?, ?, ?)",
-                (token_id, name, hashed, label[:200], self.clock()),
+                (token_id, name, hashed, label, now),
             )
-        return f"arete_{token_id}_{secret}"
+        return NewToken(f"arete_{token_id}_{secret}", TokenInfo(token_id, label, now, None))
+
+    def create_token(self, name: str, label: str = "") -> str:
+        return self.issue_token(name, label).token
+
+    def list_tokens(self, name: str) -> list[TokenInfo]:
+        """The tokens of ``name``, oldest first; an unknown user is a UserError."""
+        with self._lock:
+            if not self._user_exists(self._conn, name):
+                raise UserError(f"no user {name!r}")
+            rows = self._conn.execute(
+                "SELECT id, label, created_at, last_used_at FROM tokens WHERE user = ?"
+                " ORDER BY created_at, rowid",
+                (name,),
+            ).fetchall()
+        return [TokenInfo(*row) for row in rows]
+
+    def revoke_token(self, name: str, token_id: str) -> bool:
+        """Delete one token of ``name``; False when ``name`` has no such token."""
+        if not NAME_RE.fullmatch(name) or not TOKEN_ID_RE.fullmatch(token_id):
+            return False
+        with self._tx() as conn:
+            deleted = conn.execute(
+                "DELETE FROM tokens WHERE id = ? AND user = ?", (token_id, name)
+            ).rowcount
+        return deleted > 0
 
     def verify_token(self, token: str) -> Principal | None:
         match = TOKEN_RE.fullmatch(token) if isinstance(token, str) else None
         if match is None:
             return None
         token_id, secret = match.groups()
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self.clock()
         with self._lock:
             row = self._conn.execute(
-                "SELECT t.hash, u.name, u.role FROM tokens t JOIN users u ON u.name = t.user"
-                " WHERE t.id = ?",
+                "SELECT t.hash, t.last_used_at, u.name, u.role"
+                " FROM tokens t JOIN users u ON u.name = t.user WHERE t.id = ?",
                 (token_id,),
             ).fetchone()
+            memo = self._verified.get(key)
         if row is None:
             self._verify(self._dummy_hash, secret)
             return None
-        if not self._verify(row[0], secret):
-            return None
-        return Principal(row[1], Role(row[2]), "token")
+        hashed, last_used_at, name, role = row
+        # The same token string verified against this very hash a moment ago: argon2
+        # would say yes again. A revoked token has no row, so it never gets here.
+        if memo is None or memo[0] != hashed or not 0 <= now - memo[1] < self.token_cache_s:
+            if not self._verify(hashed, secret):
+                return None
+            self._remember(key, hashed, now)
+        if last_used_at is None or now - last_used_at >= LAST_USED_STEP_S:
+            self._note_use(token_id, now)
+        return Principal(name, Role(role), "token")
+
+    def _remember(self, key: str, hashed: str, now: float) -> None:
+        if self.token_cache_s <= 0:
+            return
+        with self._lock:
+            if len(self._verified) >= 1000:
+                self._verified.clear()
+            self._verified[key] = (hashed, now)
+
+    def _note_use(self, token_id: str, now: float) -> None:
+        try:
+            with self._tx() as conn:
+                conn.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, token_id))
+        except sqlite3.OperationalError as exc:
+            # The last use is a hint: a busy or read-only file must not refuse a good token.
+            log.warning("cannot record a token's use token_id=%s error=%s", token_id, exc)
+
+    @staticmethod
+    def _user_exists(conn: sqlite3.Connection, name: str) -> bool:
+        # A name that cannot exist is not looked up (nor encoded: it may hold anything).
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            return False
+        return conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None
 
     # -- sessions ------------------------------------------------------------------------
     def create_session(self, name: str, ttl_s: float) -> tuple[str, float]:

@@ -56,7 +56,7 @@ async def login(body: LoginRequest, request: Request, response: Response, state:
 
 @router.post("/logout", status_code=204, response_class=Response, **needs(Role.VIEWER))
 async def logout(user: CurrentUser, request: Request, state: State) -> Response:
-    """End this session (a bearer token stays valid: remove it with its user)."""
+    """End this session (an API token stays valid: DELETE /users/{name}/tokens/{id})."""
     session = request.cookies.get(SESSION_COOKIE)
     if session:
         await asyncio.to_thread(state.users.end_session, session)

@@ -1,4 +1,5 @@
-"""Users and their API tokens (admin only). Every change is audited."""
+"""Users (admin only) and their API tokens (admin, or a user for their own). Every
+change is audited."""
 
 from __future__ import annotations
 
@@ -9,14 +10,24 @@ from fastapi import APIRouter, Path, Response
 
 from web_api.audit import audit
 from web_api.auth.roles import Role
-from web_api.auth.users import UserError, UserInfo
-from web_api.deps import Admin, State, needs
+from web_api.auth.users import TokenInfo, UserError, UserInfo
+from web_api.deps import Admin, SelfOrAdmin, State, needs
 from web_api.errors import ApiError
-from web_api.models import UserCreate, UserCreated, UserPublic
+from web_api.models import (
+    TokenCreate,
+    TokenCreated,
+    TokenPublic,
+    UserCreate,
+    UserCreated,
+    UserPublic,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 NamePath = Annotated[str, Path(min_length=1, max_length=64)]
+TokenIdPath = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{16}$", description="The <id> of arete_<id>_<secret>.")
+]
 
 
 def public(info: UserInfo) -> UserPublic:
@@ -62,6 +73,63 @@ async def remove_user(user: Admin, state: State, name: NamePath) -> Response:
     if target.role is Role.ADMIN and len(admins) == 1:
         raise ApiError(409, "the last admin cannot be removed")
     await asyncio.to_thread(state.users.remove_user, name)
-    state.forget_tokens()
     await audit(state.maestro, user.actor, "user.remove", name, {"role": target.role.value})
+    return Response(status_code=204)
+
+
+# -- API tokens --------------------------------------------------------------------------
+def token_public(info: TokenInfo) -> TokenPublic:
+    return TokenPublic(
+        id=info.id, label=info.label, created_at=info.created_at, last_used_at=info.last_used_at
+    )
+
+
+@router.get("/{name}/tokens", **needs(Role.VIEWER, 404, others=Role.ADMIN))
+async def list_tokens(user: SelfOrAdmin, state: State, name: NamePath) -> list[TokenPublic]:
+    """A user's API tokens, oldest first: id, label, when made and last used (no secret).
+
+    Your own with any role; another user's needs admin.
+    """
+    try:
+        tokens = await asyncio.to_thread(state.users.list_tokens, name)
+    except UserError as exc:
+        raise ApiError(404, str(exc)) from None
+    return [token_public(t) for t in tokens]
+
+
+@router.post("/{name}/tokens", status_code=201, **needs(Role.VIEWER, 404, others=Role.ADMIN))
+async def add_token(
+    user: SelfOrAdmin, state: State, name: NamePath, body: TokenCreate
+) -> TokenCreated:
+    """Make another API token (shown once; only its hash is kept).
+
+    For yourself with any role; for another user needs admin.
+    """
+    try:
+        new = await asyncio.to_thread(state.users.issue_token, name, body.label)
+    except UserError as exc:
+        status = 404 if str(exc).startswith("no user") else 422
+        raise ApiError(status, str(exc)) from None
+    await audit(
+        state.maestro, user.actor, "token.add", name, {"token_id": new.info.id, "label": body.label}
+    )
+    return TokenCreated(**token_public(new.info).model_dump(), token=new.token)
+
+
+@router.delete(
+    "/{name}/tokens/{token_id}",
+    status_code=204,
+    response_class=Response,
+    **needs(Role.VIEWER, 404, others=Role.ADMIN),
+)
+async def revoke_token(
+    user: SelfOrAdmin, state: State, name: NamePath, token_id: TokenIdPath
+) -> Response:
+    """Revoke one API token: its next request gets 401.
+
+    Your own with any role; another user's needs admin.
+    """
+    if not await asyncio.to_thread(state.users.revoke_token, name, token_id):
+        raise ApiError(404, f"user {name!r} has no token {token_id!r}")
+    await audit(state.maestro, user.actor, "token.revoke", name, {"token_id": token_id})
     return Response(status_code=204)
