@@ -28,6 +28,12 @@ SEEN: Final = "seen"
 
 RESERVED_IDS: Final = frozenset({"maestro", "viewer", "admin", "root", "all"})
 
+# Mosquitto's own count of the messages it dropped because a client's queue was full
+# (``max_queued_messages``), since the broker started; retained, republished on change
+# every ``sys_interval``. Outside every root: ``#`` filters and ACL lines never match
+# ``$`` topics, so the ACL names it for the maestro alone.
+BROKER_DROPPED: Final = "$SYS/broker/publish/messages/dropped"
+
 
 class Kind(StrEnum):
     """The second level of every topic."""

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-from arete.topics import Kind, Topics
+from arete.topics import BROKER_DROPPED, Kind, Topics
+from maestro.broker_drops import BrokerDrops
 from maestro.events import EventBus
-from maestro.ingest import Inbound, Ingest, LoopInbox, ReplyIn
+from maestro.ingest import BrokerCounterIn, Inbound, Ingest, LoopInbox, ReplyIn
 from maestro.link import LinkConfig, MaestroLink
 from maestro.liveness import Policy
 from maestro.observe import make_registry
@@ -56,6 +57,7 @@ class Maestro:
         self.notifier: Notifiers
         self.influx: InfluxSink | None = None
         self.terminals: TerminalHub
+        self.broker_drops = BrokerDrops()
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -127,6 +129,7 @@ class Maestro:
         self._spawn("notifier", self.notifier.run(actions=self.alerts))
         self._spawn("commands", self.commands.serve())
         self._spawn("terminals", self.terminals.run())
+        self._spawn("broker-drops", self.broker_drops.run())
         if self.influx is not None:
             self._spawn("influx", self.influx.run())
         self.prometheus = make_registry(self)
@@ -202,6 +205,7 @@ class Maestro:
                 (t.all_of(Kind.MAESTRO), 1),
                 (t.all_maestro_seen(), 0),
                 (t.all_of(Kind.TERM), 0),  # terminal hook: output of terminal sessions
+                (BROKER_DROPPED, 0),  # Mosquitto publishes its $SYS counters at QoS 0
             ),
             keepalive_s=s.mqtt.keepalive_s,
             session_expiry_s=s.mqtt.session_expiry_s,
@@ -218,6 +222,8 @@ class Maestro:
     def _deliver(self, item: Inbound) -> None:
         if isinstance(item, ReplyIn):
             self.commands.on_reply(item.agent_id, item.reply, item.correlation, item.at)
+        elif isinstance(item, BrokerCounterIn):
+            self.broker_drops.on_reading(item.dropped)
         else:
             self.registry.deliver(item)
 

@@ -3,7 +3,9 @@
 Metrics become store rows and are acknowledged to the broker only once the store
 committed them (``on_stored``). Heartbeats and metrics record a *contact* for liveness
 in a plain dict (read by the registry's clock loop). Statuses, replies and peer
-messages are few: they are decoded here and handed to the event loop.
+messages are few: they are decoded here and handed to the event loop, and so is the
+broker's dropped-message counter (``$SYS``, outside the topic tree: matched before the
+routing, see :mod:`maestro.broker_drops`).
 
 Bad payloads are counted by (kind, reason), logged at most once a minute per agent and
 reason, acknowledged (so the broker does not resend them forever) and dropped.
@@ -34,12 +36,14 @@ from arete.payloads import (
     decode_reply,
     decode_status,
 )
-from arete.topics import Kind, ParsedTopic, TermDirection, Topics
+from arete.topics import BROKER_DROPPED, Kind, ParsedTopic, TermDirection, Topics
+from maestro.broker_drops import parse_counter
 from maestro.store.rows import SampleRow, to_row
 
 log = logging.getLogger("arete.maestro.ingest")
 
 LOG_EVERY_S = 60.0
+BROKER = "broker"  # the kind and source of the broker's own ($SYS) messages
 TOPIC_CACHE_MAX = 200_000
 
 
@@ -67,7 +71,14 @@ class PeerIn:
     digest: PeerDigest | None = None
 
 
-Inbound = StatusIn | ReplyIn | PeerIn
+@dataclass(frozen=True, slots=True)
+class BrokerCounterIn:
+    """A reading of the broker's dropped-message counter."""
+
+    dropped: int
+
+
+Inbound = StatusIn | ReplyIn | PeerIn | BrokerCounterIn
 
 
 class LoopInbox:
@@ -138,6 +149,13 @@ class Ingest:
     def handle(self, message: mqtt.MQTTMessage, generation: int) -> None:
         if self.paused:
             return
+        if message.topic == BROKER_DROPPED:  # $SYS: the broker's, not in our topic tree
+            self._broker_counter(message, generation)
+        else:
+            self._fleet(message, generation)
+
+    def _fleet(self, message: mqtt.MQTTMessage, generation: int) -> None:
+        """A message on Areté's topic tree: route it by kind."""
         topic = message.topic
         route = self._routes.get(topic, _MISSING)
         if route is _MISSING:
@@ -223,6 +241,17 @@ class Ingest:
             self._inbox(PeerIn(replica, digest=decode_peer_digest(message.payload)))
         else:
             self._inbox(PeerIn(replica, status=decode_maestro_status(message.payload)))
+
+    def _broker_counter(self, message: mqtt.MQTTMessage, generation: int) -> None:
+        self.messages[BROKER] += 1
+        try:
+            dropped = parse_counter(message.payload)
+        except PayloadError as exc:
+            self._drop(BROKER, exc.code, BROKER, message, generation, detail=str(exc))
+            return
+        self._inbox(BrokerCounterIn(dropped))
+        if message.qos == 1:
+            self._ack(generation, message.mid)
 
     # -- routing and drops -----------------------------------------------------------
     def _route(self, topic: str) -> ParsedTopic | None:

@@ -80,6 +80,12 @@ class MaestroCollector(Collector):
             "Statuses of an older connection (late Wills) that were ignored",
             m.registry.stale_ignored,
         )
+        yield _counter(
+            "arete_maestro_broker_dropped_messages",
+            "Messages the broker dropped because a client's queue was full (max_queued_messages), "
+            "seen since this maestro started; they include samples the maestro never got",
+            m.broker_drops.total,
+        )
         yield _gauge(
             "arete_maestro_mqtt_connected", "1 while the MQTT link is up", int(m.link.connected)
         )

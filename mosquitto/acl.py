@@ -5,7 +5,9 @@ Who may do what (``<root>`` is the topic root, ``%u`` the MQTT username == agent
 ============ ============================================= ===============================
 account      write (publish)                               read (receive)
 ============ ============================================= ===============================
-maestro      everything under ``<root>``                   everything under ``<root>``
+maestro      everything under ``<root>``                   everything under ``<root>``,
+                                                           the broker's dropped-message
+                                                           counter (``$SYS``)
 viewer       nothing                                       status, metrics, heartbeat,
                                                            alerts, maestro of every agent
 agent ``%u`` its own status, metrics, heartbeat, reply,    its own cmd and terminal input,
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from arete.topics import Kind, Topics
+from arete.topics import BROKER_DROPPED, Kind, Topics
 
 MAESTRO: Final = "maestro"
 VIEWER: Final = "viewer"
@@ -60,9 +62,11 @@ def render_acl(topics: Topics) -> str:
         "# Denied publishes get PUBACK reason 135 (MQTT 5, QoS 1); denied reads are",
         "# simply never delivered.",
         "",
-        "# The maestro (hub) reads and writes everything under the root.",
+        "# The maestro (hub) reads and writes everything under the root, and reads the",
+        "# broker's count of messages it dropped for full queues, to report them.",
         f"user {MAESTRO}",
         f"topic readwrite {topics.everything()}",
+        f"topic read {BROKER_DROPPED}",
         "",
         "# Dashboards and mobile apps: read-only, and never commands, replies or terminal",
         "# traffic. The deny lines take back what the agent patterns below would grant to",

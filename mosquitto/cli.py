@@ -87,6 +87,25 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             help="Accept that Mosquitto 2.0.11 binds the websockets port on ALL interfaces.",
         ),
     ] = False,
+    max_queued_messages: Annotated[
+        int | None,
+        typer.Option(
+            "--max-queued-messages",
+            min=1,
+            help="Messages Mosquitto queues per client (the maestro) before it drops "
+            "further ones (default: the last run's, else 200000).",
+        ),
+    ] = None,
+    sys_interval: Annotated[
+        int | None,
+        typer.Option(
+            "--sys-interval",
+            min=1,
+            max=3600,
+            help="Seconds between Mosquitto's $SYS updates, which tell the maestro about "
+            "dropped messages (default: the last run's, else 10).",
+        ),
+    ] = None,
 ) -> None:
     """Run Mosquitto in the foreground until Ctrl-C or SIGTERM.
 
@@ -94,12 +113,19 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
     creates the `maestro` (full access) and `viewer` (read-only) accounts,
     their passwords in DATA/secrets/ (readable only by you). A run without
     an option uses the last run's value (port, host, root, TLS and
-    websockets listeners); --no-tls and --no-ws drop a listener.
+    websockets listeners, queue limit, $SYS interval); --no-tls and --no-ws
+    drop a listener.
     SIGHUP reloads the accounts and the ACL.
 
     Example: arete broker run --data-dir ./data --port 1883 --tls-port 8883
     """
-    from mosquitto.config import DEFAULT_HOST, DEFAULT_PORT, BrokerOptions
+    from mosquitto.config import (
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+        MAX_QUEUED_MESSAGES,
+        SYS_INTERVAL_S,
+        BrokerOptions,
+    )
     from mosquitto.layout import Layout
     from mosquitto.runner import PreparedBroker, run_broker
     from mosquitto.state import BrokerInfo, load_info
@@ -132,6 +158,12 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             ws_port=ws_port if ws_port is not None else remembered_ws,
             # A remembered websockets port was acknowledged when it was first given.
             ws_all_interfaces=ws_all_interfaces or (ws_port is None and remembered_ws is not None),
+            max_queued_messages=max_queued_messages
+            if max_queued_messages is not None
+            else (previous.max_queued_messages if previous else MAX_QUEUED_MESSAGES),
+            sys_interval_s=sys_interval
+            if sys_interval is not None
+            else (previous.sys_interval_s if previous else SYS_INTERVAL_S),
         )
     except BrokerError as exc:
         raise _fail(exc, 2) from None

@@ -25,6 +25,10 @@ AUTOSAVE_INTERVAL_S: Final = 10
 # restart of a few minutes with a large fleet, not for the default (1000 messages).
 MAX_QUEUED_MESSAGES: Final = 200_000
 MAX_QUEUED_BYTES: Final = 512 * 1024 * 1024
+# How often Mosquitto republishes its $SYS counters; the maestro learns of the drops
+# above from ``$SYS/broker/publish/messages/dropped`` at most this much later.
+SYS_INTERVAL_S: Final = 10
+MAX_SYS_INTERVAL_S: Final = 3600
 # A persistent session nobody resumes holds its queue in RAM until it expires.
 PERSISTENT_CLIENT_EXPIRATION: Final = "7d"
 # The largest payload is a reply carrying a screenshot; leave room for the topic and
@@ -56,6 +60,11 @@ def validate_port(port: int, what: str = "port") -> int:
     return port
 
 
+def _validate_count(value: int, what: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BrokerConfigError(f"invalid {what} {value!r}: use {low}-{high}")
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerOptions:
     """What ``arete broker run`` was asked for; validated on construction."""
@@ -68,9 +77,14 @@ class BrokerOptions:
     # Mosquitto 2.0.11 binds a websockets listener on every interface, whatever address
     # it is given; the operator must say they know.
     ws_all_interfaces: bool = False
+    # Per client; 0 would mean "no limit" to Mosquitto, so it is refused.
+    max_queued_messages: int = MAX_QUEUED_MESSAGES
+    sys_interval_s: int = SYS_INTERVAL_S
 
     def __post_init__(self) -> None:
         validate_port(self.port)
+        _validate_count(self.max_queued_messages, "max_queued_messages", 1, 1_000_000_000)
+        _validate_count(self.sys_interval_s, "sys_interval", 1, MAX_SYS_INTERVAL_S)
         validate_host(self.host)
         try:
             validate_root(self.root)
@@ -128,12 +142,15 @@ def render_config(layout: Layout, options: BrokerOptions, *, user: str | None = 
         f"autosave_interval {AUTOSAVE_INTERVAL_S}",
         f"persistent_client_expiration {PERSISTENT_CLIENT_EXPIRATION}",
         "",
-        "# Queues for offline persistent sessions (the maestro). Past either limit",
-        "# Mosquitto DROPS further QoS 1 messages for that client WITHOUT NOTICE.",
-        f"# {MAX_QUEUED_MESSAGES} messages cover a few minutes of a 1000-agent fleet at",
-        "# 1 Hz; the byte cap bounds the RAM one stalled client can take.",
-        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        "# Queues for offline or slow persistent sessions (the maestro). Past either",
+        "# limit Mosquitto DROPS further QoS 1 messages for that client; the senders",
+        f"# are not told. {MAX_QUEUED_MESSAGES} messages (the default) cover a few minutes",
+        "# of a 1000-agent fleet at 1 Hz; the byte cap bounds the RAM one stalled client takes.",
+        f"max_queued_messages {options.max_queued_messages}",
         f"max_queued_bytes {MAX_QUEUED_BYTES}",
+        "# Mosquitto counts those drops in $SYS/broker/publish/messages/dropped, updated",
+        "# this often; the maestro reads it and reports them (docs/maestro.md).",
+        f"sys_interval {options.sys_interval_s}",
         "",
         "# Screenshot replies are the largest payloads.",
         f"max_packet_size {MAX_PACKET_BYTES}",

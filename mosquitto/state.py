@@ -1,9 +1,9 @@
 """``broker/broker.json``: how the broker of a data dir is reachable, and whether it runs.
 
 ``arete broker run`` writes it at start (and records Mosquitto's pid while it runs) and
-reads it to remember the listener options of its last run; ``arete agents add`` reads it
-to write a ready agent config and to send the running broker SIGHUP so it reloads the
-password and ACL files.
+reads it to remember the listener and queue options of its last run; ``arete agents
+add`` reads it to write a ready agent config and to send the running broker SIGHUP so it
+reloads the password and ACL files.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mosquitto.config import BrokerOptions
+from mosquitto.config import MAX_QUEUED_MESSAGES, SYS_INTERVAL_S, BrokerOptions
 from mosquitto.errors import BrokerConfigError, BrokerNotSetUp, DataDirError, ReloadNotPermitted
 from mosquitto.layout import Layout, describe, write_private
 
@@ -29,6 +29,10 @@ class BrokerInfo:
     tls_port: int | None = None
     ws_port: int | None = None
     pid: int | None = None  # Mosquitto's pid while `arete broker run` is running
+    # Not about reaching the broker, but remembered like the listeners (a file written
+    # before they existed gets the defaults).
+    max_queued_messages: int = MAX_QUEUED_MESSAGES
+    sys_interval_s: int = SYS_INTERVAL_S
 
     @classmethod
     def from_options(cls, options: BrokerOptions, pid: int | None = None) -> BrokerInfo:
@@ -39,6 +43,8 @@ class BrokerInfo:
             tls_port=options.tls_port,
             ws_port=options.ws_port,
             pid=pid,
+            max_queued_messages=options.max_queued_messages,
+            sys_interval_s=options.sys_interval_s,
         )
 
     def with_pid(self, pid: int | None) -> BrokerInfo:
@@ -83,6 +89,8 @@ def load_info(layout: Layout) -> BrokerInfo:
             tls_port=info.tls_port,
             ws_port=info.ws_port,
             ws_all_interfaces=True,
+            max_queued_messages=info.max_queued_messages,
+            sys_interval_s=info.sys_interval_s,
         )
         if info.pid is not None and (isinstance(info.pid, bool) or not isinstance(info.pid, int)):
             raise TypeError("pid must be an integer")

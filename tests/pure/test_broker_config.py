@@ -25,7 +25,7 @@ from paho.mqtt.client import topic_matches_sub
 from typer.testing import CliRunner, Result
 
 from arete.payloads import MAX_REPLY_BYTES
-from arete.topics import Kind, TermDirection, Topics
+from arete.topics import BROKER_DROPPED, Kind, TermDirection, Topics
 from arete_cli.agents import (
     agent_settings,
     agents_app,
@@ -137,6 +137,14 @@ def test_queue_limits_are_far_above_mosquittos_silent_drop_default() -> None:
     assert int(value_of(config, "max_queued_bytes")) >= 256 * 1024 * 1024
 
 
+def test_queue_limit_can_be_changed_and_sys_counters_are_updated_every_10_s() -> None:
+    config = render_config(LAYOUT, BrokerOptions(), user="u")
+    assert int(value_of(config, "sys_interval")) == 10  # Mosquitto's default, made explicit
+    config = render_config(LAYOUT, BrokerOptions(max_queued_messages=5, sys_interval_s=1), user="u")
+    assert int(value_of(config, "max_queued_messages")) == 5
+    assert int(value_of(config, "sys_interval")) == 1
+
+
 def test_max_packet_size_fits_the_largest_screenshot_reply() -> None:
     config = render_config(LAYOUT, BrokerOptions(), user="u")
     assert int(value_of(config, "max_packet_size")) > MAX_REPLY_BYTES
@@ -180,6 +188,10 @@ def test_a_plain_config_has_no_tls_or_websockets_listener() -> None:
         {"tls_port": 1883},  # same as the plain port
         {"root": "arete/#"},
         {"root": ""},
+        {"max_queued_messages": 0},  # "no limit" to Mosquitto
+        {"max_queued_messages": True},
+        {"sys_interval_s": 0},  # no $SYS updates: drops would go unseen
+        {"sys_interval_s": 3601},
     ],
 )
 def test_invalid_broker_options_are_refused(options: dict[str, object]) -> None:
@@ -311,6 +323,18 @@ def test_an_agent_reads_only_its_own_commands_terminal_input_and_the_maestro(
         term(topics, "a1", TermDirection.IN),
         topics.maestro("m1"),
     }
+
+
+def test_only_the_maestro_reads_the_brokers_dropped_counter_and_nobody_writes_it(
+    topics: Topics,
+) -> None:
+    acl = AclModel(render_acl(topics))
+    assert acl.allows(MAESTRO, "read", BROKER_DROPPED)
+    for user in (MAESTRO, VIEWER, "a1"):
+        assert not acl.allows(user, "write", BROKER_DROPPED), user
+    for user in (VIEWER, "a1"):
+        assert not acl.allows(user, "read", BROKER_DROPPED), user
+    assert not acl.allows(MAESTRO, "read", "$SYS/broker/clients/connected"), "one topic only"
 
 
 def test_viewer_reads_one_level_below_each_kind_as_the_contract_topics_are(
@@ -763,6 +787,31 @@ def test_broker_run_remembers_every_listener_until_told_otherwise(
     assert recorded(data).port == 18831
 
 
+def test_broker_run_remembers_the_queue_limit_and_sys_interval(
+    tmp_path: Path, fake_mosquitto: None
+) -> None:
+    data = tmp_path / "data"
+    run_fake_broker(data)
+    assert (recorded(data).max_queued_messages, recorded(data).sys_interval_s) == (200_000, 10)
+    run_fake_broker(data, "--max-queued-messages", "500000", "--sys-interval", "2")
+    run_fake_broker(data)
+    config = (data / "broker" / "mosquitto.conf").read_text()
+    assert value_of(config, "max_queued_messages") == "500000"
+    assert value_of(config, "sys_interval") == "2"
+    run_fake_broker(data, "--sys-interval", "10")  # an explicit option wins
+    assert (recorded(data).max_queued_messages, recorded(data).sys_interval_s) == (500_000, 10)
+
+
+def test_a_broker_json_from_before_the_queue_options_gets_the_defaults(tmp_path: Path) -> None:
+    layout = Layout.at(tmp_path / "data")
+    layout.create()
+    layout.state_file.write_text('{"host": "127.0.0.1", "port": 1883, "root": "arete"}')
+    assert (load_info(layout).max_queued_messages, load_info(layout).sys_interval_s) == (
+        200_000,
+        10,
+    )
+
+
 def test_broker_run_refuses_contradictory_listener_options(
     tmp_path: Path, fake_mosquitto: None
 ) -> None:
@@ -877,6 +926,8 @@ def test_a_corrupt_broker_json_does_not_block_a_run_given_every_option(
         {"host": "127.0.0.1", "port": 1883, "root": "arete", "ws_port": "9001"},
         {"host": "127.0.0.1", "port": 1883, "root": "arete", "ws_port": 1883},
         {"host": "127.0.0.1", "port": 1883, "root": 7},
+        {"host": "127.0.0.1", "port": 1883, "root": "arete", "max_queued_messages": "5"},
+        {"host": "127.0.0.1", "port": 1883, "root": "arete", "sys_interval_s": 0},
         ["127.0.0.1", 1883],
     ],
 )

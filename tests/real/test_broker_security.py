@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from arete.topics import Kind, TermDirection, Topics
+from arete.topics import BROKER_DROPPED, Kind, TermDirection, Topics
 from edge_agent.settings import load_settings
 from mosquitto.tls import write_ca
 from tests.fixtures.broker import (
@@ -265,6 +265,29 @@ def test_maestro_can_publish_commands_and_read_everything(broker: Broker, mqtt: 
 
 
 # -- persistence ---------------------------------------------------------------------
+def test_only_the_maestro_reads_the_brokers_dropped_counter_and_nobody_can_forge_it(
+    broker: Broker, mqtt: Mqtt
+) -> None:
+    t = broker.topics
+    maestro = mqtt("maestro", broker.maestro_password)
+    others = [agent(broker, mqtt, "a1"), mqtt("viewer", broker.viewer_password)]
+    for probe in others:
+        probe.subscribe("$SYS/#")
+        probe.subscribe(BROKER_DROPPED)
+        probe.subscribe(t.maestro("m1"))
+    maestro.subscribe(BROKER_DROPPED)
+    counter = maestro.wait_for_message(lambda m: m.topic == BROKER_DROPPED)
+    assert counter.retain
+    assert counter.payload.isdigit()
+
+    for probe in (maestro, *others):
+        assert probe.publish(BROKER_DROPPED, b"999999") == NOT_AUTHORIZED
+    assert accepted(maestro.publish(t.maestro("m1"), b"{}"))  # sent last, allowed
+    for probe in others:
+        probe.wait_for_message(lambda m: m.topic == t.maestro("m1"))
+        probe.expect_no_message(lambda m: m.topic.startswith("$"), within=0.1)
+
+
 def test_retained_status_and_credentials_survive_a_broker_restart(
     broker: Broker, mqtt: Mqtt
 ) -> None:
