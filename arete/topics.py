@@ -26,6 +26,8 @@ _SESSION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Third level of a replica's digest topic, ``<root>/maestro/<replica>/seen``.
 SEEN: Final = "seen"
 
+SHARED_PREFIX: Final = "$share/"
+
 RESERVED_IDS: Final = frozenset({"maestro", "viewer", "admin", "root", "all"})
 
 # Mosquitto's own count of the messages it dropped because a client's queue was full
@@ -145,11 +147,16 @@ class Topics:
     def everything(self) -> str:
         return f"{self.root}/#"
 
+    @staticmethod
+    def is_shared(topic_filter: str) -> bool:
+        """Whether a subscription filter is an MQTT 5 shared subscription."""
+        return topic_filter.startswith(SHARED_PREFIX)
+
     def shared(self, group: str, kind: Kind) -> str:
         """MQTT 5 shared subscription so replicas split one kind's messages."""
         if not _SESSION_RE.fullmatch(group):
             raise TopicError(f"invalid shared-subscription group {group!r}")
-        return f"$share/{group}/{self.all_of(kind)}"
+        return f"{SHARED_PREFIX}{group}/{self.all_of(kind)}"
 
     def term_filter(self, agent_id: str, direction: TermDirection) -> str:
         return f"{self._agent_topic(Kind.TERM, agent_id)}/+/{TermDirection(direction)}"

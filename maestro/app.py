@@ -58,6 +58,8 @@ class Maestro:
         self.influx: InfluxSink | None = None
         self.terminals: TerminalHub
         self.broker_drops = BrokerDrops()
+        # Set by ``retire``: leave the broker for good (no session kept for a restart).
+        self.end_session_on_stop = False
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -165,7 +167,7 @@ class Maestro:
         if "store" in built:
             await asyncio.to_thread(self.store.close)  # flushes; acks go out on the link
         if "link" in built:
-            await self.link.stop()
+            await self.link.stop(end_session=self.end_session_on_stop)
         if self.influx is not None:
             with contextlib.suppress(Exception):
                 await self.influx.close()

@@ -59,3 +59,49 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+@maestro_app.command("retire")
+def retire(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Data dir of `arete broker run`, as for run.")
+    ],
+    replica: Annotated[str, typer.Option(help="The replica to retire (it must be stopped).")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML settings file (see docs/maestro.md).")
+    ] = None,
+    quiet_s: Annotated[
+        float,
+        typer.Option(min=0.5, max=60, help="Done when no sample arrived for this long."),
+    ] = 2.0,
+) -> None:
+    """Remove a stopped replica for good: store the backlog the broker kept for it, hand
+    its share of the metrics to the other replicas and end its broker session.
+
+    A stopped replica's session is kept so that a restart loses nothing; meanwhile the
+    broker queues that replica's share of the metrics, and drops them once the queue is
+    full. Retire a replica you will not start again. Refused when no other replica is
+    online (nobody would receive the metrics).
+
+    Example:
+
+      arete maestro retire --data-dir /var/lib/arete --replica b
+    """
+    import asyncio
+
+    from arete.logs import setup_logging
+    from maestro.errors import MaestroError
+    from maestro.retire import retire as retire_replica
+    from maestro.settings import load_settings
+
+    try:
+        settings = load_settings(config, data_dir=data_dir, replica=replica, metrics_port=0)
+        setup_logging(settings.log_level, settings.log_format)
+        done = asyncio.run(retire_replica(settings, quiet_s=quiet_s))
+    except MaestroError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"replica {done.replica} retired: {done.samples} samples stored from its backlog "
+        f"in {settings.database}; {', '.join(done.others)} now take all metrics"
+    )

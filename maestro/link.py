@@ -91,6 +91,8 @@ class MaestroLink:
         self._pending: dict[int, asyncio.Future[None]] = {}
         # PUBACKs that came before their publish() registered (mid -> (code, when)).
         self._early: dict[int, tuple[int, float]] = {}
+        self._unsubscribing: dict[int, asyncio.Future[None]] = {}
+        self._shares_left = False  # after leave_shares(): never subscribe to them again
         self.connects = 0
         self.disconnects = 0
         self.refused_publishes = 0
@@ -120,6 +122,7 @@ class MaestroLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_unsubscribe = self._on_unsubscribe
         return client
 
     def start(self) -> None:
@@ -151,8 +154,58 @@ class MaestroLink:
     def generation(self) -> int:
         return self._generation
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Publish the replica's clean ``offline`` state, then disconnect."""
+    def _shared(self) -> list[str]:
+        return [topic for topic, _ in self.config.subscriptions if Topics.is_shared(topic)]
+
+    async def leave_shares(self, timeout_s: float = 10.0) -> None:
+        """Unsubscribe from the shared subscriptions (and stay out after reconnects).
+
+        The broker stops giving this replica a share of new messages; what it already
+        queued for this session still arrives and is handled as usual.
+        """
+        shared = self._shared()
+        self._shares_left = True
+        if not shared:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        with self._lock:  # the UNSUBACK callback takes the lock: it finds ``done`` registered
+            code, mid = self._client.unsubscribe(shared)
+            if code != mqtt.MQTT_ERR_SUCCESS or mid is None:
+                raise LinkError(f"could not unsubscribe from {shared}: {mqtt.error_string(code)}")
+            self._unsubscribing[mid] = done
+        try:
+            await asyncio.wait_for(done, timeout_s)
+        except TimeoutError:
+            raise LinkError(
+                f"the broker did not confirm the unsubscribe in {timeout_s} s"
+            ) from None
+        finally:
+            self._unsubscribing.pop(mid, None)
+
+    def _on_unsubscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            done = self._unsubscribing.get(mid)
+        if done is None or self._loop is None:
+            return
+        refused = [str(code) for code in reason_codes if _code(code) >= 128]
+        error = LinkError(f"the broker refused the unsubscribe: {refused}") if refused else None
+        self._loop.call_soon_threadsafe(_resolve, done, error)
+
+    async def stop(self, grace_s: float = 5.0, *, end_session: bool = False) -> None:
+        """Publish the replica's clean ``offline`` state, then disconnect.
+
+        The broker keeps the session (and queues this replica's share of messages for
+        it) for ``session_expiry_s``, so a restart loses nothing; ``end_session`` ends it
+        at once instead (see :mod:`maestro.retire`).
+        """
         clean = True
         if self.connected:
             try:
@@ -167,7 +220,11 @@ class MaestroLink:
             except (TimeoutError, LinkError) as exc:
                 log.warning("could not publish the offline state: %s", exc)
                 clean = False
-        if clean:
+        if clean and end_session:
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]  # paho leaves it untyped
+            props.SessionExpiryInterval = 0
+            self._client.disconnect(properties=props)
+        elif clean:
             self._client.disconnect()
         else:  # let the broker publish the Will, so peers do not think we are up
             self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
@@ -307,7 +364,8 @@ class MaestroLink:
             qos=1,
             retain=True,
         )
-        client.subscribe([(topic, qos) for topic, qos in cfg.subscriptions])
+        left = set(self._shared()) if self._shares_left else set()
+        client.subscribe([(topic, qos) for topic, qos in cfg.subscriptions if topic not in left])
         self._connected.set()
         self._notify(True)
 
@@ -346,3 +404,12 @@ class MaestroLink:
                 replica=self.config.replica, state=state, ts=time.time(), version=__version__
             )
         )
+
+
+def _resolve(future: asyncio.Future[None], error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
