@@ -38,6 +38,13 @@ class WebSettings(BaseSettings):
     metric_stream_s: float = Field(
         0.1, gt=0, le=60, description="How often subscribed metric streams look for new samples."
     )
+    ws_recheck_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often an open websocket (live events, terminal) checks that its"
+        " token or session still holds; a revoked one closes it (code 4401).",
+    )
     token_cache_s: float = Field(
         60.0,
         ge=0,

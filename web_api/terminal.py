@@ -35,7 +35,7 @@ from arete.terminal import Exit, Output
 from maestro.errors import MaestroError
 from maestro.terminal import Lost, SessionEvent, TerminalSession
 from web_api.auth.roles import Role
-from web_api.routers.ws import CLOSE_UNAVAILABLE, websocket_principal
+from web_api.routers.ws import CLOSE_UNAVAILABLE, watch_credentials, websocket_principal
 from web_api.state import AppState
 
 log = logging.getLogger("arete.web.terminal")
@@ -175,6 +175,8 @@ async def terminal(ws: WebSocket, agent_id: str) -> None:
 
 
 async def _relay(ws: WebSocket, session: TerminalSession, cols: int, rows: int) -> None:
+    """Relay until the shell ends, the browser leaves, or the admin's token or session
+    no longer holds (then the shell is hung up)."""
     lock = asyncio.Lock()
 
     async def send(message: dict[str, Any]) -> None:
@@ -213,15 +215,16 @@ async def _relay(ws: WebSocket, session: TerminalSession, cols: int, rows: int) 
     )
     outbound = asyncio.create_task(to_browser())
     inbound = asyncio.create_task(from_browser())
+    watcher = asyncio.create_task(watch_credentials(ws, Role.ADMIN))
     try:
-        await asyncio.wait([outbound, inbound], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([outbound, inbound, watcher], return_when=asyncio.FIRST_COMPLETED)
         if inbound.done() and not outbound.done() and inbound.exception() is None:
             # The user asked to close: let the Exit reach the browser.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(outbound), 6.0)
     finally:
-        for task in (outbound, inbound):
+        for task in (outbound, inbound, watcher):
             task.cancel()
-        for task in (outbound, inbound):
+        for task in (outbound, inbound, watcher):
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
                 await task

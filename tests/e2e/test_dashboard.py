@@ -172,3 +172,16 @@ def test_open_the_terminal_type_a_command_and_see_its_output(
     expect(terminal).to_contain_text("hello-42", timeout=10_000)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "terminal.png"))
+
+
+def test_a_session_ended_elsewhere_returns_the_open_page_to_the_login(
+    browser: Browser, api_server: Callable[..., ApiServer]
+) -> None:
+    api = api_server(ws_recheck_s=0.3)
+    page = logged_in(browser, api)
+    expect(page.get_by_test_id("ws-status")).to_have_attribute(
+        "data-status", "open", timeout=10_000
+    )
+    # Another tab of the same browser signs out: the server ends the session.
+    assert page.request.post(api.base_url + "/auth/logout").status == 204
+    expect(page.get_by_test_id("login-username")).to_be_visible(timeout=5_000)

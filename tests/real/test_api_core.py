@@ -410,3 +410,31 @@ def test_text_that_is_not_unicode_is_refused_and_the_server_keeps_answering(
             assert answer.json()["detail"]
     assert admin.post("/agents/a1/command", json={"name": "metrics"}).status_code == 200
     assert admin.get("/commands", params={"agent": "a1"}).json()[0]["name"] == "metrics"
+
+
+async def read_until_closed(ws: Any) -> None:
+    while True:
+        await ws.recv()
+
+
+def test_an_open_websocket_is_closed_once_its_token_is_revoked(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server(ws_recheck_s=0.2)
+    admin = api.client(Role.ADMIN)
+    made = admin.post("/users/viewer/tokens", json={"label": "phone"}).json()
+    url = f"{api.ws_url}/ws?token={made['token']}"
+
+    async def watch() -> tuple[int | None, float]:
+        async with websockets.connect(url) as ws:
+            assert json.loads(await ws.recv())["kind"] == "hello"
+            await asyncio.sleep(0.6)  # rechecked a few times: still open
+            assert admin.delete(f"/users/viewer/tokens/{made['id']}").status_code == 204
+            revoked = time.monotonic()
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(read_until_closed(ws), 5)
+            return ws.close_code, time.monotonic() - revoked
+
+    code, after = asyncio.run(watch())
+    assert code == 4401
+    assert after < 2.0

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import partial
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 from websockets.typing import Origin
@@ -215,6 +215,11 @@ def test_the_websocket_relay_gives_an_admin_a_shell_and_refuses_others(
     )
 
 
+def _read_until_closed(ws: Connection) -> None:
+    while True:
+        ws.recv(timeout=5)  # output until the server closes (a silent 5 s fails the test)
+
+
 def _ws_output_until(ws: Connection, needle: str) -> str:
     seen = ""
     while needle not in seen:
@@ -225,3 +230,30 @@ def _ws_output_until(ws: Connection, needle: str) -> str:
         assert message["type"] == "output", message
         seen += message["data"]
     return seen
+
+
+def test_revoking_the_admins_token_hangs_up_an_open_terminal(
+    start_agent: Callable[..., AgentProc], api_server: Callable[..., ApiServer]
+) -> None:
+    start_agent("a1", env=SHELL_ENV)
+    api = api_server(ws_recheck_s=0.2)
+    admin = api.client(Role.ADMIN)
+    wait_for(lambda: admin.get("/agents/a1").status_code == 200, 10, "a1 known to the API")
+    made = admin.post("/users/admin/tokens", json={"label": "laptop"}).json()
+    url = f"{api.ws_url}/agents/a1/terminal?token={made['token']}"
+
+    with connect(url) as ws:
+        assert json.loads(ws.recv(timeout=20))["type"] == "ready"
+        assert admin.delete(f"/users/admin/tokens/{made['id']}").status_code == 204
+        with pytest.raises(ConnectionClosed):
+            _read_until_closed(ws)
+        assert ws.close_code == 4401
+
+    wait_for(
+        lambda: any(
+            e["action"] == "terminal.close"
+            for e in admin.get("/audit", params={"target": "a1"}).json()
+        ),
+        10,
+        "the shell hung up and the close audited",
+    )

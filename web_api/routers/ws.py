@@ -43,15 +43,7 @@ async def websocket_principal(ws: WebSocket, needed: Role) -> Principal | None:
     ):
         await ws.close(code=CLOSE_FORBIDDEN, reason="origin not allowed")
         return None
-    principal: Principal | None = None
-    token = ws.query_params.get("token")
-    header = ws.headers.get("authorization", "")
-    if not token and header.lower().startswith("bearer "):
-        token = header[7:].strip()
-    if token:
-        principal = await state.principal_for_token(token)
-    elif ws.cookies.get(SESSION_COOKIE):
-        principal = await state.principal_for_session(ws.cookies[SESSION_COOKIE])
+    principal = await _principal(state, ws)
     if principal is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, reason="sign in first")
         return None
@@ -59,6 +51,35 @@ async def websocket_principal(ws: WebSocket, needed: Role) -> Principal | None:
         await ws.close(code=CLOSE_FORBIDDEN, reason=f"needs the {needed.value} role")
         return None
     return principal
+
+
+async def _principal(state: AppState, ws: WebSocket) -> Principal | None:
+    """Who the websocket's token (``?token=`` or bearer) or session cookie names, now."""
+    token = ws.query_params.get("token")
+    header = ws.headers.get("authorization", "")
+    if not token and header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    if token:
+        return await state.principal_for_token(token)
+    if ws.cookies.get(SESSION_COOKIE):
+        return await state.principal_for_session(ws.cookies[SESSION_COOKIE])
+    return None
+
+
+async def watch_credentials(ws: WebSocket, needed: Role) -> None:
+    """Every ``ws_recheck_s``, check the credential the websocket opened with; close the
+    websocket (4401/4403) and return once it no longer holds: a revoked token, an ended
+    or expired session, a removed user, a role lowered below ``needed``."""
+    state: AppState = ws.app.state.arete
+    while True:
+        await asyncio.sleep(state.settings.ws_recheck_s)
+        principal = await _principal(state, ws)
+        if principal is None:
+            await ws.close(code=CLOSE_UNAUTHORIZED, reason="signed out: token or session ended")
+            return
+        if not principal.role.allows(needed):
+            await ws.close(code=CLOSE_FORBIDDEN, reason=f"needs the {needed.value} role")
+            return
 
 
 @router.websocket("/ws")
@@ -115,6 +136,7 @@ async def live(ws: WebSocket) -> None:
         asyncio.create_task(forward_events()),
         asyncio.create_task(stream_metrics()),
         asyncio.create_task(receive()),
+        asyncio.create_task(watch_credentials(ws, Role.VIEWER)),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

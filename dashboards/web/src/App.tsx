@@ -61,6 +61,8 @@ function Authenticated({ me, route, onLogout }: { me: Me; route: Route; onLogout
     });
     // After a reconnect, whatever changed while we were away is reloaded.
     const offOpen = live.onOpen(() => reloadFleet());
+    // The session ended or the token was revoked while the page was open: sign in again.
+    const offSignedOut = live.onSignedOut(onLogout);
     // Alert counts per agent come with the list: reload it shortly after alert changes.
     let pending: ReturnType<typeof setTimeout> | null = null;
     function scheduleReload() {
@@ -75,6 +77,7 @@ function Authenticated({ me, route, onLogout }: { me: Me; route: Route; onLogout
     return () => {
       offEvent();
       offOpen();
+      offSignedOut();
       clearInterval(refresh);
       if (pending) clearTimeout(pending);
       live.stop();

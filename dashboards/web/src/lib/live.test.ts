@@ -24,7 +24,7 @@ class FakeSocket {
   sent: unknown[] = [];
   onopen: (() => void) | null = null;
   onmessage: ((m: { data: unknown }) => void) | null = null;
-  onclose: (() => void) | null = null;
+  onclose: ((e?: { code?: number }) => void) | null = null;
   constructor(readonly url: string) {
     FakeSocket.all.push(this);
   }
@@ -39,9 +39,9 @@ class FakeSocket {
     this.readyState = 1;
     this.onopen?.();
   }
-  drop() {
+  drop(code = 1006) {
     this.readyState = 3;
-    this.onclose?.();
+    this.onclose?.({ code });
   }
 }
 
@@ -116,5 +116,18 @@ describe("LiveSocket", () => {
     live.stop();
     vi.advanceTimersByTime(60_000);
     expect(FakeSocket.all).toHaveLength(1);
+  });
+
+  it("stops and says so when the server signs the user out (4401)", () => {
+    const live = new LiveSocket("ws://h/ws");
+    let signedOut = 0;
+    live.onSignedOut(() => (signedOut += 1));
+    live.start();
+    FakeSocket.all[0]!.open();
+    FakeSocket.all[0]!.drop(4401);
+    expect(signedOut).toBe(1);
+    expect(live.status).toBe("lost");
+    vi.advanceTimersByTime(60_000);
+    expect(FakeSocket.all).toHaveLength(1); // no reconnect: signing in again is the way
   });
 });

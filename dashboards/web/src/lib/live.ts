@@ -27,6 +27,9 @@ export function parseLiveEvent(text: unknown): LiveEvent | null {
 
 type Listener<T> = (value: T) => void;
 
+/** Close code of a websocket whose session or token ended (web_api/routers/ws.py). */
+export const CLOSE_SIGNED_OUT = 4401;
+
 export class LiveSocket {
   status: LiveStatus = "connecting";
   private socket: WebSocket | null = null;
@@ -37,6 +40,7 @@ export class LiveSocket {
   private readonly eventListeners = new Set<Listener<LiveEvent>>();
   private readonly statusListeners = new Set<Listener<LiveStatus>>();
   private readonly openListeners = new Set<Listener<void>>();
+  private readonly signedOutListeners = new Set<Listener<void>>();
 
   constructor(
     private readonly url: string,
@@ -66,6 +70,12 @@ export class LiveSocket {
   }
 
   /** Called after every (re)connect: views reload what they may have missed. */
+  /** The server closed the socket because the user's session or token ended (4401). */
+  onSignedOut(listener: Listener<void>): () => void {
+    this.signedOutListeners.add(listener);
+    return () => this.signedOutListeners.delete(listener);
+  }
+
   onOpen(listener: Listener<void>): () => void {
     this.openListeners.add(listener);
     return () => this.openListeners.delete(listener);
@@ -120,9 +130,16 @@ export class LiveSocket {
       const event = parseLiveEvent(message.data);
       if (event) this.eventListeners.forEach((l) => l(event));
     };
-    socket.onclose = () => {
+    socket.onclose = (event?: { code?: number }) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      if (event?.code === CLOSE_SIGNED_OUT) {
+        // Reconnecting cannot help: signing in again can.
+        this.closed = true;
+        this.setStatus("lost");
+        this.signedOutListeners.forEach((l) => l());
+        return;
+      }
       this.retry();
     };
   }
