@@ -132,7 +132,7 @@ def test_log_in_see_the_agent_live_take_a_screenshot_see_it_go_offline_and_handl
     expect(page.get_by_test_id("silences-empty")).to_be_visible()
     expect(alert.locator("[data-testid^='alert-silenced-']")).to_have_count(0)
     page.get_by_test_id("nav-history").click()
-    page.wait_for_timeout(500)
+    expect(page.locator("[data-testid^='history-screenshot-']")).to_have_count(2)
     page.screenshot(path=str(SHOTS / "history.png"))
     xvfb_server.clear()
 

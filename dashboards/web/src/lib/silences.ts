@@ -7,10 +7,14 @@ export function silenceScope(s: Pick<Silence, "agent" | "rule">): string {
   return `${rule} on ${agent}`;
 }
 
-/** The silences still in force at `nowS` (unix seconds), the soonest to end first. */
+/**
+ * The silences of a `GET /silences` answer still in force at `nowS` (unix seconds), the
+ * soonest to end first. Only the end is checked: the page's clock may lag a few seconds
+ * behind a silence the server started a moment ago.
+ */
 export function silencesInForce(silences: Silence[], nowS: number): Silence[] {
   return silences
-    .filter((s) => s.ended_at == null && s.starts_at <= nowS && s.ends_at > nowS)
+    .filter((s) => s.ended_at == null && s.ends_at > nowS)
     .sort((a, b) => a.ends_at - b.ends_at);
 }
 

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { useApp } from "../context";
 import { errorText, get } from "../lib/api";
-import { commandSummary } from "../lib/commands";
+import { commandSummary, screenshotUrl } from "../lib/commands";
 import { formatTime } from "../lib/format";
 import { commandStateClass } from "../lib/states";
 import type { AuditEntry, Command } from "../lib/types";
@@ -61,7 +61,15 @@ function Commands() {
                 <td className="text-slate-200">{c.name}</td>
                 <td className={commandStateClass(c.state)}>{c.state}</td>
                 <td className="text-slate-300">{c.actor}</td>
-                <td className="max-w-xs truncate text-slate-400" title={commandSummary(c)}>{commandSummary(c)}</td>
+                <td className="max-w-xs truncate text-slate-400" title={commandSummary(c)}>
+                  {screenshotUrl(c) && c.has_result ? (
+                    <a className="text-sky-400 hover:underline" href={screenshotUrl(c)!} target="_blank" rel="noreferrer" data-testid={`history-screenshot-${c.id}`}>
+                      view screenshot
+                    </a>
+                  ) : (
+                    commandSummary(c)
+                  )}
+                </td>
               </tr>
             ))}
           </tbody>
