@@ -4,8 +4,9 @@ Metrics become store rows and are acknowledged to the broker only once the store
 committed them (``on_stored``). Heartbeats and metrics record a *contact* for liveness
 in a plain dict (read by the registry's clock loop). Statuses, replies and peer
 messages are few: they are decoded here and handed to the event loop, and so is the
-broker's dropped-message counter (``$SYS``, outside the topic tree: matched before the
-routing, see :mod:`maestro.broker_drops`).
+broker's dropped-message counter (``$SYS``, outside the topic tree: recognised where
+the routing finds no route, so the hot path pays nothing for it; see
+:mod:`maestro.broker_drops`).
 
 Bad payloads are counted by (kind, reason), logged at most once a minute per agent and
 reason, acknowledged (so the broker does not resend them forever) and dropped.
@@ -149,19 +150,12 @@ class Ingest:
     def handle(self, message: mqtt.MQTTMessage, generation: int) -> None:
         if self.paused:
             return
-        if message.topic == BROKER_DROPPED:  # $SYS: the broker's, not in our topic tree
-            self._broker_counter(message, generation)
-        else:
-            self._fleet(message, generation)
-
-    def _fleet(self, message: mqtt.MQTTMessage, generation: int) -> None:
-        """A message on Areté's topic tree: route it by kind."""
         topic = message.topic
         route = self._routes.get(topic, _MISSING)
         if route is _MISSING:
             route = self._route(topic)
         if route is None:
-            self._drop("unknown", "topic", topic, message, generation)
+            self._unrouted(message, generation)
             return
         kind = route.kind
         self.messages[kind] += 1
@@ -241,6 +235,13 @@ class Ingest:
             self._inbox(PeerIn(replica, digest=decode_peer_digest(message.payload)))
         else:
             self._inbox(PeerIn(replica, status=decode_maestro_status(message.payload)))
+
+    def _unrouted(self, message: mqtt.MQTTMessage, generation: int) -> None:
+        """A topic outside Areté's tree: the broker's counter ($SYS), or a drop."""
+        if message.topic == BROKER_DROPPED:
+            self._broker_counter(message, generation)
+        else:
+            self._drop("unknown", "topic", message.topic, message, generation)
 
     def _broker_counter(self, message: mqtt.MQTTMessage, generation: int) -> None:
         self.messages[BROKER] += 1
