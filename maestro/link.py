@@ -220,14 +220,15 @@ class MaestroLink:
             except (TimeoutError, LinkError) as exc:
                 log.warning("could not publish the offline state: %s", exc)
                 clean = False
-        if clean and end_session:
+        props = None
+        if end_session:
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]  # paho leaves it untyped
             props.SessionExpiryInterval = 0
+        if clean:
             self._client.disconnect(properties=props)
-        elif clean:
-            self._client.disconnect()
         else:  # let the broker publish the Will, so peers do not think we are up
-            self._client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+            will = ReasonCode(PacketTypes.DISCONNECT, identifier=4)
+            self._client.disconnect(reasoncode=will, properties=props)
         await asyncio.to_thread(self._client.loop_stop)
         for future in self._pending.values():
             if not future.done():
