@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { silenceScope, silences, silencesInForce } from "./silences";
+import { silenceMatches, silenceScope, silencesInForce } from "./silences";
 import type { Silence } from "./types";
 
 function silence(over: Partial<Silence>): Silence {
@@ -35,10 +35,10 @@ describe("silences", () => {
     expect(silencesInForce(list, 150).map((s) => s.id)).toEqual(["soon", "later", "just made"]);
   });
   it("matches an alert by agent and rule, a missing one matching all", () => {
-    expect(silences({ agent: "a1", rule: "cpu_high" }, "a1", "cpu_high")).toBe(true);
-    expect(silences({ agent: "a1", rule: "cpu_high" }, "a2", "cpu_high")).toBe(false);
-    expect(silences({ agent: "a1", rule: null }, "a1", "mem_high")).toBe(true);
-    expect(silences({ agent: null, rule: "mem_high" }, "a9", "mem_high")).toBe(true);
-    expect(silences({ agent: null, rule: "mem_high" }, "a9", "cpu_high")).toBe(false);
+    expect(silenceMatches({ agent: "a1", rule: "cpu_high" }, "a1", "cpu_high")).toBe(true);
+    expect(silenceMatches({ agent: "a1", rule: "cpu_high" }, "a2", "cpu_high")).toBe(false);
+    expect(silenceMatches({ agent: "a1", rule: null }, "a1", "mem_high")).toBe(true);
+    expect(silenceMatches({ agent: null, rule: "mem_high" }, "a9", "mem_high")).toBe(true);
+    expect(silenceMatches({ agent: null, rule: "mem_high" }, "a9", "cpu_high")).toBe(false);
   });
 });

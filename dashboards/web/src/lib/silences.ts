@@ -18,7 +18,8 @@ export function silencesInForce(silences: Silence[], nowS: number): Silence[] {
     .sort((a, b) => a.ends_at - b.ends_at);
 }
 
-/** Whether `s` mutes the alert of `rule` on `agent` (a missing agent or rule matches every one). */
-export function silences(s: Pick<Silence, "agent" | "rule">, agent: string, rule: string): boolean {
+/** Whether `s` mutes the alert of `rule` on `agent` (a missing agent or rule matches every one),
+ * as `Silence.matches` in maestro/alerts/model.py decides it on the server. */
+export function silenceMatches(s: Pick<Silence, "agent" | "rule">, agent: string, rule: string): boolean {
   return (s.agent == null || s.agent === agent) && (s.rule == null || s.rule === rule);
 }

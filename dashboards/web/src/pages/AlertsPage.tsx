@@ -3,7 +3,7 @@ import { useApp, useNow } from "../context";
 import { del, errorText, get, post } from "../lib/api";
 import { roleAllows } from "../lib/commands";
 import { formatAgo, formatDuration, formatTime } from "../lib/format";
-import { silenceScope, silences as mutes, silencesInForce } from "../lib/silences";
+import { silenceMatches, silenceScope, silencesInForce } from "../lib/silences";
 import { alertSeverityClass } from "../lib/states";
 import type { Alert, Silence } from "../lib/types";
 
@@ -96,7 +96,7 @@ export function AlertsPage() {
                 <td className="text-slate-400" title={formatTime(a.since)}>{formatAgo(a.since, now)}</td>
                 <td className="text-slate-400" data-testid={`alert-acked-${a.id}`}>
                   {a.acked_by ?? "—"}
-                  {inForce.some((x) => mutes(x, a.agent, a.rule)) && (
+                  {inForce.some((x) => silenceMatches(x, a.agent, a.rule)) && (
                     <span className="ml-2 rounded bg-slate-800 px-1.5 py-0.5 text-xs text-slate-300" data-testid={`alert-silenced-${a.id}`}>
                       silenced
                     </span>
