@@ -122,7 +122,7 @@ find_python() {
 
 wanted=(mosquitto mosquitto-clients openssl)
 if [ "$dev" -eq 1 ]; then
-    wanted+=(xvfb podman busybox-static prometheus-node-exporter victoria-metrics chromium)
+    wanted+=(xvfb podman runc busybox-static prometheus-node-exporter victoria-metrics chromium iproute2 iptables faketime)
 fi
 if ! venv_healthy && ! find_python >/dev/null; then
     # Debian 12's python3 is 3.11; python3-venv brings ensurepip, python3-pip a system pip.

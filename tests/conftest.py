@@ -1,4 +1,5 @@
-"""Test tiers by directory: tests/pure (tier 1), tests/real (tier 2), tests/e2e (tier 3).
+"""Test tiers by directory: tests/pure (tier 1), tests/real (tier 2), tests/e2e (tier 3),
+tests/faults (fault injection on real processes).
 
 Run tier 1 alone with ``pytest -m pure``.
 """
@@ -20,9 +21,10 @@ pytest_plugins = [
     "tests.fixtures.victoria",
     "tests.fixtures.chat_servers",
     "tests.fixtures.api",
+    "tests.fixtures.faults",
 ]
 
-_TIERS = {"pure": "pure", "real": "real", "e2e": "e2e"}
+_TIERS = {"pure": "pure", "real": "real", "e2e": "e2e", "faults": "faults"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
