@@ -73,6 +73,8 @@ class Status(_Payload, kw_only=True, frozen=True):
     labels: dict[ShortStr, ShortStr] = {}
     heartbeat_s: Annotated[float, msgspec.Meta(gt=0)]
     reason: ShortStr | None = None
+    # The agent's state disk is full: its outbox keeps nothing more (docs/topics.md).
+    disk_full: bool = False
 
 
 def is_stale(current: Status | None, incoming: Status) -> bool:

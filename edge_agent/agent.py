@@ -65,6 +65,8 @@ MAX_PENDING_REPLIES = 1000  # replies kept in memory while disconnected
 MAX_CONCURRENT_COMMANDS = 4
 CONTROL_ACK_TIMEOUT_S = 3.0
 FLUSH_TIMEOUT_S = 5.0
+DISK_LOG_EVERY_S = 60.0  # a full state disk is logged once a minute, not every sample
+DISK_RECOVER_EVERY_S = 5.0  # how often a full state disk is checked for room again
 
 
 @dataclass(slots=True)
@@ -103,7 +105,9 @@ class Agent:
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.mqtt.root)
-        self.state = StateStore(state_dir, outbox_max=settings.outbox.max_samples)
+        self.state = StateStore(
+            state_dir, outbox_max=settings.outbox.max_samples, interval_s=settings.interval_s
+        )
         self.epochs = EpochCounter(state_dir)
         self.verify = load_verifier(settings.commands)
         self.sampler = sampler or Sampler()
@@ -124,6 +128,9 @@ class Agent:
         self._stop = asyncio.Event()
         self._exit_reason = "shutdown"
         self._replay_wake = asyncio.Event()
+        self._disk_full_said = False  # the disk_full the last published status carried
+        self._disk_logged_at = -DISK_LOG_EVERY_S
+        self._disk_checked_at = 0.0
         self._acked = asyncio.Event()  # set at every PUBACK: the shutdown flush waits on it
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_COMMANDS)
         self._events: asyncio.Queue[LinkEvent] = asyncio.Queue()
@@ -148,7 +155,7 @@ class Agent:
             self._link_config(),
             next_epoch=lambda: self.epochs.next(time.time_ns() // 1_000_000),
             will=lambda epoch: self._status(AgentState.OFFLINE, epoch, "connection_lost"),
-            birth=lambda epoch: self._status(AgentState.ONLINE, epoch, None),
+            birth=self._birth,
             on_event=post,
         )
         log.info(
@@ -282,12 +289,7 @@ class Agent:
                 next_at = time.monotonic()
                 delay = 0.0
             await asyncio.sleep(max(0.0, delay))
-            try:
-                seq = self.state.next_seq()
-            except StateError as exc:
-                self.counters.add("samples_lost")
-                log.error("cannot number sample", extra={"kv": {"error": str(exc)}})
-                continue
+            seq = self.state.next_seq()  # never fails: numbers are reserved a block at a time
             taking = asyncio.ensure_future(asyncio.to_thread(self.sampler.sample, seq))
             try:
                 sample = await asyncio.shield(taking)
@@ -297,6 +299,7 @@ class Agent:
                 self._emit(await taking)
                 raise
             self._emit(sample)
+            self._watch_disk()
 
     async def _fresh_sample(self) -> Sample:
         return await asyncio.to_thread(self.sampler.sample, self.state.last_seq)
@@ -304,36 +307,92 @@ class Agent:
     def _emit(self, sample: Sample) -> None:
         row = OutboxRow(sample.seq, encode(sample))
         backlog = self.state.outbox_len or self._replay_count
-        if self.link.connected and not backlog and self._live_count < LIVE_WINDOW:
-            qos = self.settings.mqtt.metrics_qos
-            payload = encode_metrics(
-                epoch=self._epoch,
-                samples=[row.sample],
-                first_seq=row.seq,
-                dropped=self.state.dropped,
-            )
-            sent = self.link.publish(self.topics.metrics(self.settings.id), payload, qos=qos)
-            if sent is not None:
-                if qos:
-                    self._inflight[sent] = _Live([row])
-                    self._live_count += 1
-                return
-        self._to_outbox([row])
-        if self.link.connected:
-            self._replay_wake.set()
+        if not backlog and self._send_live(row):
+            return
+        if self._to_outbox([row], count_lost=False):
+            if self.link.connected:
+                self._replay_wake.set()
+            return
+        # The outbox cannot keep it (full disk): while connected it still goes out live,
+        # beside the replay; otherwise it is lost, and counted in ``dropped``.
+        if not self._send_live(row):
+            self._count_lost(1)
 
-    def _to_outbox(self, rows: list[OutboxRow]) -> None:
+    def _send_live(self, row: OutboxRow) -> bool:
+        if not self.link.connected or self._live_count >= LIVE_WINDOW:
+            return False
+        qos = self.settings.mqtt.metrics_qos
+        payload = encode_metrics(
+            epoch=self._epoch,
+            samples=[row.sample],
+            first_seq=row.seq,
+            dropped=self.state.dropped,
+        )
+        sent = self.link.publish(self.topics.metrics(self.settings.id), payload, qos=qos)
+        if sent is None:
+            return False
+        if qos:
+            self._inflight[sent] = _Live([row])
+            self._live_count += 1
+        return True
+
+    def _to_outbox(self, rows: list[OutboxRow], *, count_lost: bool = True) -> bool:
+        """Store rows in the outbox; False when it cannot (counted lost if ``count_lost``)."""
         try:
             dropped = self.state.outbox_append(rows)
         except StateError as exc:
-            self.counters.add("samples_lost", len(rows))
-            log.error("outbox write failed", extra={"kv": {"error": str(exc)}})
-            return
+            if count_lost:
+                self._count_lost(len(rows))
+            self._log_disk(str(exc))
+            return False
         if dropped:
             log.warning(
                 "outbox full: dropped oldest samples",
                 extra={"kv": {"dropped": dropped, "dropped_total": self.state.dropped}},
             )
+        return True
+
+    def _count_lost(self, amount: int) -> None:
+        self.counters.add("samples_lost", amount)
+        self.state.count_dropped(amount)
+
+    # -- a full state disk -------------------------------------------------------------------
+    def _watch_disk(self) -> None:
+        """Retry a full disk now and then; tell the maestro when disk_full changes."""
+        now = time.monotonic()
+        if self.state.disk_full and now - self._disk_checked_at >= DISK_RECOVER_EVERY_S:
+            self._disk_checked_at = now
+            if self.state.try_recover():
+                log.warning(
+                    "state disk has room again", extra={"kv": {"state": str(self.state.path)}}
+                )
+                self._disk_logged_at = -DISK_LOG_EVERY_S
+        if self.state.disk_full:
+            self._log_disk(None)
+        if self.state.disk_full != self._disk_full_said and self.link.connected:
+            status = self._status(AgentState.ONLINE, self._epoch, None)
+            if self.link.publish(status.topic, status.payload, qos=1, retain=True) is not None:
+                self._disk_full_said = self.state.disk_full
+
+    def _log_disk(self, error: str | None) -> None:
+        """Log a state-disk problem at most once a minute, with the losses so far."""
+        now = time.monotonic()
+        if now - self._disk_logged_at < DISK_LOG_EVERY_S:
+            return
+        self._disk_logged_at = now
+        log.error(
+            "state disk full: samples go out live while connected, the rest are dropped"
+            if self.state.disk_full
+            else "agent state write failed",
+            extra={
+                "kv": {
+                    "state": str(self.state.path),
+                    "error": error,
+                    "dropped_total": self.state.dropped,
+                    "outbox": self.state.outbox_len,
+                }
+            },
+        )
 
     async def _replay_loop(self) -> None:
         topic = self.topics.metrics(self.settings.id)
@@ -525,6 +584,11 @@ class Agent:
             self._pending_replies.popleft()
 
     # -- helpers ---------------------------------------------------------------------------
+    def _birth(self, epoch: int) -> Retained:
+        """The online status of a new connection (built on the network thread)."""
+        self._disk_full_said = self.state.disk_full
+        return self._status(AgentState.ONLINE, epoch, None)
+
     def _status(self, state: AgentState, epoch: int, reason: str | None) -> Retained:
         status = Status(
             state=state,
@@ -535,6 +599,7 @@ class Agent:
             labels=self.settings.labels,
             heartbeat_s=self.settings.heartbeat_s,
             reason=reason,
+            disk_full=self.state.disk_full,
         )
         return Retained(self.topics.status(self.settings.id), encode(status))
 

@@ -3,17 +3,34 @@
 Accessed from the agent's event-loop thread only; every operation is a single small
 statement (well under a millisecond), so it is not pushed to a thread. A full disk or a
 broken file raises :class:`StateError`, which callers count and survive.
+
+A full disk never stops numbering samples (see :class:`SeqBlock`): sequence numbers are
+reserved a block at a time, so a sample costs no write. The journal stays bounded
+(``wal_autocheckpoint`` and ``journal_size_limit``), and a small ballast file is kept
+beside the database: when a write fails for lack of space the ballast is given up, so the
+deletes that make room again (acknowledged outbox rows) can still be written. The state
+then says :attr:`AgentState.disk_full` until :meth:`AgentState.try_recover` has handed
+the space back and remade the ballast.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from edge_agent.errors import StateError
+
+SEQ_BLOCK: Final = 600  # seq numbers reserved per write (10 minutes at 1 Hz)
+BALLAST_BYTES: Final = 256 * 1024  # room kept for the deletes that free a full disk
+JOURNAL_LIMIT_BYTES: Final = 256 * 1024  # the WAL is cut back to this after a checkpoint
+AUTOCHECKPOINT_PAGES: Final = 32  # checkpoint every 32 pages (128 KiB) of WAL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -30,40 +47,116 @@ class OutboxRow:
     sample: bytes  # the sample's JSON, exactly as it will be sent
 
 
+@dataclass(frozen=True, slots=True)
+class SeqBlock:
+    """What is stored about the sequence: enough to never hand a number out twice.
+
+    ``limit`` is the highest number that may have been handed out. While running it is
+    the end of the reserved block; a clean close stores the last number and ``at_ms=0``,
+    so a clean restart continues without a gap. After a crash the agent continues past
+    ``limit`` (a gap of at most :data:`SEQ_BLOCK` numbers that were never used), and
+    past what the wall time since the reservation could have numbered, in case the block
+    ran out while the disk was full and no new one could be written.
+    """
+
+    limit: int
+    base: int = 0  # the last number handed out when the block was reserved
+    at_ms: int = 0  # wall clock of the reservation; 0 after a clean close
+    interval_ms: int = 1000  # the sampling interval then (at most one number each)
+
+
+def resume_after(block: SeqBlock, now_ms: int) -> int:
+    """The last number that may have been used before this start (continue after it)."""
+    if block.at_ms <= 0:
+        return block.limit
+    elapsed = max(0, now_ms - block.at_ms)
+    # The sample loop never bursts: one number per interval, plus one catching up.
+    by_time = block.base + math.ceil(elapsed / max(1, block.interval_ms)) + 2
+    return max(block.limit, by_time)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or (
+            "disk is full" in str(exc)
+        )
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class AgentState:
     """Durable counters, remembered command ids and the bounded metrics outbox."""
 
-    def __init__(self, state_dir: Path, *, outbox_max: int) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        outbox_max: int,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = state_dir / "agent-state.db"
+        self.ballast = state_dir / "agent-state.reserve"
         self.outbox_max = outbox_max
+        self.disk_full = False
+        self._interval_ms = max(1, round(interval_s * 1000))
+        self._clock = clock
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
+            # Incremental: pages freed by deleted outbox rows can be handed back to a
+            # full disk (only takes effect on a new file; older files keep their mode).
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a process crash (kill -9); only an OS crash can
             # lose the last transactions, and the agent has no fsync per sample.
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open agent state {self.path}: {exc}") from exc
         self.path.chmod(0o600)
-        self._seq = self._get("seq")
+        block = SeqBlock(
+            limit=self._get("seq"),
+            base=self._get("seq_base"),
+            at_ms=self._get("seq_at_ms"),
+            interval_ms=self._get("seq_interval_ms") or 1000,
+        )
+        self._seq = resume_after(block, self._now_ms())
+        self._seq_limit = self._seq  # nothing reserved yet: the first sample reserves
         self.dropped = self._get("dropped")
+        self._dropped_stored = self.dropped
         self._outbox_len = self._scalar("SELECT COUNT(*) FROM outbox")
+        self._make_ballast()
 
     def close(self) -> None:
+        """Store the exact last seq (a clean restart continues without a gap) and close."""
+        with suppress(StateError):
+            self._store_seq(SeqBlock(limit=self._seq))
         self._db.close()
 
     # -- counters --------------------------------------------------------------------
     def next_seq(self) -> int:
-        """The next sample sequence number; contiguous across restarts."""
+        """The next sample sequence number. Never fails, never reused (see SeqBlock).
+
+        A write happens once per :data:`SEQ_BLOCK` numbers; if it fails (full disk) the
+        number is handed out all the same, and the reservation is tried again next time.
+        """
         self._seq += 1
-        self._set("seq", self._seq)
+        if self._seq > self._seq_limit:
+            with suppress(StateError):
+                self._reserve()
         return self._seq
 
     @property
     def last_seq(self) -> int:
         return self._seq
+
+    def count_dropped(self, amount: int) -> None:
+        """Samples that could not be kept (full disk): counted now, stored when possible."""
+        self.dropped += amount
+        with suppress(StateError):
+            self._flush_dropped()
 
     # -- command ids (at-most-once execution) ---------------------------------------------
     def seen_command(self, command_id: str) -> bool:
@@ -88,9 +181,15 @@ class AgentState:
         return self._outbox_len
 
     def outbox_append(self, rows: list[OutboxRow]) -> int:
-        """Store samples; past the bound drop the OLDEST. Returns how many were dropped."""
+        """Store samples; past the bound drop the OLDEST. Returns how many were dropped.
+
+        While the disk is full nothing is appended (:class:`StateError`): the room left
+        is kept for the deletes that free it.
+        """
         if not rows:
             return 0
+        if self.disk_full:
+            raise StateError("agent state: cannot append to outbox: the disk is full")
         with self._errors("append to outbox"), self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO outbox (seq, sample) VALUES (?, ?)",
@@ -103,8 +202,11 @@ class AgentState:
                     "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
                     (excess,),
                 )
-                self.dropped += excess
-                self._set("dropped", self.dropped)
+            dropped = self.dropped + excess
+            if dropped != self._dropped_stored:
+                self._set("dropped", dropped)
+        # Committed: only now do the cached figures change.
+        self.dropped = self._dropped_stored = dropped
         self._outbox_len = count - excess
         return excess
 
@@ -123,19 +225,100 @@ class AgentState:
             return
         with self._errors("delete from outbox"), self._transaction():
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
-            self._outbox_len = self._scalar("SELECT COUNT(*) FROM outbox")
+            count = self._scalar("SELECT COUNT(*) FROM outbox")
+        self._outbox_len = count  # after COMMIT: a failed commit leaves the cache right
+
+    # -- full disk ---------------------------------------------------------------------
+    def try_recover(self) -> bool:
+        """After a full disk: hand freed pages back, remake the ballast. True when done.
+
+        Called now and then (not per sample) while :attr:`disk_full` holds; the flag
+        clears only once the ballast could be written again, i.e. there is room to spare.
+        """
+        if not self.disk_full:
+            return True
+        try:
+            with self._errors("checkpoint"):
+                self._db.execute("PRAGMA incremental_vacuum")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._flush_dropped()
+            if self._seq > self._seq_limit:
+                self._reserve()
+        except StateError:
+            return False
+        self.disk_full = False
+        if not self._make_ballast():
+            self.disk_full = True
+        return not self.disk_full
+
+    def journal_bytes(self) -> int:
+        try:
+            return self.path.with_name(self.path.name + "-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
 
     # -- helpers -----------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _reserve(self) -> None:
+        """Store a block of numbers after the current one (one write per block)."""
+        block = SeqBlock(
+            limit=self._seq + SEQ_BLOCK,
+            base=self._seq,
+            at_ms=self._now_ms(),
+            interval_ms=self._interval_ms,
+        )
+        self._store_seq(block)
+        self._seq_limit = block.limit
+
+    def _store_seq(self, block: SeqBlock) -> None:
+        with self._errors("store seq"), self._transaction():
+            self._set("seq", block.limit)
+            self._set("seq_base", block.base)
+            self._set("seq_at_ms", block.at_ms)
+            self._set("seq_interval_ms", block.interval_ms)
+            if self.dropped != self._dropped_stored:
+                self._set("dropped", self.dropped)
+        self._dropped_stored = self.dropped
+
+    def _flush_dropped(self) -> None:
+        if self.dropped != self._dropped_stored:
+            dropped = self.dropped
+            with self._errors("store dropped"):
+                self._set("dropped", dropped)
+            self._dropped_stored = dropped
+
+    def _make_ballast(self) -> bool:
+        """Write the ballast file if it is missing; False when there is no room for it."""
+        try:
+            if self.ballast.exists() and self.ballast.stat().st_size >= BALLAST_BYTES:
+                return True
+            with self.ballast.open("wb") as out:
+                out.write(b"\0" * BALLAST_BYTES)
+            self.ballast.chmod(0o600)
+        except OSError as exc:
+            with suppress(OSError):
+                self.ballast.unlink()
+            if is_disk_full(exc):
+                self.disk_full = True
+            return False
+        return True
+
+    def _on_disk_full(self) -> None:
+        self.disk_full = True
+        with suppress(OSError):
+            self.ballast.unlink()  # the room the freeing deletes need
+
     def _get(self, key: str) -> int:
         return self._scalar("SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = ?", key)
 
     def _set(self, key: str, value: int) -> None:
-        with self._errors(f"store {key}"):
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def _scalar(self, sql: str, *params: object) -> int:
         with self._errors("query state"):
@@ -148,15 +331,23 @@ class AgentState:
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
         except sqlite3.Error as exc:  # disk full, I/O error, corrupt file
+            if is_disk_full(exc):
+                self._on_disk_full()
             raise StateError(f"agent state: cannot {what}: {exc}") from exc
 
 
