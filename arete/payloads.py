@@ -28,8 +28,35 @@ MAX_MAESTRO_BYTES: Final = 4 * 1024
 MAX_ALERTS_BYTES: Final = 256 * 1024
 MAX_DIGEST_BYTES: Final = 8 * 1024 * 1024  # one entry per agent a replica heard from
 
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+# -- number bounds -------------------------------------------------------------------------
+# Every number of the contract is bounded, so that no single message can carry a value
+# the stores refuse (SQLite integers are signed 64-bit, InfluxDB timestamps are signed
+# 64-bit nanoseconds, browsers hold integers exactly up to 2**53) or one that breaks
+# the maestro's arithmetic (sums of rollups, the "latest" sample). JSON cannot spell NaN
+# or infinities and msgspec refuses numbers that overflow a float, so bounded floats are
+# finite. See "Number bounds" in docs/topics.md.
+MAX_SAFE_INT: Final = 2**53 - 1
+"""Counters, sequence numbers, epochs: exact in every JSON reader, browsers included."""
+MAX_INT64: Final = 2**63 - 1
+"""Byte counts: what a signed 64-bit SQLite integer holds."""
+MAX_TS: Final = 4_102_444_800.0
+"""2100-01-01T00:00:00Z: no clock reads more; inside InfluxDB's nanosecond range (2262)."""
+MAX_RATE: Final = 1e15
+"""Rates, durations and other non-negative floats (a petabyte a second)."""
+MAX_READING: Final = 1e6
+"""Magnitude of free readings (temperatures, load, watts): broken sensors still fit."""
+MAX_FUTURE_S: Final = 86_400.0
+"""A sample stamped more than this ahead of the receiver's clock is refused (1 day:
+agents' clocks may be off by hours, and the offset is measured, not trusted)."""
+MAX_PAST_S: Final = 366 * 86_400.0
+"""A sample stamped more than this before the receiver's clock is refused (a year: far
+beyond a full outbox replayed at the defaults, 7 days at 1 Hz, and beyond retention)."""
+
+NonNegInt = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
+ByteCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0, le=MAX_RATE)]
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=MAX_TS)]
+Reading = Annotated[float, msgspec.Meta(ge=-MAX_READING, le=MAX_READING)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 ShortStr = Annotated[str, msgspec.Meta(max_length=256)]
 # msgspec matches patterns with re.search, where "$" also matches before a final newline.
@@ -67,11 +94,11 @@ class Status(_Payload, kw_only=True, frozen=True):
 
     state: AgentState
     epoch: NonNegInt
-    ts: NonNegFloat
+    ts: Timestamp
     version: ShortStr
     host: ShortStr
     labels: dict[ShortStr, ShortStr] = {}
-    heartbeat_s: Annotated[float, msgspec.Meta(gt=0)]
+    heartbeat_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)]
     reason: ShortStr | None = None
     # The agent's state disk is full: its outbox keeps nothing more (docs/topics.md).
     disk_full: bool = False
@@ -90,8 +117,8 @@ def is_stale(current: Status | None, incoming: Status) -> bool:
 # -- metrics -----------------------------------------------------------------------------
 class Mount(msgspec.Struct, frozen=True, omit_defaults=True):
     mount: ShortStr
-    total: NonNegInt  # bytes
-    used: NonNegInt  # bytes
+    total: ByteCount
+    used: ByteCount
     pct: Percent
 
 
@@ -99,23 +126,23 @@ class Gpu(msgspec.Struct, frozen=True, omit_defaults=True):
     index: NonNegInt
     name: ShortStr
     util: Percent | None = None
-    mem_used: NonNegInt | None = None  # bytes
-    mem_total: NonNegInt | None = None  # bytes
-    temp: float | None = None  # degrees Celsius
+    mem_used: ByteCount | None = None
+    mem_total: ByteCount | None = None
+    temp: Reading | None = None  # degrees Celsius
     power_w: NonNegFloat | None = None
 
 
 class Sample(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """One reading of a machine. Rates are per second over the last interval."""
 
-    ts: NonNegFloat  # unix seconds when the sample was taken (kept through replay)
+    ts: Timestamp  # unix seconds when the sample was taken (kept through replay)
     seq: NonNegInt  # per-agent sample counter, grows across restarts
     cpu: Percent  # all cores
     cpus: list[Percent] = []  # per core
-    load: tuple[float, float, float] | None = None
+    load: tuple[Reading, Reading, Reading] | None = None
     mem: Percent
-    mem_used: NonNegInt = 0
-    mem_total: NonNegInt = 0
+    mem_used: ByteCount = 0
+    mem_total: ByteCount = 0
     swap: Percent = 0.0
     disk: Percent = 0.0  # the fullest mount
     mounts: list[Mount] = []
@@ -127,7 +154,7 @@ class Sample(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     net_tx_bps: NonNegFloat = 0.0
     uptime_s: NonNegFloat = 0.0
     procs: NonNegInt = 0
-    temps: dict[ShortStr, float] | None = None  # degrees Celsius by sensor
+    temps: dict[ShortStr, Reading] | None = None  # degrees Celsius by sensor
     gpu: list[Gpu] | None = None
 
 
@@ -141,12 +168,26 @@ class Metrics(_Payload, kw_only=True, frozen=True):
     dropped: NonNegInt = 0  # samples the outbox had to drop (oldest first) since install
 
 
+def sample_time_fault(ts: float, now: float) -> str | None:
+    """Why a sample stamped ``ts`` is refused by a receiver whose clock reads ``now``.
+
+    ``"ts_future"`` past :data:`MAX_FUTURE_S` ahead, ``"ts_past"`` past :data:`MAX_PAST_S`
+    behind, None when it is kept. The bounds are generous on purpose: a skewed agent
+    clock is measured by the maestro (receive time beside each sample), not refused.
+    """
+    if ts > now + MAX_FUTURE_S:
+        return "ts_future"
+    if ts < now - MAX_PAST_S:
+        return "ts_past"
+    return None
+
+
 class Heartbeat(_Payload, kw_only=True, frozen=True):
     """On ``heartbeat/<id>`` from the agent's main loop, every ``heartbeat_s`` seconds."""
 
     epoch: NonNegInt
     seq: NonNegInt  # seq of the newest sample taken
-    ts: NonNegFloat
+    ts: Timestamp
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -156,8 +197,8 @@ class Command(_Payload, kw_only=True, frozen=True):
     id: CommandId
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     args: dict[str, Any] = {}
-    issued_at: NonNegFloat
-    expires_at: NonNegFloat
+    issued_at: Timestamp
+    expires_at: Timestamp
     sig: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
@@ -171,7 +212,7 @@ class Reply(_Payload, kw_only=True, frozen=True):
 
     id: CommandId | None  # None only when the command was too malformed to carry an id
     state: ReplyState
-    ts: NonNegFloat
+    ts: Timestamp
     result: Any = None
     error: ErrorInfo | None = None
 
@@ -187,7 +228,7 @@ class MaestroStatus(_Payload, kw_only=True, frozen=True):
 
     replica: ShortStr
     state: MaestroState
-    ts: NonNegFloat
+    ts: Timestamp
     version: ShortStr = ""
 
 
@@ -200,8 +241,8 @@ class PeerDigest(_Payload, kw_only=True, frozen=True):
     """
 
     replica: ShortStr
-    ts: NonNegFloat
-    seen: dict[str, tuple[NonNegInt, NonNegFloat]] = {}
+    ts: Timestamp
+    seen: dict[str, tuple[NonNegInt, Timestamp]] = {}
 
 
 class AlertSeverity(StrEnum):
@@ -221,18 +262,18 @@ class ActiveAlert(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True)
     rule: ShortStr
     severity: AlertSeverity
     phase: AlertPhase
-    since: NonNegFloat  # unix seconds the alert entered its phase
+    since: Timestamp  # unix seconds the alert entered its phase
     summary: Annotated[str, msgspec.Meta(max_length=1024)]
-    value: float | None = None
+    value: Annotated[float, msgspec.Meta(ge=-MAX_RATE, le=MAX_RATE)] | None = None
     acked_by: ShortStr | None = None
-    silenced_until: NonNegFloat | None = None
+    silenced_until: Timestamp | None = None
 
 
 class AgentAlerts(_Payload, kw_only=True, frozen=True):
     """Retained on ``alerts/<id>``: the alerts of one agent that are not resolved."""
 
     agent: ShortStr
-    ts: NonNegFloat
+    ts: Timestamp
     alerts: list[ActiveAlert] = []
 
 

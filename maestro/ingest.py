@@ -9,7 +9,14 @@ the routing finds no route, so the hot path pays nothing for it; see
 :mod:`maestro.broker_drops`).
 
 Bad payloads are counted by (kind, reason), logged at most once a minute per agent and
-reason, acknowledged (so the broker does not resend them forever) and dropped.
+reason, acknowledged (so the broker does not resend them forever) and dropped. Every
+number is bounded by the contract (:mod:`arete.payloads`); a sample stamped more than a
+day ahead of the maestro's clock or a year behind it is dropped the same way
+(``ts_future``, ``ts_past``), the other samples of its message are kept.
+
+The agent's clock is never trusted for ordering: ``latest`` is the sample received last
+with the maestro's receive time, and every stored row gets its receive time (``rx_ts``)
+from the writer.
 """
 
 from __future__ import annotations
@@ -26,9 +33,13 @@ import paho.mqtt.client as mqtt
 
 from arete.errors import PayloadError, TopicError
 from arete.payloads import (
+    MAX_FUTURE_S,
+    MAX_METRICS_BYTES,
+    MAX_PAST_S,
     MaestroStatus,
     PeerDigest,
     Reply,
+    Sample,
     Status,
     decode_heartbeat,
     decode_maestro_status,
@@ -36,7 +47,10 @@ from arete.payloads import (
     decode_peer_digest,
     decode_reply,
     decode_status,
+    encode,
+    sample_time_fault,
 )
+from arete.stored import MAX_RANGES, Stored, salvage_seqs, seq_ranges
 from arete.topics import BROKER_DROPPED, Kind, ParsedTopic, TermDirection, Topics
 from maestro.broker_drops import parse_counter
 from maestro.store.rows import SampleRow, to_row
@@ -123,6 +137,7 @@ class Ingest:
         inbox: Callable[[Inbound], None],
         *,
         clock: Callable[[], float] = time.time,
+        publish: Callable[[str, bytes], object] | None = None,
     ) -> None:
         self._topics = topics
         self._replica = replica
@@ -130,11 +145,18 @@ class Ingest:
         self._ack = ack
         self._inbox = inbox
         self._clock = clock
+        self._publish = publish  # QoS 0, any thread: the stored acknowledgements
+        self.stored_acks = 0
         self._routes: dict[str, ParsedTopic | None] = {}
         self._logged: dict[tuple[str, str], float] = {}
         # Read by the registry (event loop); written here. Plain dict writes are atomic.
         self.contacts: dict[str, tuple[int, float]] = {}
+        # {agent: (receive time, row)} of the sample received last (live before replayed):
+        # receive order and the maestro's clock, never the agent's seq or timestamp.
         self.latest: dict[str, tuple[float, SampleRow]] = {}
+        # {agent: receive time - sample ts} of its last live sample: its clock offset
+        # (plus the transit time, milliseconds on a LAN), positive when it is behind.
+        self.offsets: dict[str, float] = {}
         self.agent_dropped: dict[str, int] = {}
         # Counters (exported to Prometheus at scrape time).
         self.messages: Counter[str] = Counter()
@@ -195,27 +217,79 @@ class Ingest:
         try:
             metrics = decode_metrics(message.payload)
         except PayloadError as exc:
+            # Handled for good: say so, or the agent would send it again and again.
+            self._stored(agent_id, salvage_seqs(message.payload, max_bytes=MAX_METRICS_BYTES))
             self._drop("metrics", exc.code, agent_id, message, generation, detail=str(exc))
             return
+        seqs = [sample.seq for sample in metrics.samples]
         epoch = metrics.epoch
-        rows = [to_row(agent_id, epoch, sample) for sample in metrics.samples]
+        now = self._clock()
+        samples = metrics.samples
+        low, high = now - MAX_PAST_S, now + MAX_FUTURE_S
+        if not all(low <= sample.ts <= high for sample in samples):
+            samples = self._refuse_times(agent_id, message, samples, now)
+        if not samples:
+            self._stored(agent_id, seqs)
+            if message.qos == 1:
+                self._ack(generation, message.mid)
+            return
+        rows = [to_row(agent_id, epoch, sample) for sample in samples]
         self.samples += len(rows)
+        newest = rows[-1]
         if metrics.replay:
             self.replayed_samples += len(rows)
+            # Receive order, not the agent's seq or clock: a replayed batch is older than
+            # what the agent sends live, so it stands in only until a live sample comes.
+            if agent_id not in self.latest:
+                self.latest[agent_id] = (now, newest)
         else:
             self._contact(agent_id, epoch)
-        newest = rows[-1]
-        known = self.latest.get(agent_id)
-        if known is None or newest[1] >= known[1][1]:
-            self.latest[agent_id] = (newest[2], newest)
+            self.latest[agent_id] = (now, newest)
+            self.offsets[agent_id] = now - newest[2]
         if metrics.dropped:
             self.agent_dropped[agent_id] = metrics.dropped
-        if message.qos == 1:
-            mid = message.mid
-            ack = self._ack
-            self._submit(rows, lambda: ack(generation, mid))
-        else:
-            self._submit(rows, None)
+        # Once committed (on the store's writer thread): the broker's ack, then the
+        # agent's, which covers the refused samples of the message too.
+        mid = message.mid if message.qos == 1 else None
+        ack, stored = self._ack, self._stored
+
+        def on_stored() -> None:
+            if mid is not None:
+                ack(generation, mid)
+            stored(agent_id, seqs)
+
+        self._submit(rows, on_stored)
+
+    def _stored(self, agent_id: str, seqs: list[int]) -> None:
+        """Tell the agent these samples are handled: it may forget them (any thread)."""
+        if self._publish is None or not seqs:
+            return
+        ranges = seq_ranges(seqs)
+        topic = self._topics.stored(agent_id)
+        for start in range(0, len(ranges), MAX_RANGES):
+            part = ranges[start : start + MAX_RANGES]
+            self._publish(
+                topic, encode(Stored(replica=self._replica, ts=self._clock(), ranges=part))
+            )
+            self.stored_acks += 1
+
+    def _refuse_times(
+        self,
+        agent_id: str,
+        message: mqtt.MQTTMessage,
+        samples: list[Sample],
+        now: float,
+    ) -> list[Sample]:
+        """The samples stamped within the bounds; the others are counted and logged."""
+        kept = []
+        for sample in samples:
+            fault = sample_time_fault(sample.ts, now)
+            if fault is None:
+                kept.append(sample)
+            else:
+                self.errors[("metrics", fault)] += 1
+                self._log_drop("metrics", fault, agent_id, message, f"ts={sample.ts!r}")
+        return kept
 
     def _later(self, message: mqtt.MQTTMessage, generation: int) -> Callable[[], None] | None:
         """The ack of a message the event loop will handle (bounded by Receive Maximum)."""
@@ -275,6 +349,13 @@ class Ingest:
         detail: str = "",
     ) -> None:
         self.errors[(kind, code)] += 1
+        self._log_drop(kind, code, source, message, detail)
+        if message.qos == 1:
+            self._ack(generation, message.mid)
+
+    def _log_drop(
+        self, kind: str, code: str, source: str, message: mqtt.MQTTMessage, detail: str
+    ) -> None:
         now = self._clock()
         key = (source, code)
         if now - self._logged.get(key, 0.0) >= LOG_EVERY_S:
@@ -289,8 +370,6 @@ class Ingest:
                 len(message.payload),
                 detail[:200],
             )
-        if message.qos == 1:
-            self._ack(generation, message.mid)
 
 
 _MISSING: Any = object()

@@ -34,7 +34,8 @@ class MaestroCollector(Collector):
         yield messages
         errors = CounterMetricFamily(
             "arete_maestro_decode_errors",
-            "Messages dropped because they were malformed, oversized or of a wrong schema",
+            "Messages dropped because they were malformed, oversized, of a wrong schema or out"
+            " of bounds (ts_future, ts_past: samples stamped too far from the maestro's clock)",
             labels=["kind", "reason"],
         )
         for (kind, reason), count in sorted(Counter(ingest.errors).items()):
@@ -52,6 +53,11 @@ class MaestroCollector(Collector):
             "arete_maestro_samples_duplicate",
             "Samples delivered again and ignored (already stored)",
             writer.rows_duplicate,
+        )
+        yield _counter(
+            "arete_maestro_samples_rejected",
+            "Sample rows the database refused, dropped alone (the rest of the batch stored)",
+            writer.rows_rejected,
         )
         yield _counter(
             "arete_maestro_store_write_errors", "Failed store transactions", writer.write_errors

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from arete.payloads import MaestroState, PeerDigest, Status, encode
 from arete.topics import Topics
+from maestro.diskstate import Throttle
 from maestro.errors import MaestroError
 from maestro.events import EventBus
 from maestro.ingest import Inbound, PeerIn, StatusIn
@@ -99,6 +100,8 @@ class Registry:
         self._dirty: set[str] = set()
         self.transitions = 0
         self.stale_ignored = 0
+        self.store_failing: str | None = None  # the store's error while saves wait
+        self._store_log = Throttle()
         self.ready = asyncio.Event()
 
     def now(self) -> float:
@@ -197,11 +200,24 @@ class Registry:
             await asyncio.shield(self._persist(transitions, records))
         except asyncio.CancelledError:
             raise
-        except Exception:  # the store logs its own errors; keep judging liveness
-            log.exception("could not store %d liveness transitions", len(transitions))
+        except Exception as exc:  # noqa: BLE001 - keep judging liveness; keep what is decided
+            self.store_failing = str(exc) or type(exc).__name__
             if len(self._unsaved) < MAX_UNSAVED:  # try again at the next tick
                 self._unsaved[:0] = transitions
                 self._dirty |= dirty
+            if self._store_log.ready(time.monotonic()):  # once a minute, not each tick
+                log.error(
+                    "could not store liveness transitions=%d error=%s; kept in memory and "
+                    "retried each tick (repeats=%d)",
+                    len(self._unsaved),
+                    self.store_failing,
+                    self._store_log.suppressed,
+                )
+        else:
+            if self.store_failing is not None:
+                log.warning("liveness transitions stored again after a store failure")
+                self.store_failing = None
+                self._store_log.reset()
 
     # -- peers -----------------------------------------------------------------------------
     def online_replicas(self) -> list[str]:
@@ -273,7 +289,9 @@ class Registry:
             "host": status.host if status else None,
             "version": status.version if status else None,
             "labels": dict(status.labels) if status else {},
-            "metrics": row_values(latest[1]) | {"ts": latest[0]} if latest else None,
+            "metrics": row_values(latest[1]) | {"ts": latest[1][2], "rx_ts": latest[0]}
+            if latest
+            else None,
         }
 
     def views(self, agent_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -281,7 +299,11 @@ class Registry:
         return [self.view(agent_id) for agent_id in ids]
 
     def latest_values(self) -> dict[str, tuple[float, dict[str, Any]]]:
-        """``{agent_id: (sample ts, {field: value})}`` of connected agents, for alert rules."""
+        """``{agent_id: (receive time, {field: value})}`` of connected agents, for alert rules.
+
+        The receive time is the maestro's clock when the sample arrived (never the agent's
+        own ``ts``, which a wrong clock or a forged message can put anywhere).
+        """
         out: dict[str, tuple[float, dict[str, Any]]] = {}
         for agent_id, (ts, row) in list(self._latest.items()):
             state = self.states.get(agent_id)

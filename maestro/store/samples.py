@@ -3,7 +3,9 @@
 Samples are the one hot table of the store (tens of thousands of rows a second), so
 the layout is lean: agents are small integers (``agents``), a sample is one row of
 REALs, ``UNIQUE(agent_id, seq)`` makes a redelivered sample a no-op, and
-``(agent_id, ts)`` serves history queries and retention.
+``(agent_id, ts)`` serves history queries and retention. Beside the agent's own ``ts``
+each row keeps ``rx_ts``, the maestro's clock when the sample arrived (NULL for rows
+stored before it existed): the agent's clock may be off, its offset is ``rx_ts - ts``.
 
 Everything here runs inside a transaction the caller opened (the writer thread).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from maestro.store.rollup import update_rollups
 from maestro.store.rows import FIELDS, HEAD, SampleRow
@@ -73,11 +75,19 @@ SAMPLES_MIGRATIONS: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID;
     CREATE INDEX rollup_1m_agent ON rollup_1m (agent_id, minute);
     """,
+    # 2: the maestro's receive time beside the agent's own ts (agents' clocks may be
+    # wrong), and away with rows stamped more than a day ahead, which older builds
+    # took (a forged year-2100 sample outlived retention and stayed "latest").
+    """
+    ALTER TABLE samples ADD COLUMN rx_ts REAL;
+    DELETE FROM samples WHERE ts > CAST(strftime('%s', 'now') AS REAL) + 86400;
+    DELETE FROM rollup_1m WHERE minute > CAST(strftime('%s', 'now') AS INTEGER) + 86400;
+    """,
 )
 
 INSERT_SAMPLES: Final = (
-    f"INSERT OR IGNORE INTO samples (agent_id, seq, ts, epoch, {', '.join(FIELDS)})"  # noqa: S608
-    f" VALUES ({', '.join('?' * ROW_LEN)})"
+    f"INSERT OR IGNORE INTO samples (agent_id, seq, ts, epoch, {', '.join(FIELDS)}, rx_ts)"  # noqa: S608
+    f" VALUES ({', '.join('?' * (ROW_LEN + 1))})"
 )
 
 
@@ -188,10 +198,12 @@ def store_batch(
     agent_ids: AgentIds,
     rows: Sequence[SampleRow],
     stagers: Sequence[Stager] = (),
+    rx_ts: Sequence[float | None] | None = None,
 ) -> int:
     """Insert ``rows`` (once each), fold the new ones into the rollups, stage them.
 
-    Returns how many rows were new. Runs inside the caller's transaction. The rows a
+    ``rx_ts`` holds the maestro's receive time of each row (NULL where None). Returns
+    how many rows were new. Runs inside the caller's transaction. The rows a
     transaction inserts into a rowid table all get rowids above the largest one before
     it, which is how the new rows are told from the ignored duplicates.
     """
@@ -200,7 +212,11 @@ def store_batch(
     before: int = conn.execute("SELECT coalesce(max(rowid), 0) FROM samples").fetchone()[0]
     known = agent_ids.ids()
     resolve = agent_ids.resolve
-    data = [(known[row[0]] if row[0] in known else resolve(row[0]), *row[1:]) for row in rows]
+    received = rx_ts if rx_ts is not None else [None] * len(rows)
+    data = [
+        (known[row[0]] if row[0] in known else resolve(row[0]), *row[1:], rx)
+        for row, rx in zip(rows, received, strict=True)
+    ]
     changes = conn.total_changes
     conn.executemany(INSERT_SAMPLES, data)
     inserted = conn.total_changes - changes
@@ -218,7 +234,7 @@ def _new_rows(
     conn: sqlite3.Connection,
     before: int,
     rows: Sequence[SampleRow],
-    data: Sequence[SampleRow],
+    data: Sequence[tuple[Any, ...]],
 ) -> list[SampleRow]:
     """The rows of this batch that were inserted (first of in-batch duplicates)."""
     inserted = set(

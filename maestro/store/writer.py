@@ -11,9 +11,18 @@ loops over three kinds of work:
   audit), run as they come;
 - retention, one chunk at a time between batches, every ``retention_every_s``.
 
-A batch that cannot be written (disk full, I/O error) is rolled back, kept and retried
-with backoff; its ``on_stored`` callbacks wait. Nothing is dropped, the thread never
-dies on a database error.
+A batch that cannot be written (disk full, I/O error: ``sqlite3.OperationalError``) is
+rolled back, kept and retried with backoff; its ``on_stored`` callbacks wait. Nothing
+is dropped, the thread never dies on a database error.
+
+A batch that fails for any other reason holds a row the database refuses (a number
+SQLite cannot bind, a wrong type): one message must never stop storage for the whole
+fleet, so the batch is written again one submission, then one row, at a time, each in
+a savepoint. Every good row is stored; each bad one is rolled back, counted
+(``rows_rejected``), logged (once a minute per agent) and dropped, and its message is
+still acknowledged so the broker does not deliver it again for ever.
+
+Each row is stored with its receive time (``rx_ts``): the writer's clock at submit.
 """
 
 from __future__ import annotations
@@ -47,11 +56,15 @@ IDLE_WAKE_S: Final = 1.0  # the loop looks at its clocks at least this often
 FIRST_RETENTION_MAX_S: Final = 60.0  # a maestro restarted often still prunes
 
 
+REJECT_LOG_EVERY_S: Final = 60.0
+
+
 @dataclass(slots=True)
 class _Submission:
     rows: Sequence[SampleRow]
     on_stored: Callable[[], None] | None
     at: float  # time.monotonic() of submit
+    rx: float  # the writer's clock (unix seconds) at submit: the rows' receive time
 
 
 @dataclass(slots=True)
@@ -64,8 +77,9 @@ class SampleWriter:
     """Owns the writer thread and its connection; :meth:`start` it, :meth:`stop` it.
 
     Counters (read from any thread, for Prometheus): ``rows_submitted``,
-    ``rows_stored`` (new rows), ``rows_duplicate``, ``batches``, ``write_errors``,
-    ``pending_rows``, ``lag_s``, ``last_batch_s``, ``retention_deleted``.
+    ``rows_stored`` (new rows), ``rows_duplicate``, ``rows_rejected`` (refused by the
+    database and dropped), ``batches``, ``write_errors``, ``pending_rows``, ``lag_s``,
+    ``last_batch_s``, ``retention_deleted``.
     """
 
     def __init__(
@@ -95,6 +109,7 @@ class SampleWriter:
         self.rows_submitted = 0
         self.rows_stored = 0
         self.rows_duplicate = 0
+        self.rows_rejected = 0
         self.batches = 0
         self.write_errors = 0
         self.last_batch_s = 0.0
@@ -147,7 +162,7 @@ class SampleWriter:
         malformed row and StoreError once the writer is stopping.
         """
         check_rows(rows)
-        submission = _Submission(rows, on_stored, time.monotonic())
+        submission = _Submission(rows, on_stored, time.monotonic(), self._clock())
         with self._lock:
             if self._stopping:
                 raise StoreError("the store is closing; samples are no longer taken")
@@ -218,6 +233,7 @@ class _Loop:
         self.ids = ids
         self.failures = 0
         self.retry_at = 0.0
+        self.rejects_logged: dict[str, float] = {}
         self.retention: Iterator[int] | None = None
         self.next_retention = time.monotonic() + min(
             writer.settings.retention_every_s, FIRST_RETENTION_MAX_S
@@ -275,16 +291,26 @@ class _Loop:
                 count += len(submission.rows)
             stagers = w._stagers
         rows = [row for submission in taken for row in submission.rows]
+        rx_ts = [submission.rx for submission in taken for _ in submission.rows]
         started = time.perf_counter()
+        rejected = 0
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            inserted = store_batch(self.conn, self.ids, rows, stagers)
+            try:
+                inserted = store_batch(self.conn, self.ids, rows, stagers, rx_ts)
+            except sqlite3.OperationalError:
+                raise
+            except Exception:  # noqa: BLE001 - a row the database refuses: isolate it
+                self.rollback()
+                self.conn.execute("BEGIN IMMEDIATE")
+                inserted, rejected = self.store_isolated(taken, stagers)
             self.conn.execute("COMMIT")
-        except Exception as exc:  # noqa: BLE001 - any failure keeps the batch for a retry
+        except Exception as exc:  # noqa: BLE001 - disk full, I/O: keep the batch, retry
             self.rollback()
             self.failed(exc, len(rows))
             return
         self.ids.commit()
+        w.rows_rejected += rejected
         w.last_batch_s = time.perf_counter() - started
         if self.failures:
             log.warning("store writes recovered after failures=%d", self.failures)
@@ -295,7 +321,7 @@ class _Loop:
                 w._pending.popleft()
             w._pending_rows -= len(rows)
         w.rows_stored += inserted
-        w.rows_duplicate += len(rows) - inserted
+        w.rows_duplicate += len(rows) - inserted - rejected
         w.batches += 1
         for submission in taken:
             if submission.on_stored is not None:
@@ -303,6 +329,62 @@ class _Loop:
                     submission.on_stored()
                 except Exception:  # a broken callback must not stop the writer
                     log.exception("store on_stored callback failed")
+
+    def store_isolated(
+        self, taken: Sequence[_Submission], stagers: Sequence[Stager]
+    ) -> tuple[int, int]:
+        """Store ``taken`` a submission, then a row, at a time; drop the rows refused.
+
+        Runs in the caller's transaction; returns (rows inserted, rows rejected). An
+        ``sqlite3.OperationalError`` (disk full, I/O) is raised: the batch is retried.
+        """
+        inserted = rejected = 0
+        for submission in taken:
+            for row in submission.rows:  # ids outside the savepoints: a rollback keeps them
+                if isinstance(row[0], str):
+                    self.ids.resolve(row[0])
+            try:
+                inserted += self.savepoint(submission.rows, stagers, submission.rx)
+            except sqlite3.OperationalError:
+                raise
+            except Exception:  # noqa: BLE001 - one of its rows is refused: find which
+                for row in submission.rows:
+                    try:
+                        inserted += self.savepoint((row,), stagers, submission.rx)
+                    except sqlite3.OperationalError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - this row is refused: drop it
+                        rejected += 1
+                        self.rejected(row, exc)
+        return inserted, rejected
+
+    def savepoint(self, rows: Sequence[SampleRow], stagers: Sequence[Stager], rx: float) -> int:
+        conn = self.conn
+        conn.execute("SAVEPOINT isolate")
+        try:
+            inserted = store_batch(conn, self.ids, rows, stagers, [rx] * len(rows))
+        except BaseException:
+            conn.execute("ROLLBACK TO isolate")
+            conn.execute("RELEASE isolate")
+            raise
+        conn.execute("RELEASE isolate")
+        return inserted
+
+    def rejected(self, row: SampleRow, exc: Exception) -> None:
+        agent = str(row[0])[:256]
+        now = time.monotonic()
+        if now - self.rejects_logged.get(agent, -REJECT_LOG_EVERY_S) >= REJECT_LOG_EVERY_S:
+            if len(self.rejects_logged) > 10_000:
+                self.rejects_logged.clear()
+            self.rejects_logged[agent] = now
+            log.error(
+                "store refused a sample row and dropped it agent=%s seq=%.40r error=%s: %s"
+                " (the rest of its batch is stored; counted in rows_rejected)",
+                agent,
+                row[1] if len(row) > 1 else None,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
 
     def failed(self, exc: Exception, rows: int) -> None:
         self.w.write_errors += 1

@@ -42,6 +42,8 @@ from arete.errors import (
     UnknownCommandError,
 )
 from arete.payloads import (
+    MAX_SAFE_INT,
+    MAX_TS,
     SCHEMA,
     AgentState,
     Command,
@@ -370,9 +372,9 @@ def test_every_payload_model_round_trips(payload: msgspec.Struct, decoder: Any) 
 
 
 @given(
-    epoch=st.integers(min_value=0, max_value=2**63 - 1),
-    seq=st.integers(min_value=0, max_value=2**63 - 1),
-    ts=st.floats(min_value=0, max_value=1e12, allow_nan=False),
+    epoch=st.integers(min_value=0, max_value=MAX_SAFE_INT),
+    seq=st.integers(min_value=0, max_value=MAX_SAFE_INT),
+    ts=st.floats(min_value=0, max_value=MAX_TS, allow_nan=False),
 )
 def test_heartbeat_round_trips_for_any_valid_numbers(epoch: int, seq: int, ts: float) -> None:
     beat = Heartbeat(epoch=epoch, seq=seq, ts=ts)
