@@ -11,9 +11,10 @@ Importing this package does not load influxdb-client; the sink loads it on first
 
 from __future__ import annotations
 
+from maestro.influx.failures import WriteFailure
 from maestro.influx.lineproto import LineEncoder, encode_rows
 from maestro.influx.settings import InfluxSettings
-from maestro.influx.sink import FlushResult, InfluxSink, SinkStats, WriteFailure
+from maestro.influx.sink import FlushResult, InfluxSink, SinkStats
 from maestro.influx.spool import COMPONENT, MIGRATIONS, InfluxSpool, SpoolTotals
 
 __all__ = [

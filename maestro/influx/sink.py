@@ -9,7 +9,12 @@ oldest spool rows are written as one request and deleted only after a 2xx. Until
   it ends ("influx sink back after N s, M lines pending");
 - 429 (and 503 with Retry-After): wait as long as the server asks;
 - any other 4xx (bad token, unknown bucket or org): logged as an error naming the likely
-  fix, the rows stay and the sink retries slowly, so fixing the config loses nothing.
+  fix, the rows stay and the sink retries slowly, so fixing the config loses nothing;
+- a 400 or 422 that names a bad point (unparsable, out of the bucket's retention, a
+  field type conflict): one point must never block the spool, so the batch is written
+  again in halves, down to single lines; the lines the server still refuses alone are
+  dropped, counted (``rejected_lines``) and logged once a minute. If it refuses every
+  line of the batch the fault is not in the points: the rows stay, as for any 4xx.
 
 Delivery is at least once: if the process dies between a 2xx and the delete, that batch
 is sent again at the next start (InfluxDB overwrites identical points).
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import random
 import sqlite3
@@ -32,10 +36,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from arete.backoff import Backoff
 from maestro.errors import ConfigError, StoreError
+from maestro.influx.failures import (
+    PointsRefusedError,
+    WriteFailure,
+    classify_failure,
+    is_point_fault,
+    retry_delay,
+)
 from maestro.influx.settings import InfluxSettings
 from maestro.influx.spool import (
     COMPONENT,
@@ -57,70 +68,7 @@ T = TypeVar("T")
 
 REMIND_EVERY_S: Final = 600.0  # a long outage is logged again this often, not at every retry
 STORE_RETRY_S: Final = 1.0
-MAX_RETRY_AFTER_S: Final = 3600.0  # a server asking for more is still retried hourly
-ERROR_TEXT_MAX: Final = 300
-
-
-# -- pure: what a failed write means and when to try again --------------------------------
-FailureKind = Literal["unavailable", "throttled", "rejected"]
-
-
-@dataclass(frozen=True, slots=True)
-class WriteFailure:
-    """``unavailable``: down, 5xx, timeout; ``throttled``: 429; ``rejected``: other 4xx."""
-
-    kind: FailureKind
-    status: int | None
-    text: str
-    retry_after_s: float | None = None
-
-
-def classify_failure(exc: BaseException, now: float | None = None) -> WriteFailure:
-    """Read an exception of influxdb-client, urllib3 or the OS as a :class:`WriteFailure`."""
-    status = getattr(exc, "status", None)
-    if not isinstance(status, int) or isinstance(status, bool):
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        return WriteFailure("unavailable", None, text[:ERROR_TEXT_MAX])
-    message = getattr(exc, "message", None) or getattr(exc, "reason", None) or ""
-    if isinstance(message, bytes):
-        message = message.decode("utf-8", "replace")
-    text = f"HTTP {status}: {str(message).strip()}"[:ERROR_TEXT_MAX]
-    retry_after = parse_retry_after(getattr(exc, "retry_after", None), now)
-    if status == 429:
-        return WriteFailure("throttled", status, text, retry_after)
-    if status == 503 and retry_after is not None:
-        return WriteFailure("throttled", status, text, retry_after)
-    if 400 <= status < 500 and status != 408:
-        return WriteFailure("rejected", status, text)
-    return WriteFailure("unavailable", status, text)
-
-
-def parse_retry_after(value: object, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date), or None."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER_S)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    current = time.time() if now is None else now
-    return min(max(0.0, when.timestamp() - current), MAX_RETRY_AFTER_S)
-
-
-def retry_delay(failure: WriteFailure, backoff: Backoff, slow_s: float) -> float:
-    """How long to wait after ``failure``: what the server asked, backoff, or slowly."""
-    if failure.retry_after_s is not None:
-        backoff.next()  # still counts as an attempt if the server stops asking
-        return max(failure.retry_after_s, backoff.min_s)  # "0" must not make a busy loop
-    if failure.kind == "rejected":
-        return slow_s  # a config mistake: no point hammering, but keep trying
-    return backoff.next()
+REJECT_LOG_EVERY_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +80,7 @@ class SinkStats:
     spool_rows: int = 0
     spool_lines: int = 0
     dropped_lines: int = 0  # dropped (oldest first) from the full spool, all time
+    rejected_lines: int = 0  # refused alone by the server (a bad point) and dropped
     last_error: str | None = None
     up: bool = True  # False from a failed write until the next 2xx
 
@@ -172,6 +121,8 @@ class InfluxSink:
         self._down_since: float | None = None
         self._last_told: tuple[str, int | None, float] | None = None
         self._store_failing = False
+        self._rejected_logged = -REJECT_LOG_EVERY_S
+        self._rejected_since_log = 0
         self._closed = False
         if metrics is not None:
             _register_collector(metrics, self)
@@ -204,16 +155,26 @@ class InfluxSink:
         self._take_totals(totals)
         if batch is None:
             return FlushResult(0, 0, flush_s)
+        rejected = 0
         try:
-            await self._in_worker(self._write, batch)
+            try:
+                await self._in_worker(self._write, batch)
+            except Exception as exc:
+                if not is_point_fault(classify_failure(exc)):
+                    raise
+                rejected = await self._in_worker(self._write_isolating, batch)
         except Exception as exc:  # noqa: BLE001 - every failure keeps the rows and retries
-            failure = classify_failure(exc)
+            failure = exc.failure if isinstance(exc, PointsRefusedError) else classify_failure(exc)
             wait_s = retry_delay(failure, self._backoff, self.settings.retry_max_s)
             self._failed(failure, totals, wait_s)
             return FlushResult(0, totals.lines, wait_s, failure)
         self._recovered(totals)
         self._backoff.reset()
-        self.stats = replace(self.stats, lines_written=self.stats.lines_written + batch.lines)
+        self.stats = replace(
+            self.stats,
+            lines_written=self.stats.lines_written + batch.lines - rejected,
+            rejected_lines=self.stats.rejected_lines + rejected,
+        )
         try:
             await self._in_worker(self._forget_written)
         except (sqlite3.Error, StoreError) as exc:  # deleted at the next flush, not re-sent
@@ -271,6 +232,63 @@ class InfluxSink:
         self._written = None
 
     def _write(self, batch: SpoolBatch) -> None:
+        self._post(batch.body)
+        # Marked here, not on the event loop: a task cancelled during the write still
+        # gets the batch deleted by _close_in_worker, which runs after this on the thread.
+        self._written = batch
+
+    def _write_isolating(self, batch: SpoolBatch) -> int:
+        """Write ``batch`` in halves down to single lines; return how many were refused.
+
+        Raises what is not a point fault (the batch stays), and :class:`PointsRefusedError`
+        when every line is refused alone.
+        """
+        lines = batch.body.split("\n")
+        refused: list[tuple[str, WriteFailure]] = []
+        middle = len(lines) // 2
+        for half in (lines[:middle], lines[middle:]):
+            self._bisect(half, refused)
+        if len(refused) == len(lines):
+            raise PointsRefusedError(refused[-1][1])
+        self._written = batch
+        self._log_rejected(refused)
+        return len(refused)
+
+    def _bisect(self, lines: list[str], refused: list[tuple[str, WriteFailure]]) -> None:
+        if not lines:
+            return
+        try:
+            self._post("\n".join(lines))
+        except Exception as exc:
+            failure = classify_failure(exc)
+            if not is_point_fault(failure):
+                raise
+            if len(lines) == 1:
+                refused.append((lines[0], failure))
+                return
+            middle = len(lines) // 2
+            self._bisect(lines[:middle], refused)
+            self._bisect(lines[middle:], refused)
+
+    def _log_rejected(self, refused: list[tuple[str, WriteFailure]]) -> None:
+        self._rejected_since_log += len(refused)
+        now = time.monotonic()
+        if refused and now - self._rejected_logged >= REJECT_LOG_EVERY_S:
+            line, failure = refused[0]
+            log.error(
+                "influx server refused points; dropped them, the rest of the batch is written",
+                extra={
+                    "kv": {
+                        "rejected_lines": self._rejected_since_log,
+                        "error": failure.text,
+                        "line": line[:200],
+                    }
+                },
+            )
+            self._rejected_logged = now
+            self._rejected_since_log = 0
+
+    def _post(self, body: str) -> None:
         from influxdb_client.domain.write_precision import WritePrecision
 
         if self._write_api is None:
@@ -287,12 +305,9 @@ class InfluxSink:
         self._write_api.write(
             bucket=self.settings.bucket,
             org=self.settings.org,
-            record=batch.body,
+            record=body,
             write_precision=WritePrecision.MS,
         )
-        # Marked here, not on the event loop: a task cancelled during the write still
-        # gets the batch deleted by _close_in_worker, which runs after this on the thread.
-        self._written = batch
 
     def _close_in_worker(self) -> None:
         with contextlib.suppress(sqlite3.Error, StoreError):  # else sent again next start
@@ -391,6 +406,7 @@ _EXPOSED: Final = (
     ("lines_written", "counter", "Lines the InfluxDB server took (2xx)."),
     ("write_errors", "counter", "Failed write attempts to the InfluxDB server."),
     ("dropped_lines", "counter", "Lines dropped, oldest first, from the full spool."),
+    ("rejected_lines", "counter", "Lines the server refused alone (bad points), dropped."),
     ("spool_lines", "gauge", "Lines waiting in the spool."),
     ("spool_rows", "gauge", "Spool rows (batches) waiting."),
     ("up", "gauge", "1 while the last write to the InfluxDB server succeeded."),

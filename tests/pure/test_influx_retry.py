@@ -10,7 +10,7 @@ from urllib3 import HTTPResponse
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from arete.backoff import Backoff
-from maestro.influx.sink import (
+from maestro.influx.failures import (
     MAX_RETRY_AFTER_S,
     WriteFailure,
     classify_failure,

@@ -384,3 +384,74 @@ def test_store_errors_are_retried_and_a_batch_is_never_sent_twice(
     # Two episodes (reading, then deleting), one warning and one all-clear each.
     assert caplog.text.count("influx sink cannot use the store") == 2
     assert caplog.text.count("influx sink can use the store again") == 2
+
+
+# -- a bad point never blocks the spool -------------------------------------------------------
+def refuse_garbage(_: int, request: Request) -> tuple[int, dict[str, str], bytes]:
+    """Like InfluxDB: a body with an unparsable line is refused whole with a 400."""
+    if any(line.startswith(b"garbage") for line in request.body.splitlines()):
+        message = b'{"code":"invalid","message":"unable to parse \'garbage\': missing fields"}'
+        return 400, {"Content-Type": "application/json"}, message
+    return 204, {}, b""
+
+
+def spool_raw(db: Path, lines: list[str]) -> None:
+    conn = connect(db)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO influx_spool (lines, n) VALUES (?, ?)", ("\n".join(lines), len(lines))
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def test_one_point_the_server_refuses_is_dropped_alone_and_the_spool_goes_on(
+    scripted: Callable[..., ScriptedInflux], db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="maestro.influx")
+    server = scripted(refuse_garbage)
+    settings = fast(server.url, batch_lines=100)
+    stage(db, settings, sample_rows("a1", 0, 20), chunk=20)
+    spool_raw(db, ["garbage"])
+    stage(db, settings, sample_rows("a2", 0, 20), chunk=20)
+
+    async def scenario() -> InfluxSink:
+        sink = InfluxSink(settings, db)
+        async with running(sink):
+            await drained(db, within_s=10)
+        return sink
+
+    sink = asyncio.run(scenario())
+    taken = [
+        line
+        for request in server.requests
+        if not any(line.startswith(b"garbage") for line in request.body.splitlines())
+        for line in request.body.splitlines()
+    ]
+    assert len(taken) == 40, "every good line written"
+    assert len(set(taken)) == 40, "and none twice"
+    assert sink.stats.rejected_lines == 1
+    assert sink.stats.lines_written == 40
+    assert sink.stats.up
+    assert caplog.text.count("influx server refused points") == 1
+
+
+def test_a_server_that_refuses_every_line_keeps_them_all(
+    scripted: Callable[..., ScriptedInflux], db: Path
+) -> None:
+    server = scripted(refuse_garbage)
+    settings = fast(server.url, batch_lines=100)
+    spool_raw(db, ["garbage 1", "garbage 2", "garbage 3"])
+
+    async def scenario() -> InfluxSink:
+        sink = InfluxSink(settings, db)
+        async with running(sink):
+            await until(lambda: sink.stats.write_errors >= 2, 10, "two refused attempts")
+        return sink
+
+    sink = asyncio.run(scenario())
+    assert sink.stats.rejected_lines == 0, "nothing is dropped when nothing is writable"
+    assert totals(db).lines == 3
+    assert not sink.stats.up
