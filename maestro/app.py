@@ -30,6 +30,7 @@ from maestro.settings import BrokerEndpoint, MaestroSettings, resolve_broker
 if TYPE_CHECKING:
     from maestro.alerts.service import AlertService
     from maestro.commands.service import CommandService
+    from maestro.diskstate import DiskMonitor
     from maestro.influx import InfluxSink
     from maestro.notify.service import Notifiers
     from maestro.store.core import Store
@@ -57,6 +58,7 @@ class Maestro:
         self.notifier: Notifiers
         self.influx: InfluxSink | None = None
         self.terminals: TerminalHub
+        self.disk: DiskMonitor
         self.broker_drops = BrokerDrops()
         # Set by ``retire``: leave the broker for good (no session kept for a restart).
         self.end_session_on_stop = False
@@ -118,6 +120,7 @@ class Maestro:
             registry=self.registry,
         )
         self.registry.observers.append(self.alerts)
+        self.disk = wiring.disk_monitor(self)  # the data disk: alert, presence, metrics
         # -- terminal hook: sessions opened by web_api; ingest routes term/+/+/out here
         from maestro.terminal import TerminalHub
 
@@ -132,6 +135,7 @@ class Maestro:
         self._spawn("commands", self.commands.serve())
         self._spawn("terminals", self.terminals.run())
         self._spawn("broker-drops", self.broker_drops.run())
+        self._spawn("disk", self.disk.run())
         if self.influx is not None:
             self._spawn("influx", self.influx.run())
         self.prometheus = make_registry(self)

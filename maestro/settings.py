@@ -29,6 +29,7 @@ from arete.errors import TopicError
 from arete.topics import DEFAULT_ROOT, Topics, validate_agent_id_or_replica
 from maestro.alerts.settings import AlertSettings
 from maestro.commands.settings import CommandSettings
+from maestro.diskstate import DiskSettings
 from maestro.errors import ConfigError
 from maestro.influx.settings import InfluxSettings
 from maestro.notify.settings import NotifySettings
@@ -97,6 +98,7 @@ class MaestroSettings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     notify: NotifySettings = NotifySettings()
     commands: CommandSettings = CommandSettings()
+    disk: DiskSettings = DiskSettings()
 
     # -- derived -----------------------------------------------------------------------
     @property

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from arete.payloads import Status, encode
 from arete.topics import Topics
@@ -16,6 +16,7 @@ from maestro.alerts import ALERT_MIGRATIONS
 from maestro.alerts.service import AlertService
 from maestro.commands import COMMAND_MIGRATIONS
 from maestro.commands.service import CommandService
+from maestro.diskstate import DiskMonitor, DiskReport
 from maestro.events import EventBus
 from maestro.influx import COMPONENT as INFLUX_COMPONENT
 from maestro.influx import MIGRATIONS as INFLUX_MIGRATIONS
@@ -169,7 +170,69 @@ def alert_services(
     return alerts, notifiers
 
 
+DISK_RULE = "maestro_disk_full"
+
+
+def disk_monitor(maestro: Maestro) -> DiskMonitor:
+    """Watches the data dir's disk; its verdict goes to the alerts (``maestro_disk_full``
+    on subject ``maestro:<replica>``), the presence payload and the metrics."""
+    settings = maestro.settings
+    monitor = DiskMonitor(settings.database.parent, settings.disk)
+    monitor.sources["alerts"] = lambda: maestro.alerts.effects.failing
+    monitor.sources["notify"] = lambda: maestro.notifier.dispatcher.failing
+    monitor.sources["registry"] = lambda: maestro.registry.store_failing
+    subject = f"maestro:{settings.replica}"
+
+    def tell_alerts(report: DiskReport, now: float) -> None:
+        observe = getattr(maestro.alerts, "observe_condition", None)
+        if observe is None:  # an alert service without condition rules
+            return
+        detail = ", ".join(sorted(report.failing)) or "free space below the minimum"
+        observe(
+            DISK_RULE,
+            subject,
+            report.full,
+            now,
+            value=None if report.free_bytes is None else float(report.free_bytes),
+            detail=detail if report.full else "",
+        )
+
+    monitor.listeners.append(tell_alerts)
+    presence = getattr(maestro.link, "set_disk_full", None)
+    if presence is not None:
+        monitor.listeners.append(lambda report, _now: presence(report.full))
+    return monitor
+
+
 def service_metrics(maestro: Maestro) -> Iterator[Metric]:
+    disk = maestro.disk.report
+    yield GaugeMetricFamily(
+        "arete_maestro_disk_full",
+        "1 while the maestro's data disk is full (writes failing for lack of space, or"
+        " free space under disk.min_free_bytes)",
+        value=int(disk.full),
+    )
+    if disk.free_bytes is not None:
+        yield GaugeMetricFamily(
+            "arete_maestro_disk_free_bytes",
+            "Free space of the maestro's data disk",
+            value=disk.free_bytes,
+        )
+    yield GaugeMetricFamily(
+        "arete_maestro_unstored_alert_changes",
+        "Alert changes decided but not stored yet (kept in memory, retried)",
+        value=maestro.alerts.effects.unstored,
+    )
+    yield GaugeMetricFamily(
+        "arete_maestro_notifications_held",
+        "Notifications kept in memory because their rows could not be stored",
+        value=maestro.notifier.outbox.held_count(),
+    )
+    yield GaugeMetricFamily(
+        "arete_maestro_notification_marks_unstored",
+        "Sent/failed marks kept in memory until the store takes them (never resent)",
+        value=sum(len(marks) for marks in maestro.notifier.dispatcher.unmarked.values()),
+    )
     commands = maestro.commands
     yield labelled(
         "arete_maestro_commands_finished",

@@ -3,6 +3,11 @@
 * Alert and silence changes, the notifications they cause (outbox rows) and audit
   entries of one evaluation are stored in one transaction, in order, on the store's
   writer thread; a queue keeps the event loop free.
+* What was decided is never thrown away: a job the store refuses (disk full) stays at
+  the head of the queue and is retried with backoff until it is stored; the jobs behind
+  it wait, so the order holds. Its notifications are handed to the outbox's memory path
+  at once, so a page goes out while the disk is full (see
+  :class:`~maestro.notify.outbox.Memo`). Logs say so once a minute.
 * The retained ``alerts/<id>`` snapshot of each agent that changed is republished from
   its own task, coalesced per agent: a broker outage delays snapshots, never pages.
 * The event bus hears about every change at once.
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,15 +30,20 @@ from arete.payloads import AgentAlerts, encode
 from arete.topics import Topics
 from maestro.alerts import tables
 from maestro.alerts.model import Action, AlertChanged, Notify, Publish, SilenceChanged
-from maestro.errors import MaestroError
+from maestro.diskstate import Throttle
+from maestro.errors import MaestroError, StoreError
 from maestro.events import EventBus
-from maestro.notify.outbox import Outbox
+from maestro.notify.outbox import Memo, Outbox
 from maestro.ports import Publisher
 from maestro.store.core import Store
 
 log = logging.getLogger(__name__)
 
 PUBLISH_RETRY_S: Final = 1.0
+STORE_RETRY_MIN_S: Final = 0.5
+STORE_RETRY_MAX_S: Final = 5.0
+FLUSH_WAIT_S: Final = 2.0  # readers wait this long for queued changes, then read anyway
+SELF_PREFIX: Final = "maestro:"  # a replica's own alerts (rules.MAESTRO_SCOPE): no alerts/ topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +63,13 @@ class Job:
     audits: list[AuditEntry] = field(default_factory=list)
     notify: bool = True  # whether this replica queues the notifications
     done: asyncio.Future[None] | None = None
+    memos: dict[int, Memo] = field(default_factory=dict)  # index of a Notify -> its memo
 
 
 class Effects:
-    """Counters: ``notifications_queued``, ``store_errors``, ``publish_errors``."""
+    """Counters: ``notifications_queued``, ``store_errors``, ``publish_errors``; and
+    :attr:`failing` (the store's error while a job waits to be stored, else None),
+    :attr:`unstored` (jobs decided but not stored yet)."""
 
     def __init__(
         self,
@@ -80,6 +94,8 @@ class Effects:
         self.notifications_queued = 0
         self.store_errors = 0
         self.publish_errors = 0
+        self.failing: str | None = None
+        self._throttle = Throttle()
 
     def start(self) -> None:
         self._tasks = [
@@ -99,6 +115,11 @@ class Effects:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.unstored:
+            log.error(
+                "stopping with alert changes not stored (the disk stayed full)",
+                extra={"kv": {"jobs": self.unstored, "error": self.failing}},
+            )
 
     def submit(self, job: Job) -> None:
         """Tell the bus and the publisher now; queue the job for the store."""
@@ -115,7 +136,16 @@ class Effects:
                 self._dirty_event.set()
             elif isinstance(action, Notify) and job.notify:
                 self.notifications_queued += 1
+        if job.notify and self.outbox is not None and self.outbox.channels:
+            for index, action in enumerate(job.actions):
+                if isinstance(action, Notify):
+                    job.memos[index] = Memo(action.notice, job.now)
         self._jobs.put_nowait(job)
+
+    @property
+    def unstored(self) -> int:
+        """Jobs decided but not stored yet (queued, or waiting for the disk)."""
+        return self._jobs.qsize() + (1 if self.failing is not None else 0)
 
     async def submit_and_wait(self, job: Job) -> None:
         """:meth:`submit`, then wait until the job is stored (raises if it was not)."""
@@ -126,38 +156,81 @@ class Effects:
             await job.done
 
     async def flushed(self) -> None:
-        """Until everything submitted so far is stored."""
+        """Until everything submitted so far is stored, or ``FLUSH_WAIT_S`` passed (the
+        disk is full: readers then see what is stored; memory has the rest)."""
         if self._tasks:
-            await self._jobs.join()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_WAIT_S):
+                    await self._jobs.join()
 
     async def _store_loop(self) -> None:
         while True:
             job = await self._jobs.get()
             try:
-                await self._store.write(partial(self._store_job, job=job))
-            except (MaestroError, sqlite3.Error) as exc:
-                self.store_errors += 1
-                log.error("alert changes could not be stored", extra={"kv": {"error": str(exc)}})
-                if job.done is not None and not job.done.done():
-                    job.done.set_exception(exc)
-            else:
-                if job.done is not None and not job.done.done():
-                    job.done.set_result(None)
-                notified = any(isinstance(action, Notify) for action in job.actions)
-                if notified and job.notify and self.outbox is not None:
-                    self.outbox.wake()
+                await self._store_until_stored(job)
             finally:
                 self._jobs.task_done()
 
+    async def _store_until_stored(self, job: Job) -> None:
+        """Store ``job``; on failure keep it (and its pages, in memory) and retry."""
+        memos = list(job.memos.values())
+        outbox = self.outbox
+        delay = STORE_RETRY_MIN_S
+        while True:
+            if outbox is not None and memos:
+                await outbox.freeze(memos)  # what went out from memory is final now
+            try:
+                await self._store.write(partial(self._store_job, job=job))
+            except (MaestroError, sqlite3.Error) as exc:
+                self._failed(job, exc)
+                if outbox is not None and memos:
+                    outbox.hold(memos)
+                    outbox.thaw(memos)
+                await asyncio.sleep(delay)
+                delay = min(STORE_RETRY_MAX_S, delay * 2)
+                continue
+            break
+        if self.failing is not None:
+            log.warning(
+                "alert changes stored again after a store failure",
+                extra={"kv": {"queued": self._jobs.qsize()}},
+            )
+            self.failing = None
+            self._throttle.reset()
+        if job.done is not None and not job.done.done():
+            job.done.set_result(None)
+        if outbox is not None and memos:
+            outbox.release(memos)  # and wakes the channels: new rows to deliver
+
+    def _failed(self, job: Job, exc: BaseException) -> None:
+        self.store_errors += 1
+        self.failing = str(exc)
+        if self._throttle.ready(time.monotonic()):
+            kv = {
+                "error": str(exc),
+                "queued": self._jobs.qsize() + 1,
+                "pages_held": len(job.memos),
+                "repeats": self._throttle.suppressed,
+            }
+            log.error(
+                "alert changes could not be stored; kept in memory and retried until stored",
+                extra={"kv": kv},
+            )
+        if job.done is not None and not job.done.done():
+            # The change is decided and in force; only its storing is late.
+            job.done.set_exception(
+                StoreError(f"the change is in force but not stored yet (retrying): {exc}")
+            )
+
     def _store_job(self, conn: sqlite3.Connection, *, job: Job) -> None:
         """Runs on the writer thread, inside one transaction."""
-        for action in job.actions:
+        for index, action in enumerate(job.actions):
             if isinstance(action, AlertChanged):
                 tables.save_alert(conn, action.alert)
             elif isinstance(action, SilenceChanged):
                 tables.save_silence(conn, action.silence)
             elif isinstance(action, Notify) and job.notify and self.outbox is not None:
-                self.outbox.enqueue(conn, action.notice, job.now)
+                self.outbox.enqueue(conn, action.notice, job.now, job.memos.get(index))
         for entry in job.audits:
             tables.audit(
                 conn,
@@ -178,6 +251,8 @@ class Effects:
                 await self._publish(agent)
 
     async def _publish(self, agent: str) -> None:
+        if agent.startswith(SELF_PREFIX):  # a replica's own alert: the API and pages show it
+            return
         try:
             topic = self._topics.alerts(agent)
         except AreteError as exc:

@@ -3,9 +3,15 @@
 One row per (channel, notice): ``pending`` until the channel answered 2xx (``sent``) or
 refused it for good (``failed``). Rows are inserted by the alert service in the same
 transaction as the alert change that caused them, so a crash can lose neither the
-change nor its notification. A row is marked ``sent`` right after the 2xx: the only
-way to send a message twice is a crash between that answer and the commit (a few
-milliseconds), which this accepts rather than risk never sending.
+change nor its notification. A row is marked ``sent`` right after the 2xx; if that
+mark cannot be stored (disk full) the dispatcher remembers it in memory and stores it
+later, never sending the row again.
+
+When the store refuses the alert change itself, its notices are *held* here in memory
+(:class:`Memo`, in order) and delivered from memory: a page is never held back by a
+full disk. When the change is finally stored, its rows are written with what already
+happened to them (``sent``, ``failed``), so nothing is sent twice. See docs/alerts.md
+for the exact duplicate window of a crash.
 
 The functions taking ``conn`` run on the store's writer or reader threads.
 """
@@ -14,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from maestro.notify.message import Notice, encode_notice
@@ -71,13 +77,57 @@ def _row(values: Any) -> OutboxRow:
     )
 
 
-def enqueue(conn: sqlite3.Connection, channels: Sequence[str], notice: Notice, now: float) -> int:
-    """Queue ``notice`` once per channel; return how many rows were added."""
+@dataclass(eq=False)
+class Memo:
+    """A notice decided by the alert engine, kept in memory until its rows are stored.
+
+    ``done`` records what the memory path already did per channel (``("sent", at,
+    None)`` or ``("failed", at, reason)``); ``next_at``/``attempts`` its backoff. While
+    ``frozen`` (its rows are being written) the memory path leaves it alone.
+    """
+
+    notice: Notice
+    created_at: float
+    done: dict[str, tuple[str, float, str | None]] = field(default_factory=dict)
+    next_at: dict[str, float] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    frozen: bool = False
+    inflight: set[str] = field(default_factory=set)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    channels: Sequence[str],
+    notice: Notice,
+    now: float,
+    memo: Memo | None = None,
+) -> int:
+    """Queue ``notice`` once per channel; return how many rows were added.
+
+    With ``memo``, a channel the notice already went to (or failed on) from memory gets
+    a row in that final state, so it is never sent again.
+    """
     body = encode_notice(notice)
+    values: list[tuple[Any, ...]] = []
+    for channel in channels:
+        done = memo.done.get(channel) if memo is not None else None
+        attempts = memo.attempts.get(channel, 0) if memo is not None else 0
+        if done is not None:
+            state, at, error = done
+            values.append((channel, now, body, state, attempts, now, error, at))
+            continue
+        next_at = memo.next_at.get(channel, now) if memo is not None else now
+        error = memo.errors.get(channel) if memo is not None else None
+        values.append((channel, now, body, "pending", attempts, next_at, error, None))
     conn.executemany(
-        "INSERT INTO notify_outbox (channel, created_at, body, next_attempt_at)"
-        " VALUES (?, ?, ?, ?)",
-        [(channel, now, body, now) for channel in channels],
+        "INSERT INTO notify_outbox (channel, created_at, body, state, attempts,"
+        " next_attempt_at, last_error, done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        values,
     )
     return len(channels)
 
@@ -172,11 +222,64 @@ class Outbox:
         self.channels: tuple[str, ...] = tuple(channels)
         self._events: dict[str, asyncio.Event] = {name: asyncio.Event() for name in channels}
         self.queued = 0  # notices queued since start (each once per channel)
+        self.held: list[Memo] = []  # notices whose rows could not be stored yet, in order
+        self.generation = 0  # bumped when held notices become stored rows
 
-    def enqueue(self, conn: sqlite3.Connection, notice: Notice, now: float) -> int:
+    def enqueue(
+        self, conn: sqlite3.Connection, notice: Notice, now: float, memo: Memo | None = None
+    ) -> int:
         if not self.channels:
             return 0
-        return enqueue(conn, self.channels, notice, now)
+        return enqueue(conn, self.channels, notice, now, memo)
+
+    # -- notices held in memory while the store refuses them (event loop only) ---------
+    def hold(self, memos: Iterable[Memo]) -> None:
+        """Deliver ``memos`` from memory until :meth:`release` (their rows are stored)."""
+        added = False
+        for memo in memos:
+            if memo not in self.held:
+                self.held.append(memo)
+                added = True
+        if added:
+            self.wake()
+
+    async def freeze(self, memos: Iterable[Memo]) -> None:
+        """Keep the memory path off ``memos`` and wait for their sends in flight."""
+        chosen = list(memos)
+        for memo in chosen:
+            memo.frozen = True
+        for memo in chosen:
+            await memo.idle.wait()
+
+    def thaw(self, memos: Iterable[Memo]) -> None:
+        """Their rows were not stored: the memory path may go on with them."""
+        for memo in memos:
+            memo.frozen = False
+        self.wake()
+
+    def release(self, memos: Iterable[Memo]) -> None:
+        """Their rows are stored: the database path delivers what is left."""
+        gone = set(map(id, memos))
+        if not gone:
+            return
+        self.held = [memo for memo in self.held if id(memo) not in gone]
+        self.generation += 1
+        self.wake()
+
+    def next_held(self, channel: str) -> Memo | None:
+        """The oldest held notice ``channel`` still owes, if it may be sent now.
+
+        None when nothing is owed, or when the oldest owed one is being stored (what
+        comes after it waits: a channel delivers in order).
+        """
+        for memo in self.held:
+            if channel in memo.done:
+                continue
+            return None if memo.frozen else memo
+        return None
+
+    def held_count(self) -> int:
+        return len(self.held)
 
     def wake(self) -> None:
         for event in self._events.values():
