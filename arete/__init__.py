@@ -41,6 +41,7 @@ from arete.payloads import (
     is_stale,
 )
 from arete.signing import sign_command, signing_bytes
+from arete.stored import Stored, decode_stored, seq_ranges
 from arete.topics import DEFAULT_ROOT, RESERVED_IDS, Kind, Topics, validate_agent_id
 from arete.version import __version__
 
@@ -66,6 +67,7 @@ __all__ = [
     "ReplyState",
     "Sample",
     "Status",
+    "Stored",
     "TopicError",
     "Topics",
     "UnknownCommandError",
@@ -76,10 +78,12 @@ __all__ = [
     "decode_metrics",
     "decode_reply",
     "decode_status",
+    "decode_stored",
     "encode",
     "encode_metrics",
     "is_stale",
     "parse_args",
+    "seq_ranges",
     "sign_command",
     "signing_bytes",
     "validate_agent_id",

@@ -48,6 +48,7 @@ class Kind(StrEnum):
     TERM = "term"
     ALERTS = "alerts"
     MAESTRO = "maestro"
+    STORED = "stored"  # the maestro's end-to-end acknowledgement to one agent
 
 
 class TermDirection(StrEnum):
@@ -113,6 +114,10 @@ class Topics:
 
     def alerts(self, agent_id: str) -> str:
         return self._agent_topic(Kind.ALERTS, agent_id)
+
+    def stored(self, agent_id: str) -> str:
+        """Where the maestro confirms which of the agent's samples it stored."""
+        return self._agent_topic(Kind.STORED, agent_id)
 
     def maestro(self, replica: str) -> str:
         return f"{self.root}/{Kind.MAESTRO}/{validate_agent_id_or_replica(replica)}"

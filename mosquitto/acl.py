@@ -10,8 +10,9 @@ maestro      everything under ``<root>``                   everything under ``<r
                                                            counter (``$SYS``)
 viewer       nothing                                       status, metrics, heartbeat,
                                                            alerts, maestro of every agent
-agent ``%u`` its own status, metrics, heartbeat, reply,    its own cmd and terminal input,
-             terminal output                               the maestro's status
+agent ``%u`` its own status, metrics, heartbeat, reply,    its own cmd, terminal input and
+             terminal output                               stored acknowledgement, the
+                                                           maestro's status
 ============ ============================================= ===============================
 
 Mosquitto applies ``pattern`` lines to *every* user, service accounts included. That is
@@ -34,7 +35,9 @@ SERVICE_ACCOUNTS: Final = (MAESTRO, VIEWER)
 # terminal traffic can carry secrets.
 VIEWER_READS: Final = (Kind.STATUS, Kind.METRICS, Kind.HEARTBEAT, Kind.ALERTS, Kind.MAESTRO)
 AGENT_WRITES: Final = (Kind.STATUS, Kind.METRICS, Kind.HEARTBEAT, Kind.REPLY)
-AGENT_READS: Final = (Kind.CMD,)
+# ``stored/<id>``: only the maestro writes it (an agent forgets a sample on its word),
+# and only that agent reads it.
+AGENT_READS: Final = (Kind.CMD, Kind.STORED)
 TERM_OUT_SUFFIX: Final = "/+/out"
 TERM_IN_SUFFIX: Final = "/+/in"
 

@@ -255,6 +255,7 @@ def every_topic(topics: Topics, agent_ids: list[str]) -> list[str]:
             topics.cmd(agent),
             topics.reply(agent),
             topics.alerts(agent),
+            topics.stored(agent),
             topics.term(agent, "s1", TermDirection.IN),
             topics.term(agent, "s1", TermDirection.OUT),
         ]
@@ -313,13 +314,14 @@ def test_an_agent_writes_only_its_own_status_metrics_heartbeat_reply_and_termina
     }
 
 
-def test_an_agent_reads_only_its_own_commands_terminal_input_and_the_maestro(
+def test_an_agent_reads_only_its_own_commands_terminal_input_stored_acks_and_the_maestro(
     topics: Topics,
 ) -> None:
     acl = AclModel(render_acl(topics))
     readable = {t for t in every_topic(topics, ["a1", "a2"]) if acl.allows("a1", "read", t)}
     assert readable == {
         topics.cmd("a1"),
+        topics.stored("a1"),
         term(topics, "a1", TermDirection.IN),
         topics.maestro("m1"),
     }

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from arete import commands as cmds
 from arete import payloads as pl
+from arete import stored
 from arete.commands import (
     ARG_MODELS,
     DEFAULT_TIMEOUT_S,
@@ -782,7 +783,8 @@ MARKER = re.compile(r"<!-- (fields|example): ([\w.]+) -->\n")
 
 def resolve(dotted: str) -> type[msgspec.Struct]:
     module, _, name = dotted.rpartition(".")
-    model = {"arete.payloads": pl, "arete.commands": cmds}[module].__dict__[name]
+    modules = {"arete.payloads": pl, "arete.commands": cmds, "arete.stored": stored}
+    model = modules[module].__dict__[name]
     assert isinstance(model, type)
     assert issubclass(model, msgspec.Struct)
     return model

@@ -1,0 +1,182 @@
+"""End-to-end delivery of samples: what was sent and not yet confirmed stored, and when
+to send it again. Pure state (no I/O but the one flag file of :class:`AckMode`); the
+agent's shell (:mod:`edge_agent.agent`) feeds it events and does the sending.
+
+A sample is *confirmed* once the maestro says it stored it (``stored/<agent_id>``,
+:class:`arete.stored.Stored`); the broker's PUBACK is not enough, because a broker
+restart can drop what it acknowledged. Until then the agent keeps the sample — in
+memory for a live sample, in its disk outbox otherwise — and sends everything not yet
+confirmed again:
+
+- after every reconnect of its own;
+- when a maestro replica announces a new ``online`` (the maestro subscribes first, then
+  announces: after a broker restart this is the moment re-sent samples reach it);
+- when the oldest unconfirmed sample waited :data:`ACK_TIMEOUT_S` (doubling up to
+  :data:`ACK_TIMEOUT_MAX_S` while nothing at all is confirmed), unless every known
+  replica is offline (what it has not read waits in its broker session; its next
+  ``online`` triggers the re-send).
+
+The maestro stores on (agent, seq) once, so a re-sent sample is never stored twice.
+
+An agent whose broker has never shown it a maestro (no ``maestro/<replica>`` status,
+no stored acknowledgement) counts the PUBACK as confirmation, as before: nobody would
+ever confirm anything. :class:`AckMode` remembers across restarts that a maestro exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from arete.payloads import MaestroState, MaestroStatus
+from edge_agent.state import OutboxRow
+
+ACK_TIMEOUT_S: Final = 10.0
+ACK_TIMEOUT_MAX_S: Final = 300.0
+ACK_MODE_FILE: Final = "maestro-acks"
+
+
+@dataclass(slots=True)
+class Batch:
+    """One replay message from the outbox, until all its samples are confirmed."""
+
+    seqs: set[int]
+    sent_at: float
+
+
+@dataclass(slots=True)
+class Unconfirmed:
+    """Samples sent and not yet confirmed, and when to send them again."""
+
+    timeout_s: float = ACK_TIMEOUT_S
+    max_timeout_s: float = ACK_TIMEOUT_MAX_S
+    live: dict[int, tuple[OutboxRow, float]] = field(default_factory=dict)  # seq -> row, sent
+    batches: list[Batch] = field(default_factory=list)
+    misses: int = 0  # re-sends in a row that nothing was confirmed between
+
+    @property
+    def live_count(self) -> int:
+        return len(self.live)
+
+    @property
+    def replay_count(self) -> int:
+        return len(self.batches)
+
+    def __bool__(self) -> bool:
+        return bool(self.live or self.batches)
+
+    def sent_live(self, row: OutboxRow, now: float) -> None:
+        self.live[row.seq] = (row, now)
+
+    def sent_batch(self, seqs: Iterable[int], now: float) -> Batch:
+        batch = Batch(set(seqs), now)
+        self.batches.append(batch)
+        return batch
+
+    def confirm(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Forget the samples in these ``(first, last)`` ranges; how many were pending."""
+        done = 0
+        for first, last in ranges:
+            if self.live:
+                if last - first < len(self.live):
+                    hits = [s for s in range(first, last + 1) if s in self.live]
+                else:
+                    hits = [s for s in self.live if first <= s <= last]
+                for seq in hits:
+                    del self.live[seq]
+                done += len(hits)
+            for batch in self.batches:
+                before = len(batch.seqs)
+                if last - first < before:
+                    batch.seqs.difference_update(range(first, last + 1))
+                else:
+                    batch.seqs = {s for s in batch.seqs if not first <= s <= last}
+                done += before - len(batch.seqs)
+        if done:
+            self.batches = [batch for batch in self.batches if batch.seqs]
+            self.misses = 0
+        return done
+
+    def confirm_live(self, seq: int) -> None:
+        """The broker's PUBACK confirms a live sample (no maestro to wait for)."""
+        self.live.pop(seq, None)
+
+    def confirm_batch(self, batch: Batch) -> None:
+        """The broker's PUBACK confirms a replay batch (no maestro to wait for)."""
+        with contextlib.suppress(ValueError):
+            self.batches.remove(batch)
+
+    @property
+    def current_timeout_s(self) -> float:
+        return min(self.max_timeout_s, self.timeout_s * 2.0**self.misses)
+
+    def oldest_sent(self) -> float:
+        times = [sent for _, sent in self.live.values()]
+        times += [batch.sent_at for batch in self.batches]
+        return float(min(times, default=math.inf))
+
+    def due(self, now: float) -> bool:
+        """Whether the oldest unconfirmed sample has waited long enough to send again."""
+        return now - self.oldest_sent() >= self.current_timeout_s
+
+    def take_all(self, *, timed_out: bool = False) -> list[OutboxRow]:
+        """Everything is to be sent again: the live rows (for the outbox), in seq order.
+
+        Replay batches are simply forgotten: their samples are still in the outbox.
+        ``timed_out`` lengthens the next timeout while nothing gets confirmed.
+        """
+        rows = [row for row, _ in sorted(self.live.values(), key=lambda item: item[0].seq)]
+        self.live.clear()
+        self.batches.clear()
+        if timed_out:
+            self.misses += 1
+        return rows
+
+
+@dataclass(slots=True)
+class HubWatch:
+    """The maestro replicas' retained states, as the agent sees them on ``maestro/+``."""
+
+    online: dict[str, float] = field(default_factory=dict)  # replica -> ts of its online
+    offline: set[str] = field(default_factory=set)
+
+    def on_status(self, replica: str, status: MaestroStatus) -> bool:
+        """Record a status; True when it is a *new* ``online`` (time to re-send).
+
+        The broker hands the same retained status again at every reconnect: one already
+        seen (same ``ts``) is no news.
+        """
+        if status.state is MaestroState.ONLINE:
+            self.offline.discard(replica)
+            if self.online.get(replica) == status.ts:
+                return False
+            self.online[replica] = status.ts
+            return True
+        self.offline.add(replica)
+        return False
+
+    @property
+    def all_offline(self) -> bool:
+        """Every replica heard of said ``offline`` last (False when none was heard of)."""
+        return bool(self.offline) and not (set(self.online) - self.offline)
+
+
+class AckMode:
+    """Whether to wait for the maestro's stored acknowledgement; remembered on disk."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / ACK_MODE_FILE
+        self.on = self.path.exists()
+
+    def maestro_seen(self) -> bool:
+        """Switch on (a maestro exists); True if it was off until now."""
+        if self.on:
+            return False
+        self.on = True
+        with contextlib.suppress(OSError):  # a full disk: on for this run at least
+            self.path.write_text("a maestro confirms stored samples\n")
+        return True
