@@ -228,6 +228,15 @@ class AgentState:
             count = self._scalar("SELECT COUNT(*) FROM outbox")
         self._outbox_len = count  # after COMMIT: a failed commit leaves the cache right
 
+    def outbox_delete_ranges(self, ranges: list[tuple[int, int]]) -> None:
+        """Forget samples the maestro confirmed stored: ``(first, last)`` seq ranges."""
+        if not ranges or not self._outbox_len:
+            return
+        with self._errors("delete from outbox"), self._transaction():
+            self._db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", ranges)
+            count = self._scalar("SELECT COUNT(*) FROM outbox")
+        self._outbox_len = count
+
     # -- full disk ---------------------------------------------------------------------
     def try_recover(self) -> bool:
         """After a full disk: hand freed pages back, remake the ballast. True when done.

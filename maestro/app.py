@@ -91,6 +91,7 @@ class Maestro:
             self.store.writer.submit,
             self._ack,
             inbox.put,
+            publish=self._publish_nowait,
         )
         self.link = MaestroLink(self._link_config(), self.ingest.handle)
         self.registry = Registry(
@@ -224,6 +225,9 @@ class Maestro:
 
     def _ack(self, generation: int, mid: int) -> None:
         self.link.ack(generation, mid)
+
+    def _publish_nowait(self, topic: str, payload: bytes) -> None:
+        self.link.publish_nowait(topic, payload)  # the link is built after the ingest
 
     def _deliver(self, item: Inbound) -> None:
         if isinstance(item, ReplyIn):

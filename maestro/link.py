@@ -9,7 +9,14 @@
   broker redelivers that message; the store's (agent, seq) key makes it a no-op).
 - ``Receive Maximum`` bounds how many unacknowledged messages the broker sends: that is
   the ingest's back-pressure when the store falls behind.
-- The replica's retained state on ``maestro/<replica>`` with a Last Will.
+- The replica's retained state on ``maestro/<replica>`` with a Last Will, published
+  right after the subscriptions at every connect: agents take a fresh ``online`` as the
+  sign to re-send what was not confirmed stored, so the subscriptions must exist first.
+- Reconnects: paho's backoff (``reconnect_min_s`` doubling to ``reconnect_max_s``), but
+  at most ``reconnect_recent_max_s`` apart while the broker was up less than
+  :data:`RECENT_BROKER_S` ago. A restarted broker drops what agents publish until the
+  maestro subscribes again, so the maestro must be back within a second or two.
+- :meth:`publish_nowait` (QoS 0, from any thread) sends the stored acknowledgements.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ log = logging.getLogger("arete.maestro.link")
 # A PUBACK can beat publish() to its bookkeeping by microseconds; one older than this is
 # the ack of an earlier publish whose message id paho has since reused.
 EARLY_ACK_MAX_AGE_S = 5.0
+# A broker seen up less than this ago is probably restarting: retry it quickly.
+RECENT_BROKER_S = 300.0
 
 MessageHandler = Callable[[mqtt.MQTTMessage, int], None]
 """Called on the network thread with each message and the connection generation."""
@@ -60,6 +69,7 @@ class LinkConfig:
     ca_file: str | None = None
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    reconnect_recent_max_s: float = 2.0
 
     @property
     def client_id(self) -> str:
@@ -96,6 +106,8 @@ class MaestroLink:
         self.connects = 0
         self.disconnects = 0
         self.refused_publishes = 0
+        self._untracked: set[int] = set()  # QoS 0 publishes nobody waits for
+        self._lost_at: float | None = None  # monotonic time the broker link was lost
         self._client = self._make_client()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -113,9 +125,7 @@ class MaestroLink:
             client.tls_set_context(context)
         will = self._state_payload(MaestroState.OFFLINE)
         client.will_set(cfg.topics.maestro(cfg.replica), will, qos=1, retain=True)
-        client.reconnect_delay_set(
-            max(1, round(cfg.reconnect_min_s)), max(1, round(cfg.reconnect_max_s))
-        )
+        self._backoff(client, recent=False)
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
@@ -123,7 +133,25 @@ class MaestroLink:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_unsubscribe = self._on_unsubscribe
+        client.on_connect_fail = self._on_connect_fail
         return client
+
+    def _backoff(self, client: mqtt.Client, *, recent: bool) -> None:
+        """Retry delays: short caps while the broker was up a moment ago."""
+        cfg = self.config
+        low = max(0.1, cfg.reconnect_min_s)
+        high = cfg.reconnect_max_s
+        if recent:
+            high = min(high, cfg.reconnect_recent_max_s)
+        # paho's type says int; its arithmetic and sleeps take floats.
+        client.reconnect_delay_set(low, max(low, high))  # type: ignore[arg-type]
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        lost = self._lost_at
+        if lost is not None and time.monotonic() - lost > RECENT_BROKER_S:
+            self._lost_at = None  # once: from now on the usual, longer backoff
+            log.warning("the broker is still unreachable; retrying less often")
+            self._backoff(client, recent=False)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -283,6 +311,16 @@ class MaestroLink:
                 with self._lock:
                     self._pending.pop(info.mid, None)
 
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 0 from any thread; False when not connected (nothing queued)."""
+        info = self._client.publish(topic, payload, qos=0)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        with self._lock:  # paho may already have reported it sent (see _on_publish)
+            if self._early.pop(info.mid, None) is None:
+                self._untracked.add(info.mid)
+        return True
+
     def _settle(self, future: asyncio.Future[None], code: int, topic: str = "") -> None:
         if future.done():
             return
@@ -307,6 +345,9 @@ class MaestroLink:
     ) -> None:
         code = _code(reason_code)
         with self._lock:
+            if mid in self._untracked:
+                self._untracked.discard(mid)
+                return
             future = self._pending.pop(mid, None)
             if future is None:
                 now = time.monotonic()
@@ -359,14 +400,18 @@ class MaestroLink:
             cfg.client_id,
             flags.session_present,
         )
+        with self._lock:
+            self._untracked.clear()  # QoS 0 packets of the old connection are gone
+        # Subscribe first: the broker handles our packets in order, so by the time agents
+        # see this "online" (and re-send what was not confirmed) the subscriptions exist.
+        left = set(self._shared()) if self._shares_left else set()
+        client.subscribe([(topic, qos) for topic, qos in cfg.subscriptions if topic not in left])
         client.publish(
             cfg.topics.maestro(cfg.replica),
             self._state_payload(MaestroState.ONLINE),
             qos=1,
             retain=True,
         )
-        left = set(self._shared()) if self._shares_left else set()
-        client.subscribe([(topic, qos) for topic, qos in cfg.subscriptions if topic not in left])
         self._connected.set()
         self._notify(True)
 
@@ -381,6 +426,8 @@ class MaestroLink:
         if self._connected.is_set():
             self.disconnects += 1
             log.warning("disconnected from the broker: %s", reason_code)
+            self._lost_at = time.monotonic()
+            self._backoff(client, recent=True)
         self._connected.clear()
         self._notify(False)
 
