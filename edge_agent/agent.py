@@ -366,7 +366,6 @@ class Agent:
                 log.warning(
                     "state disk has room again", extra={"kv": {"state": str(self.state.path)}}
                 )
-                self._disk_logged_at = -DISK_LOG_EVERY_S
         if self.state.disk_full:
             self._log_disk(None)
         if self.state.disk_full != self._disk_full_said and self.link.connected:
