@@ -109,6 +109,8 @@ class Maestro:
             ),
             tick_s=s.liveness.tick_s,
             digest_s=s.liveness.digest_s,
+            link=self.link,  # liveness is judged only while the link is up
+            will_settle_s=s.liveness.will_settle_s,
         )
         await wiring.load_registry(self.store, self.registry)
         self.commands = wiring.command_service(s, self.store, self.link, self.topics, self.events)
@@ -121,6 +123,8 @@ class Maestro:
             registry=self.registry,
         )
         self.registry.observers.append(self.alerts)
+        self.registry.stall_after_s = self.alerts.threshold("metrics_stalled")
+        self.registry.skew_s = self.alerts.threshold("clock_skew")
         self.disk = wiring.disk_monitor(self)  # the data disk: alert, presence, metrics
         # -- terminal hook: sessions opened by web_api; ingest routes term/+/+/out here
         from maestro.terminal import TerminalHub

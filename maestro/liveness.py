@@ -1,13 +1,23 @@
-"""Liveness of one agent as a pure state machine: ``evaluate(state, event, now, policy)``.
+"""Liveness of one agent as a pure state machine: ``evaluate(state, event, now) -> result``.
 
 ``online`` → ``late`` after one missed heartbeat → ``critical`` after three → back to
 ``online`` at the next contact; ``stopping`` and ``offline`` come from the agent's own
-status (its clean shutdown, or its Last Will). The epoch rules of the contract apply to
-every event: anything from an older connection than the one we know is ignored, so a late
-Will never marks a reconnected agent offline and a stale sample never revives a dead one.
+status (its clean shutdown, or its Last Will).
 
-"Contact" is any metrics or heartbeat message of the current epoch, timed by the
-maestro's clock when it arrived (agents' clocks may be off). The shell
+Epochs (one per agent connection) decide which words count:
+
+* Only a status moves the epoch. An ``online`` (the birth of a connection) is adopted
+  whatever its epoch: the newest birth is the connection that is up, so a real agent
+  that reconnects always recovers, even after a forged or implausible epoch.
+* ``offline`` / ``stopping`` of an older connection than the one we know are ignored: a
+  late Will never marks a reconnected agent offline.
+* Heartbeats and metrics ("contact", timed by the maestro's clock when they arrived)
+  count only for the current epoch; one of any other epoch is ignored and never moves
+  the epoch (one forged heartbeat with epoch 2^62 cannot make every real one stale).
+  Before any status, the first contact makes the agent known.
+
+While the maestro's own broker link is down nothing can arrive, so the shell stops
+ticking; :class:`Resume` then gives every connected agent a fresh grace. The shell
 (:mod:`maestro.registry`) feeds events and performs the returned transitions.
 """
 
@@ -74,6 +84,7 @@ class AgentLive:
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     clean: bool = False  # an ``offline`` that followed a clean shutdown
     reason: str | None = None
+    judged_from: float = 0.0  # silence counts from here at the earliest (link came back)
 
 
 # -- events ------------------------------------------------------------------------------
@@ -95,7 +106,14 @@ class Tick:
     contact: tuple[int, float] | None = None
 
 
-Event = StatusSeen | Contact | Tick
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The maestro's broker link is back at ``at``: silence until then proves nothing."""
+
+    at: float
+
+
+Event = StatusSeen | Contact | Tick | Resume
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +138,8 @@ def evaluate(
         return _on_status(agent_id, state, event.status, now)
     if isinstance(event, Contact):
         return _on_contact(agent_id, state, event.epoch, event.at, now)
+    if isinstance(event, Resume):
+        return _on_resume(state, event.at)
     return _on_tick(state, event.contact, now, policy)
 
 
@@ -130,8 +150,6 @@ def is_clean_offline(status: Status) -> bool:
 
 
 def _on_status(agent_id: str, state: AgentLive | None, status: Status, now: float) -> Result:
-    if state is not None and status.epoch < state.epoch:
-        return state, None  # a late word of an older connection (e.g. its Will)
     new = _STATUS_STATE[status.state]
     heartbeat_s = status.heartbeat_s
     same = state is not None and status.epoch == state.epoch
@@ -141,6 +159,7 @@ def _on_status(agent_id: str, state: AgentLive | None, status: Status, now: floa
             return replace(state, heartbeat_s=heartbeat_s), None
         if same and state is not None and state.state is Liveness.OFFLINE:
             return state, None  # online of a connection already declared dead
+        # A birth: the connection that is up now, whatever epoch we believed in.
         return _move(
             agent_id,
             state,
@@ -151,6 +170,8 @@ def _on_status(agent_id: str, state: AgentLive | None, status: Status, now: floa
             heartbeat_s=heartbeat_s,
             reason=status.reason,
         )
+    if state is not None and status.epoch < state.epoch:
+        return state, None  # a late word of an older connection (e.g. its Will)
     if same and state is not None and state.state is new:
         return state, None
     clean = new is Liveness.STOPPING or (
@@ -176,7 +197,7 @@ def _on_contact(
 ) -> Result:
     if state is None:
         # Data before any status (its retained status is on the way, or was cleared):
-        # the agent is evidently connected.
+        # the agent is evidently connected. Its birth, when it comes, sets the epoch.
         return _move(
             agent_id,
             None,
@@ -187,11 +208,10 @@ def _on_contact(
             heartbeat_s=DEFAULT_HEARTBEAT_S,
             reason="contact",
         )
-    newer = epoch > state.epoch  # a new connection whose status has not arrived yet
     current = epoch == state.epoch and state.state.connected and at > state.last_contact
-    if not (newer or current):
-        return state, None  # older connection, one that already ended, or nothing new
-    if current and state.state is Liveness.ONLINE:
+    if not current:
+        return state, None  # another connection's word, one that already ended, or old
+    if state.state is Liveness.ONLINE:
         return replace(state, last_contact=at), None
     return _move(
         agent_id,
@@ -205,21 +225,25 @@ def _on_contact(
     )
 
 
+def _on_resume(state: AgentLive | None, at: float) -> Result:
+    if state is None or not state.state.connected or state.judged_from >= at:
+        return state, None
+    return replace(state, judged_from=at), None
+
+
 def _on_tick(
     state: AgentLive | None, contact: tuple[int, float] | None, now: float, policy: Policy
 ) -> Result:
     if state is None:
         return None, None
-    if contact is not None and (
-        contact[0] > state.epoch or (contact[0] == state.epoch and contact[1] > state.last_contact)
-    ):
+    if contact is not None and contact[0] == state.epoch and contact[1] > state.last_contact:
         touched, moved = _on_contact(state.agent_id, state, contact[0], contact[1], now)
         if moved is not None or touched is None:
             return touched, moved
         state = touched
     if not state.state.connected:
         return state, None
-    silent = now - state.last_contact
+    silent = now - max(state.last_contact, state.judged_from)
     if silent > policy.critical_deadline(state.heartbeat_s):
         target = Liveness.CRITICAL
     elif silent > policy.late_deadline(state.heartbeat_s):
@@ -254,7 +278,10 @@ def _move(
     reason: str | None,
     clean: bool = False,
 ) -> Result:
-    moved = AgentLive(agent_id, new, epoch, now, last_contact, heartbeat_s, clean, reason)
+    judged_from = state.judged_from if state is not None else 0.0
+    moved = AgentLive(
+        agent_id, new, epoch, now, last_contact, heartbeat_s, clean, reason, judged_from
+    )
     old = state.state if state is not None else None
     return moved, Transition(agent_id, old, new, epoch, now, reason, clean)
 

@@ -6,6 +6,12 @@ clock, then performs each transition: store it, publish it on the event bus, tel
 observers (alerts). Also tracks the other maestro replicas, shares this replica's
 contacts with them (:class:`~arete.payloads.PeerDigest`), and says which replica leads
 (sends notifications).
+
+Judging liveness needs a working link to the broker (:mod:`maestro.outage`): while this
+replica's link is down nothing is judged, and Wills that the broker's own stop or
+restart produced are not agent incidents. What else it learns from what arrives (sample
+receive times, clock offsets, stalled samples, one id on two machines) lives in
+:mod:`maestro.agent_watch` and is reported to the alerts as conditions.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from arete.payloads import MaestroState, PeerDigest, Status, encode
+from arete.payloads import AgentState, MaestroState, PeerDigest, Status, encode
 from arete.topics import Topics
+from maestro.agent_watch import AgentWatch
 from maestro.diskstate import Throttle
 from maestro.errors import MaestroError
 from maestro.events import EventBus
@@ -28,16 +35,21 @@ from maestro.liveness import (
     Contact,
     Liveness,
     Policy,
+    Resume,
     StatusSeen,
     Tick,
     Transition,
     evaluate,
+    is_clean_offline,
 )
+from maestro.outage import LinkGate, LinkState
 from maestro.ports import Publisher
-from maestro.store.rows import SampleRow, row_values
+from maestro.store.rows import HEAD, SampleRow, row_values
 
 log = logging.getLogger("arete.maestro.registry")
 
+_TS = HEAD.index("ts")  # the agent's own timestamp of a sample row
+_SEQ = HEAD.index("seq")
 MAX_UNSAVED = 100_000  # transitions kept for a retry while the store refuses writes
 
 
@@ -78,6 +90,8 @@ class Registry:
         tick_s: float = 0.5,
         digest_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        link: LinkState | None = None,
+        will_settle_s: float = 3.0,
     ) -> None:
         self.topics = topics
         self.replica = replica
@@ -103,6 +117,13 @@ class Registry:
         self.store_failing: str | None = None  # the store's error while saves wait
         self._store_log = Throttle()
         self.ready = asyncio.Event()
+        self.gate = LinkGate(link, settle_s=will_settle_s)
+        self.watch = AgentWatch()
+        # Limits of the condition rules judged here (None: that rule is off); the maestro
+        # sets them from the alert rules.
+        self.stall_after_s: float | None = 30.0
+        self.skew_s: float | None = 10.0
+        self._reported: dict[tuple[str, str], bool] = {}
 
     def now(self) -> float:
         return self._clock()
@@ -118,7 +139,8 @@ class Registry:
     def on_status(self, agent_id: str, status: Status, now: float | None = None) -> None:
         now = self._clock() if now is None else now
         current = self.states.get(agent_id)
-        if current is not None and status.epoch < current.epoch:
+        birth = status.state is AgentState.ONLINE
+        if not birth and current is not None and status.epoch < current.epoch:
             self.stale_ignored += 1
             log.info(
                 "ignored a stale status agent_id=%s state=%s epoch=%d current_epoch=%d",
@@ -128,7 +150,25 @@ class Registry:
                 current.epoch,
             )
             return
+        if (
+            status.state is AgentState.OFFLINE
+            and not is_clean_offline(status)
+            and current is not None
+            and current.state.connected
+            and status.epoch == current.epoch
+        ):
+            verdict = self.gate.on_will(agent_id, status, now)
+            if verdict != "apply":
+                return  # held for the settle delay, or an artifact of a link outage
+        else:
+            self.gate.forget(agent_id)
+        if birth and (current is None or current.epoch != status.epoch):
+            self.watch.on_birth(agent_id, status.host, now)
+        self._take_status(agent_id, status, now)
+
+    def _take_status(self, agent_id: str, status: Status, now: float) -> None:
         self.statuses[agent_id] = status
+        current = self.states.get(agent_id)
         new, moved = evaluate(agent_id, current, StatusSeen(status), now, self.policy)
         self._apply(agent_id, new, moved)
         self._dirty.add(agent_id)
@@ -145,12 +185,18 @@ class Registry:
             merged = self._peer_contacts
             for agent_id, (epoch, at) in item.digest.seen.items():
                 known_contact = merged.get(agent_id)
-                if known_contact is None or (epoch, at) > known_contact:
+                # The newest word wins (as in our own contacts), never the biggest epoch:
+                # one forged epoch must not stick.
+                if known_contact is None or at >= known_contact[1]:
                     merged[agent_id] = (epoch, at)
 
     # -- clock ---------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
+        if not self._link_ok(now):
+            return  # nothing can arrive: silence proves nothing
+        for agent_id, held in self.gate.due(now):
+            self._take_status(agent_id, held.status, held.at)
         contacts = self._contacts
         peer = self._peer_contacts
         # Agents heard from that we have no state for yet (metrics before any status).
@@ -162,18 +208,105 @@ class Registry:
             new, moved = evaluate(agent_id, None, Contact(epoch, at), now, self.policy)
             self._apply(agent_id, new, moved)
         for agent_id, state in list(self.states.items()):
+            if not state.state.connected:
+                continue
             contact = contacts.get(agent_id)
             other = peer.get(agent_id)
-            if other is not None and (contact is None or other > contact):
+            if (
+                other is not None
+                and other[0] == state.epoch
+                and (contact is None or contact[0] != state.epoch or other[1] > contact[1])
+            ):
                 contact = other
-            if not state.state.connected and (contact is None or contact[0] <= state.epoch):
-                continue
             new, moved = evaluate(agent_id, state, Tick(contact), now, self.policy)
             if new is not state:
                 self._apply(agent_id, new, moved)
+        self._watch_agents(now)
+
+    # -- the broker link -------------------------------------------------------------------
+    def _link_ok(self, now: float) -> bool:
+        epochs = {a: s.epoch for a, s in self.states.items() if s.state.connected}
+        for change in self.gate.poll(now, epochs):
+            if change == "back":
+                for agent_id, state in list(self.states.items()):
+                    new, moved = evaluate(agent_id, state, Resume(now), now, self.policy)
+                    self._apply(agent_id, new, moved)
+            self._condition("broker_unreachable", f"maestro:{self.replica}", change == "lost", now)
+        return self.gate.up
+
+    # -- what else arrives: samples, clocks, identities -------------------------------------
+    def _watch_agents(self, now: float) -> None:
+        watch = self.watch
+        for agent_id, (received, row) in list(self._latest.items()):
+            watch.on_sample(agent_id, row, row[_TS], row[_SEQ], min(received, now))
+        for agent_id, state in self.states.items():
+            if self.stall_after_s is not None:
+                since = max(state.since, state.judged_from)
+                silent = (
+                    watch.stalled_for(agent_id, since, now, self.stall_after_s)
+                    if state.state is Liveness.ONLINE
+                    else None
+                )
+                self._condition("metrics_stalled", agent_id, silent is not None, now, value=silent)
+            offset = watch.offset(agent_id)
+            if self.skew_s is not None and offset is not None:
+                skewed = abs(offset) > self.skew_s and state.state.connected
+                detail = "ahead" if offset > 0 else "behind"
+                self._condition(
+                    "clock_skew", agent_id, skewed, now, value=round(abs(offset), 1), detail=detail
+                )
+            hosts = watch.conflicting_hosts(agent_id, now)
+            self._condition(
+                "identity_conflict", agent_id, bool(hosts), now, detail=", ".join(hosts)
+            )
+
+    def _condition(
+        self,
+        rule: str,
+        subject: str,
+        holds: bool,
+        now: float,
+        *,
+        value: float | None = None,
+        detail: str = "",
+    ) -> None:
+        """Tell the observers when a condition starts or stops holding."""
+        key = (rule, subject)
+        if self._reported.get(key, False) == holds:
+            return
+        self._reported[key] = holds
+        if holds:
+            log.info("condition %s holds for %s %s", rule, subject, detail)
+        for observer in self.observers:
+            observe = getattr(observer, "observe_condition", None)
+            if observe is None:
+                continue
+            try:
+                observe(rule, subject, holds, now, value=value, detail=detail)
+            except Exception:
+                log.exception("an observer failed on condition %s of %s", rule, subject)
+
+    def announce(self) -> None:
+        """Tell the observers every agent known now (at startup, when no transition will)."""
+        known = {
+            agent_id: (str(state.state), state.clean, self._labels(agent_id))
+            for agent_id, state in self.states.items()
+        }
+        for observer in self.observers:
+            observe = getattr(observer, "observe_known", None)
+            if observe is not None:
+                try:
+                    observe(known)
+                except Exception:
+                    log.exception("an observer failed on the known agents")
+
+    def _labels(self, agent_id: str) -> dict[str, str]:
+        status = self.statuses.get(agent_id)
+        return dict(status.labels) if status is not None else {}
 
     async def run(self) -> None:
         """Tick forever; persist transitions in batches; share contacts with peers."""
+        self.announce()
         next_digest = 0.0
         while True:
             now = self._clock()
@@ -250,8 +383,7 @@ class Registry:
         self.transitions += 1
         self._unsaved.append(moved)
         self._dirty.add(agent_id)
-        status = self.statuses.get(agent_id)
-        labels = dict(status.labels) if status is not None else {}
+        labels = self._labels(agent_id)
         log.info(
             "agent state agent_id=%s old=%s new=%s epoch=%d reason=%s",
             agent_id,
@@ -292,21 +424,30 @@ class Registry:
             "metrics": row_values(latest[1]) | {"ts": latest[1][2], "rx_ts": latest[0]}
             if latest
             else None,
+            "clock_offset_s": _rounded(self.watch.offset(agent_id)),  # agent minus maestro
         }
 
     def views(self, agent_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         ids = sorted(self.states) if agent_ids is None else agent_ids
         return [self.view(agent_id) for agent_id in ids]
 
-    def latest_values(self) -> dict[str, tuple[float, dict[str, Any]]]:
+    def latest_values(self) -> dict[str, tuple[float, dict[str, Any]]] | None:
         """``{agent_id: (receive time, {field: value})}`` of connected agents, for alert rules.
 
         The receive time is the maestro's clock when the sample arrived (never the agent's
-        own ``ts``, which a wrong clock or a forged message can put anywhere).
+        own ``ts``, which a wrong clock or a forged message can put anywhere). None while
+        the broker link is down or just back (samples are not flowing yet): metric rules
+        hold rather than take "no data" for an answer.
         """
+        if self.gate.metrics_held(self._clock()):
+            return None
         out: dict[str, tuple[float, dict[str, Any]]] = {}
-        for agent_id, (ts, row) in list(self._latest.items()):
+        for agent_id, (received, row) in list(self._latest.items()):
             state = self.states.get(agent_id)
             if state is not None and state.state in (Liveness.ONLINE, Liveness.LATE):
-                out[agent_id] = (ts, row_values(row))
+                out[agent_id] = (received, row_values(row))
         return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -76,6 +76,13 @@ class LivenessSettings(BaseModel):
     digest_s: float = Field(
         1.0, gt=0, le=60, description="How often replicas share which agents they heard."
     )
+    will_settle_s: float = Field(
+        3.0,
+        ge=0,
+        le=60,
+        description="A Will (connection lost) counts only if this replica's broker link stays "
+        "up this long after it: a broker that stops publishes every agent's Will.",
+    )
 
 
 class MaestroSettings(BaseSettings):

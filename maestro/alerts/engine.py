@@ -14,9 +14,11 @@ Notifications follow from comparing each incident with what the channels were la
 told (:class:`~maestro.alerts.model.Told`): a firing incident nobody heard of, a
 resolved one announced as firing, a reminder every ``repeat_s`` while unacknowledged.
 Nothing is announced while a silence matches. An incident announced as resolved that
-comes back (flapping) is announced again only once ``reopen_s`` has passed since that
-message and it is still firing. What is due for one agent waits ``group_wait_s`` and
-goes out as one :class:`~maestro.notify.message.Notice`.
+comes back (flapping) is announced again once ``flap_hold_s`` has passed since that
+message: as "firing again" if it still fires, else as one "resolved" that counts the
+times it came back. Damping merges messages but never drops an outage. What is due for
+one agent waits ``group_wait_s`` and goes out as one
+:class:`~maestro.notify.message.Notice`.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from maestro.alerts.model import (
     Action,
     AddSilence,
     AgentObserved,
+    AgentsKnown,
     AgentView,
     AlertChange,
     AlertChanged,
     AlertRecord,
+    Condition,
+    ConditionObserved,
     EndSilence,
     EngineConfig,
     EngineState,
@@ -49,7 +54,7 @@ from maestro.alerts.model import (
     Told,
     make_alert_id,
 )
-from maestro.alerts.rules import LIVE_STATES, Rule
+from maestro.alerts.rules import LIVE_STATES, MAESTRO_SCOPE, Rule
 from maestro.errors import AlertError
 from maestro.notify.message import Notice, NoticeItem, NoticeKind
 
@@ -63,6 +68,7 @@ class _Work:
     agents: dict[str, AgentView]
     silences: dict[str, SilenceRecord]
     groups: dict[str, float]
+    conditions: dict[tuple[str, str], Condition] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)  # agents whose snapshot changed
 
@@ -74,21 +80,24 @@ class _Work:
             dict(state.agents),
             dict(state.silences),
             dict(state.groups),
+            dict(state.conditions),
         )
 
     def freeze(self) -> tuple[EngineState, list[Action]]:
-        state = EngineState(self.config, self.alerts, self.agents, self.silences, self.groups)
         actions = self.actions + [Publish(agent) for agent in sorted(self.dirty)]
-        return state, actions
+        return self.view(), actions
 
     def change(self, alert: AlertRecord, change: AlertChange) -> None:
         self.alerts[alert.key] = alert
         self.actions.append(AlertChanged(alert, change))
-        if change != "notified":
-            self.dirty.add(alert.agent)
+        rule = self.config.rule(alert.rule)
+        if change != "notified" and (rule is None or rule.scope != MAESTRO_SCOPE):
+            self.dirty.add(alert.agent)  # replicas have no alerts/<id> snapshot
 
     def view(self) -> EngineState:
-        return EngineState(self.config, self.alerts, self.agents, self.silences, self.groups)
+        return EngineState(
+            self.config, self.alerts, self.agents, self.silences, self.groups, self.conditions
+        )
 
 
 def initial_state(config: EngineConfig) -> EngineState:
@@ -104,6 +113,7 @@ def restore(
     """The state after a restart, from stored records. Alerts of rules that no longer
     exist resolve; every agent with open alerts gets its snapshot republished."""
     work = _Work(config, {}, {}, {s.id: s for s in silences if s.active(now)}, {})
+    # Conditions are reported afresh after a restart; until then open ones hold.
     for alert in alerts:
         newer = work.alerts.get(alert.key)
         if newer is not None and newer.started_at >= alert.started_at:
@@ -125,11 +135,21 @@ def evaluate(state: EngineState, event: Event, now: float) -> tuple[EngineState,
     if isinstance(event, AgentObserved):
         work.agents[event.agent] = AgentView(event.state, event.clean, dict(event.labels))
         _state_rules(work, [event.agent], now)
-    elif isinstance(event, MetricsObserved):
-        _metric_rules(work, event.latest, now)
+    elif isinstance(event, AgentsKnown):
+        for agent, view in event.agents.items():
+            work.agents.setdefault(agent, view)
         _state_rules(work, _agents_to_tick(work), now)
+    elif isinstance(event, MetricsObserved):
+        if not event.hold:
+            _metric_rules(work, event.latest, now)
+        _state_rules(work, _agents_to_tick(work), now)
+        _condition_rules(work, now)
+    elif isinstance(event, ConditionObserved):
+        _observe_condition(work, event)
+        _condition_rules(work, now)
     elif isinstance(event, Tick):
         _state_rules(work, _agents_to_tick(work), now)
+        _condition_rules(work, now)
     elif isinstance(event, Acknowledge):
         _acknowledge(work, event, now)
     elif isinstance(event, AddSilence):
@@ -146,12 +166,12 @@ def evaluate(state: EngineState, event: Event, now: float) -> tuple[EngineState,
 def _agents_to_tick(work: _Work) -> list[str]:
     """Agents with a state-rule incident: only those have timers to advance (a new
     incident starts from an :class:`AgentObserved`), so a tick stays cheap on big fleets."""
-    names = {rule.name for rule in work.config.rules if not rule.is_metric}
+    names = {rule.name for rule in work.config.rules if rule.is_state}
     return sorted({agent for rule, agent in work.alerts if rule in names})
 
 
 def _state_rules(work: _Work, agents: list[str], now: float) -> None:
-    rules = [rule for rule in work.config.rules if not rule.is_metric]
+    rules = [rule for rule in work.config.rules if rule.is_state]
     for agent in agents:
         view = work.agents.get(agent)
         for rule in rules:
@@ -192,6 +212,33 @@ def _metric_rules(
                 _advance(work, rule, agent, rule.value_holds(value), value=value, now=now)
 
 
+def _observe_condition(work: _Work, event: ConditionObserved) -> None:
+    rule = work.config.rule(event.rule)
+    if rule is None or not rule.condition:
+        return  # a rule that is disabled (or unknown to this build): nothing to track
+    key = (event.rule, event.subject)
+    if event.holds:
+        work.conditions[key] = Condition(True, event.value, event.detail)
+    elif key in work.conditions or key in work.alerts:
+        work.conditions[key] = Condition(False)
+
+
+def _condition_rules(work: _Work, now: float) -> None:
+    for (name, subject), condition in sorted(work.conditions.items()):
+        rule = work.config.rule(name)
+        if rule is None:
+            del work.conditions[(name, subject)]
+            continue
+        view = work.agents.get(subject)
+        holds = condition.holds and (view is None or rule.applies_to(view.labels))
+        _advance(
+            work, rule, subject, holds, value=condition.value, now=now, detail=condition.detail
+        )
+        alert = work.alerts.get((name, subject))
+        if not condition.holds and (alert is None or not alert.is_open):
+            del work.conditions[(name, subject)]  # nothing left to time
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -201,14 +248,21 @@ def _number(value: Any) -> float | None:
 
 # -- lifecycle ---------------------------------------------------------------------------
 def _advance(
-    work: _Work, rule: Rule, agent: str, condition: bool | None, *, value: float | None, now: float
+    work: _Work,
+    rule: Rule,
+    agent: str,
+    condition: bool | None,
+    *,
+    value: float | None,
+    now: float,
+    detail: str = "",
 ) -> None:
     if condition is None:
         return
     alert = work.alerts.get((rule.name, agent))
     if alert is None or alert.phase is AlertPhase.RESOLVED:
         if condition:
-            _open(work, rule, agent, alert, value=value, now=now)
+            _open(work, rule, agent, alert, value=value, now=now, detail=detail)
     elif alert.phase is AlertPhase.PENDING:
         if not condition:  # never fired: gone without a word
             work.change(_resolved(alert, now), "resolved")
@@ -219,7 +273,7 @@ def _advance(
                 since=now,
                 fired_at=now,
                 value=value,
-                summary=rule.describe(agent, value),
+                summary=rule.describe(agent, value, detail),
             )
             work.change(fired, "firing")
     elif condition:  # firing and still true: forget a clearing that did not last
@@ -241,9 +295,10 @@ def _open(
     *,
     value: float | None,
     now: float,
+    detail: str = "",
 ) -> None:
     """The condition holds and no incident is open: reopen the last one or start one."""
-    summary = rule.describe(agent, value)
+    summary = rule.describe(agent, value, detail)
     if (
         last is not None
         and last.fired_at is not None
@@ -330,16 +385,29 @@ def _due(alert: AlertRecord, silenced: bool, now: float, config: EngineConfig) -
     if silenced:
         kind = None
     elif alert.phase is AlertPhase.RESOLVED:
-        kind = NoticeKind.RESOLVED if alert.told is Told.FIRING else None
+        if alert.told is Told.FIRING:
+            kind = NoticeKind.RESOLVED
+        elif _owed(alert) and now - told_at >= config.flap_hold_s:
+            kind = NoticeKind.RESOLVED  # it came back and went unannounced: say so, merged
     elif alert.phase is not AlertPhase.FIRING:
         kind = None
     elif alert.told is Told.NONE:
         kind = NoticeKind.FIRING
-    elif alert.told is Told.RESOLVED:  # flapping: hold it until reopen_s after "resolved"
-        kind = NoticeKind.REFIRING if now - told_at >= config.reopen_s else None
+    elif alert.told is Told.RESOLVED:  # flapping: hold it until flap_hold_s after "resolved"
+        kind = NoticeKind.REFIRING if now - told_at >= config.flap_hold_s else None
     elif config.repeat_s > 0 and alert.acked_by is None and now - told_at >= config.repeat_s:
         kind = NoticeKind.REMINDER
     return kind
+
+
+def _owed(alert: AlertRecord) -> bool:
+    """Resolved after the channels heard "resolved": an outage they were not told of."""
+    return (
+        alert.told is Told.RESOLVED
+        and alert.told_at is not None
+        and alert.resolved_at is not None
+        and alert.resolved_at > alert.told_at
+    )
 
 
 def _notify(work: _Work, now: float) -> None:
@@ -388,6 +456,6 @@ def _forget_resolved(work: _Work, now: float) -> None:
         resolved_at = alert.resolved_at if alert.resolved_at is not None else alert.since
         if alert.fired_at is not None and now - resolved_at < work.config.reopen_s:
             continue
-        if alert.told is Told.FIRING and view.silenced_until(alert, now) is None:
+        if (alert.told is Told.FIRING or _owed(alert)) and view.silenced_until(alert, now) is None:
             continue  # its resolved message is still to go out
         del work.alerts[key]

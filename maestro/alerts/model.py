@@ -147,6 +147,7 @@ class EngineConfig:
     repeat_s: float = 4 * 3600.0
     reopen_s: float = 600.0
     stale_after_s: float = 30.0
+    flap_hold_s: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: AlertSettings, rules: tuple[Rule, ...]) -> EngineConfig:
@@ -156,10 +157,20 @@ class EngineConfig:
             repeat_s=settings.repeat_s,
             reopen_s=settings.reopen_s,
             stale_after_s=settings.stale_after_s,
+            flap_hold_s=settings.flap_hold_s,
         )
 
     def rule(self, name: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """The last word about a condition rule's condition on one subject."""
+
+    holds: bool
+    value: float | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +181,8 @@ class EngineState:
     agents: Mapping[str, AgentView] = field(default_factory=dict)
     silences: Mapping[str, SilenceRecord] = field(default_factory=dict)
     groups: Mapping[str, float] = field(default_factory=dict)  # agent -> notice goes out at
+    # (rule, subject) -> the condition as last reported (condition rules).
+    conditions: Mapping[tuple[str, str], Condition] = field(default_factory=dict)
 
     def find(self, alert_id: str) -> AlertRecord | None:
         return next((a for a in self.alerts.values() if a.id == alert_id), None)
@@ -199,10 +212,30 @@ class AgentObserved:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentsKnown:
+    """The liveness of agents known at startup (no transition made them news): metric
+    rules cover them at once. An agent already observed keeps what was observed."""
+
+    agents: Mapping[str, AgentView]
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionObserved:
+    """Condition rule ``rule`` on ``subject`` holds or not (also advances every timer)."""
+
+    rule: str
+    subject: str
+    holds: bool
+    value: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsObserved:
     """``{agent: (sample ts, {field: value})}``; also advances every timer (a tick)."""
 
     latest: Mapping[str, tuple[float, Mapping[str, Any]]]
+    hold: bool = False  # no judgement of metric rules now (e.g. the broker link is down)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +260,16 @@ class EndSilence:
     actor: str
 
 
-Event = AgentObserved | MetricsObserved | Tick | Acknowledge | AddSilence | EndSilence
+Event = (
+    AgentObserved
+    | AgentsKnown
+    | ConditionObserved
+    | MetricsObserved
+    | Tick
+    | Acknowledge
+    | AddSilence
+    | EndSilence
+)
 
 
 # -- actions -----------------------------------------------------------------------------

@@ -1,12 +1,17 @@
 """Alert rules: the built-ins, their overrides and custom threshold rules from TOML.
 
-Two kinds of rule:
+Three kinds of rule:
 
 * state rules follow the liveness the registry reports (``online``, ``late``,
   ``critical``, ``offline``, ``stopping``): ``agent_critical`` (missed heartbeats) and
   ``agent_offline`` (connection lost without a clean stop);
 * metric rules compare one sample field (``maestro.store.rows.FIELDS``) with a
-  threshold: ``cpu_high``, ``mem_high``, ``disk_high`` and every custom rule.
+  threshold: ``cpu_high``, ``mem_high``, ``disk_high`` and every custom rule;
+* condition rules follow a condition some part of the maestro reports (holds or not,
+  with a value) through ``AlertService.observe_condition``: ``broker_unreachable`` (this
+  replica's own broker link, subject ``maestro:<replica>``), ``metrics_stalled``,
+  ``clock_skew`` and ``identity_conflict`` (agents). A new one is a :func:`condition_rule`
+  in :data:`BUILTIN_RULES` plus one call where the condition is known.
 
 Every rule has a ``for_s`` (how long the condition must hold before the alert fires)
 and a ``clear_for_s`` (how long it must stay clear before the alert resolves).
@@ -32,8 +37,9 @@ from maestro.store.rows import FIELD_SET, FIELDS
 Op = Literal[">", ">=", "<", "<="]
 _M = TypeVar("_M", bound=BaseModel)
 RULE_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,47}\Z")
-SUMMARY_KEYS: Final = frozenset({"agent", "rule", "field", "op", "threshold", "value"})
+SUMMARY_KEYS: Final = frozenset({"agent", "rule", "field", "op", "threshold", "value", "detail"})
 OFFLINE: Final = "offline"
+MAESTRO_SCOPE: Final = "maestro"  # a condition of a maestro replica, not of an agent
 LIVE_STATES: Final = frozenset({"online", "late"})
 
 _COMPARE: Final = {
@@ -61,11 +67,18 @@ class Rule:
     # Metric rules.
     field: str | None = None
     op: Op | None = None
-    threshold: float | None = None
+    threshold: float | None = None  # condition rules may use one too (their reporter does)
+    # Condition rules (reported by the maestro: see the module docstring).
+    condition: bool = False
+    scope: str = "agent"  # or MAESTRO_SCOPE: the subject is a replica, not an agent
 
     @property
     def is_metric(self) -> bool:
         return self.field is not None
+
+    @property
+    def is_state(self) -> bool:
+        return not self.is_metric and not self.condition
 
     def applies_to(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(key) == value for key, value in self.labels.items())
@@ -81,7 +94,7 @@ class Rule:
             return False
         return bool(_COMPARE[self.op](value, self.threshold))
 
-    def describe(self, agent: str, value: float | None) -> str:
+    def describe(self, agent: str, value: float | None, detail: str = "") -> str:
         """The one-line summary an alert of this rule shows."""
         if self.summary:
             return self.summary.format_map(
@@ -92,6 +105,7 @@ class Rule:
                     "op": self.op or "",
                     "threshold": _num(self.threshold),
                     "value": _num(value),
+                    "detail": detail,
                 }
             )
         if not self.is_metric:
@@ -110,6 +124,23 @@ def _duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g} min"
     return f"{seconds:g} s"
+
+
+def condition_rule(
+    name: str,
+    severity: AlertSeverity,
+    *,
+    for_s: float,
+    clear_for_s: float,
+    summary: str,
+    threshold: float | None = None,
+    scope: str = "agent",
+) -> Rule:
+    """A built-in condition rule (see the module docstring)."""
+    return Rule(
+        name, severity, for_s=for_s, clear_for_s=clear_for_s, summary=summary, builtin=True,
+        threshold=threshold, condition=True, scope=scope,
+    )  # fmt: skip
 
 
 BUILTIN_RULES: Final[tuple[Rule, ...]] = (
@@ -136,6 +167,28 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
         "disk_high", AlertSeverity.WARNING, for_s=600.0, clear_for_s=300.0, builtin=True,
         field="disk", op=">", threshold=90.0,
         summary="{agent}: disk at {value}% (over {threshold}%)",
+    ),
+    condition_rule(
+        "broker_unreachable", AlertSeverity.CRITICAL, for_s=15.0, clear_for_s=0.0,
+        scope=MAESTRO_SCOPE,
+        summary="{agent} lost its broker link: agents are not judged until it is back",
+    ),
+    condition_rule(
+        "maestro_disk_full", AlertSeverity.CRITICAL, for_s=0.0, clear_for_s=30.0,
+        scope=MAESTRO_SCOPE,
+        summary="{agent}: data disk full ({detail}); decided changes wait in memory",
+    ),
+    condition_rule(
+        "metrics_stalled", AlertSeverity.WARNING, for_s=0.0, clear_for_s=10.0, threshold=30.0,
+        summary="{agent} sends heartbeats but no samples for {value} s",
+    ),
+    condition_rule(
+        "clock_skew", AlertSeverity.WARNING, for_s=60.0, clear_for_s=60.0, threshold=10.0,
+        summary="{agent}: clock {detail} by {value} s (over {threshold} s)",
+    ),
+    condition_rule(
+        "identity_conflict", AlertSeverity.CRITICAL, for_s=0.0, clear_for_s=300.0,
+        summary="{agent}: one agent id connected from two machines ({detail})",
     ),
 )  # fmt: skip
 BUILTIN_NAMES: Final = frozenset(rule.name for rule in BUILTIN_RULES)
@@ -192,8 +245,8 @@ def apply_override(rule: Rule | None, name: str, override: RuleOverride, where: 
     if rule is None:
         known = ", ".join(sorted(BUILTIN_NAMES))
         raise ConfigError(f"{where}: {name!r} is not a built-in rule (those are: {known})")
-    if override.threshold is not None and not rule.is_metric:
-        raise ConfigError(f"{where}: rule {name!r} has no threshold (it follows liveness)")
+    if override.threshold is not None and rule.threshold is None:
+        raise ConfigError(f"{where}: rule {name!r} has no threshold")
     if override.clean_stops is not None and name != "agent_offline":
         raise ConfigError(f"{where}: clean_stops applies to agent_offline only")
     changes: dict[str, Any] = {

@@ -28,8 +28,11 @@ from maestro.alerts.model import (
     Action,
     AddSilence,
     AgentObserved,
+    AgentsKnown,
+    AgentView,
     AlertChanged,
     AlertRecord,
+    ConditionObserved,
     EndSilence,
     EngineConfig,
     Event,
@@ -51,7 +54,8 @@ MAX_SILENCE_S: Final = 30 * 86400.0
 MAX_ACTOR_CHARS: Final = 256
 MAX_REASON_CHARS: Final = 1000
 
-Latest = Callable[[], Mapping[str, tuple[float, Mapping[str, Any]]]]
+Latest = Callable[[], Mapping[str, tuple[float, Mapping[str, Any]]] | None]
+"""``{agent: (receive time, {field: value})}``, or None while metric rules must wait."""
 
 
 class AlertService:
@@ -121,8 +125,9 @@ class AlertService:
 
     def tick(self, latest: Mapping[str, tuple[float, Mapping[str, Any]]] | None = None) -> None:
         """One evaluation now: metric rules on ``latest`` and every timer (what :meth:`run`
-        does each ``eval_every_s``; tests with a fake clock call it directly)."""
-        self._apply(MetricsObserved(latest or {}), self._clock())
+        does each ``eval_every_s``; tests with a fake clock call it directly). ``None``
+        holds metric rules as they are (no data is not the same as no link)."""
+        self._apply(MetricsObserved(latest or {}, hold=latest is None), self._clock())
 
     async def aclose(self, drain_s: float = 5.0) -> None:
         """Store what is queued (up to ``drain_s``), then stop the service's tasks."""
@@ -140,6 +145,32 @@ class AlertService:
     ) -> None:
         """A liveness transition from the registry (on the event loop; never blocks)."""
         self._apply(AgentObserved(agent_id, str(state), bool(clean), dict(labels or {})), now)
+
+    def observe_known(self, agents: Mapping[str, tuple[str, bool, Mapping[str, str]]]) -> None:
+        """Agents known at startup, ``{agent: (state, clean, labels)}``: every rule covers
+        them from the first evaluation, not only after their next liveness change."""
+        views = {
+            a: AgentView(state, clean, dict(labels)) for a, (state, clean, labels) in agents.items()
+        }
+        self._apply(AgentsKnown(views), self._clock())
+
+    def observe_condition(
+        self,
+        rule: str,
+        subject: str,
+        holds: bool,
+        now: float,
+        *,
+        value: float | None = None,
+        detail: str = "",
+    ) -> None:
+        """A condition rule's condition on ``subject`` (an agent, or ``maestro:<replica>``)
+        holds or not; report changes (what matters to the rule), not every reading."""
+        self._apply(ConditionObserved(rule, subject, bool(holds), value, detail), now)
+
+    def threshold(self, rule: str) -> float | None:
+        """The threshold of an enabled rule (None if it is disabled or has none)."""
+        return next((r.threshold for r in self.rules if r.name == rule), None)
 
     # -- operator API ----------------------------------------------------------------
     async def ack(self, alert_id: str, actor: str) -> AlertRecord:

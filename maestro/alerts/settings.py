@@ -46,12 +46,20 @@ class AlertSettings(BaseModel):
     )  # fmt: skip
     reopen_s: float = Field(
         600.0, ge=0, le=86400,
-        description="An alert back within this long after resolving is the same incident, "
-        "and is announced again no sooner than this after its resolved message.",
+        description="An alert back within this long after resolving is the same incident "
+        "(same id, flaps counted).",
     )  # fmt: skip
     stale_after_s: float = Field(
-        30.0, gt=0, le=3600, description="A sample older than this is no data for metric rules."
+        30.0,
+        gt=0,
+        le=3600,
+        description="A sample received longer ago than this is no data for metric rules.",
     )
+    flap_hold_s: float = Field(
+        60.0, ge=0, le=86400,
+        description="A flapping incident (back after its resolved message) is announced "
+        "again no sooner than this after that message; every outage is still told.",
+    )  # fmt: skip
     keep_resolved_days: float = Field(90.0, gt=0, le=3660)
     builtin: dict[str, RuleOverride] = Field(
         default_factory=dict, description="Overrides of built-in rules by name."

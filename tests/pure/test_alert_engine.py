@@ -15,8 +15,11 @@ from maestro.alerts.model import (
     Acknowledge,
     AddSilence,
     AgentObserved,
+    AgentsKnown,
+    AgentView,
     AlertChanged,
     AlertRecord,
+    ConditionObserved,
     EndSilence,
     EngineConfig,
     Event,
@@ -205,7 +208,7 @@ def test_an_agent_flapping_ten_times_in_a_minute_yields_one_notification() -> No
     assert len(fleet.notices) == 2
 
 
-def test_without_hysteresis_a_flapping_incident_reopens_and_its_second_page_waits() -> None:
+def test_without_hysteresis_a_flapping_incident_reopens_and_is_told_at_most_once_a_hold() -> None:
     fleet = Fleet(rules=(builtin("agent_offline", clear_for_s=0.0),), reopen_s=300.0)
     fleet.agent("a1", "online")
     fleet.agent("a1", "offline")
@@ -213,7 +216,7 @@ def test_without_hysteresis_a_flapping_incident_reopens_and_its_second_page_wait
     first_id = fleet.alert("agent_offline")
     fleet.agent("a1", "online")
     fleet.wait(5)
-    for _ in range(10):  # flapping on: each return reopens the same incident
+    for _ in range(9):  # flapping on, for 54 s: each return reopens the same incident
         fleet.agent("a1", "offline")
         fleet.wait(3)
         fleet.agent("a1", "online")
@@ -221,15 +224,61 @@ def test_without_hysteresis_a_flapping_incident_reopens_and_its_second_page_wait
     assert fleet.kinds() == [
         [("agent_offline", NoticeKind.FIRING)],
         [("agent_offline", NoticeKind.RESOLVED)],
-    ]
+    ], "within flap_hold_s (60 s) of the resolved message the flaps are held back"
     alert = fleet.alert("agent_offline")
     assert alert is not None
     assert first_id is not None
     assert alert.id == first_id.id
-    assert alert.flaps == 10
+    assert alert.flaps == 9
+    fleet.wait(10)  # the hold is over: the flaps it held back are told, merged in one
+    assert fleet.kinds()[2:] == [[("agent_offline", NoticeKind.RESOLVED)]]
+    assert fleet.notices[-1].items[0].flaps == 9
     fleet.agent("a1", "offline")  # down for good
-    fleet.wait(300)
+    fleet.wait(60)
     assert fleet.kinds()[-1] == [("agent_offline", NoticeKind.REFIRING)]
+    assert len(fleet.notices) == 4
+
+
+def test_a_second_real_outage_soon_after_recovery_is_paged() -> None:
+    # Issue 14 item 10: outages 130-170 s after their recovery were never paged.
+    fleet = Fleet(reopen_s=600.0)
+    fleet.agent("a1", "online")
+    for outage in range(3):
+        fleet.agent("a1", "offline")
+        fleet.wait(40)  # a real outage
+        fleet.agent("a1", "online")
+        fleet.wait(150)  # resolved after clear_for_s (30 s), then up for a while
+        firing = [k for k in fleet.kinds() if k[0][1] is not NoticeKind.RESOLVED]
+        assert len(firing) == outage + 1, f"outage {outage + 1} was paged"
+    assert [k[0][1] for k in fleet.kinds()] == [
+        NoticeKind.FIRING,
+        NoticeKind.RESOLVED,
+        NoticeKind.REFIRING,
+        NoticeKind.RESOLVED,
+        NoticeKind.REFIRING,
+        NoticeKind.RESOLVED,
+    ]
+
+
+def test_a_short_outage_held_back_by_the_flap_hold_is_still_told() -> None:
+    fleet = Fleet(reopen_s=600.0)
+    fleet.agent("a1", "online")
+    fleet.agent("a1", "offline")
+    fleet.wait(10)
+    fleet.agent("a1", "online")
+    fleet.wait(35)  # resolved message out at about +40 s
+    assert len(fleet.notices) == 2
+    fleet.agent("a1", "offline")  # 10 s later: back within the hold...
+    fleet.wait(5)
+    fleet.agent("a1", "online")  # ...and over before the hold ends
+    fleet.wait(120)
+    assert [k[0][1] for k in fleet.kinds()] == [
+        NoticeKind.FIRING,
+        NoticeKind.RESOLVED,
+        NoticeKind.RESOLVED,
+    ], "the outage nobody was paged for is told (merged) once the hold is over"
+    assert fleet.notices[-1].items[0].flaps == 1
+    fleet.wait(700)
     assert len(fleet.notices) == 3
 
 
@@ -467,3 +516,94 @@ def test_a_restart_keeps_open_alerts_and_resolves_those_of_removed_rules() -> No
     # The restored alert was paged already: no second page after the restart.
     state, actions = evaluate(state, Tick(), fleet.now + 10)
     assert not [a for a in actions if isinstance(a, Notify)]
+
+
+# -- conditions reported by the maestro --------------------------------------------------
+def test_a_broker_outage_is_one_incident_of_the_replica_not_of_agents() -> None:
+    fleet = Fleet()
+    for agent in ("a1", "a2", "a3"):
+        fleet.agent(agent, "online")
+    fleet.send(ConditionObserved("broker_unreachable", "maestro:main", True))
+    fleet.wait(14)
+    assert fleet.notices == [], "a short outage (a planned restart) pages nothing"
+    fleet.wait(4)
+    assert fleet.kinds() == [[("broker_unreachable", NoticeKind.FIRING)]]
+    assert fleet.notices[0].agent == "maestro:main"
+    assert "maestro:main" not in fleet.published, "a replica has no alerts/<id> snapshot"
+    fleet.send(ConditionObserved("broker_unreachable", "maestro:main", False))
+    fleet.wait(3)
+    assert fleet.kinds()[1:] == [[("broker_unreachable", NoticeKind.RESOLVED)]]
+
+
+def test_a_condition_that_clears_before_for_s_says_nothing() -> None:
+    fleet = Fleet()
+    fleet.send(ConditionObserved("broker_unreachable", "maestro:main", True))
+    fleet.wait(5)
+    fleet.send(ConditionObserved("broker_unreachable", "maestro:main", False))
+    fleet.wait(60)
+    assert fleet.notices == []
+    assert fleet.state.conditions == {}, "nothing left to track"
+
+
+def test_clock_skew_fires_after_its_for_s_with_the_offset_in_the_summary() -> None:
+    fleet = Fleet()
+    fleet.agent("a1", "online")
+    fleet.send(ConditionObserved("clock_skew", "a1", True, 7200.0, "ahead"))
+    fleet.wait(59)
+    assert fleet.phase("clock_skew") is AlertPhase.PENDING
+    fleet.wait(4)
+    assert fleet.phase("clock_skew") is AlertPhase.FIRING
+    alert = fleet.alert("clock_skew")
+    assert alert is not None
+    assert "ahead by 7200 s" in alert.summary
+    assert "a1" in fleet.published
+
+
+def test_a_disabled_condition_rule_ignores_its_reports() -> None:
+    fleet = Fleet(rules=(builtin("agent_offline"),))
+    fleet.send(ConditionObserved("identity_conflict", "a1", True, None, "h1, h2"))
+    fleet.wait(5)
+    assert fleet.state.alerts == {}
+    assert fleet.state.conditions == {}
+
+
+def test_metric_rules_cover_agents_known_at_startup_without_a_liveness_change() -> None:
+    fleet = Fleet(rules=(builtin("mem_high", for_s=2.0),))
+    fleet.values["a1"] = {"mem": 100.0}
+    fleet.wait(5)
+    assert fleet.alert("mem_high") is None, "an agent the engine never heard of"
+    fleet.send(AgentsKnown({"a1": AgentView("online")}))
+    fleet.wait(3)
+    assert fleet.phase("mem_high") is AlertPhase.FIRING
+
+
+def test_known_agents_never_override_what_was_observed() -> None:
+    fleet = Fleet()
+    fleet.agent("a1", "offline")
+    fleet.send(AgentsKnown({"a1": AgentView("online")}))
+    assert fleet.state.agents["a1"].state == "offline"
+
+
+def test_metric_rules_hold_while_the_link_is_down() -> None:
+    fleet = Fleet(rules=(builtin("mem_high", for_s=0.0, clear_for_s=5.0),))
+    fleet.agent("a1", "online")
+    fleet.values["a1"] = {"mem": 100.0}
+    fleet.wait(3)
+    assert fleet.phase("mem_high") is AlertPhase.FIRING
+    for _ in range(30):  # no data, but the link is down: no verdict either way
+        fleet.now += 1
+        fleet.send(MetricsObserved({}, hold=True))
+    assert fleet.phase("mem_high") is AlertPhase.FIRING
+    assert [k for k in fleet.kinds() if k[0][1] is NoticeKind.RESOLVED] == []
+
+
+def test_freshness_is_judged_by_the_receive_time_given() -> None:
+    fleet = Fleet(rules=(builtin("mem_high", for_s=0.0),))
+    fleet.agent("a1", "online")
+    # The latest map carries the maestro's receive time, whatever the agent's clock said.
+    fleet.send(MetricsObserved({"a1": (fleet.now - 1, {"mem": 99.0})}))
+    assert fleet.phase("mem_high") is AlertPhase.FIRING
+    fleet.wait(120)
+    fleet.send(MetricsObserved({"a1": (fleet.now - 31, {"mem": 99.0})}))
+    fleet.wait(61)
+    assert fleet.phase("mem_high") is AlertPhase.RESOLVED

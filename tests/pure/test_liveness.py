@@ -8,6 +8,7 @@ from maestro.liveness import (
     Contact,
     Liveness,
     Policy,
+    Resume,
     StatusSeen,
     Tick,
     Transition,
@@ -133,14 +134,15 @@ def test_a_stale_sample_never_revives_a_dead_agent() -> None:
         assert state is dead
 
 
-def test_contact_of_a_newer_connection_brings_the_agent_online_before_its_status() -> None:
+def test_contact_of_a_newer_connection_waits_for_its_birth() -> None:
     dead, _ = step(online(epoch=5), StatusSeen(status(AgentState.OFFLINE, 5)), 101.0)
     state, moved = step(dead, Contact(6, 102.0), 102.0)
-    assert state is not None
-    assert state.state is Liveness.ONLINE
-    assert state.epoch == 6
+    assert moved is None
+    assert state is dead, "only a status moves the epoch"
+    born, moved = step(dead, StatusSeen(status(AgentState.ONLINE, 6)), 102.1)
+    assert born is not None
+    assert (born.state, born.epoch) == (Liveness.ONLINE, 6)
     assert moved is not None
-    assert moved.old is Liveness.OFFLINE
 
 
 def test_a_repeated_retained_online_of_the_same_connection_changes_nothing() -> None:
@@ -191,14 +193,62 @@ def test_a_custom_policy_changes_how_many_misses_are_critical() -> None:
     assert critical.state is Liveness.CRITICAL
 
 
-def test_heartbeats_of_a_newer_connection_revive_the_agent_even_without_its_status() -> None:
-    critical, _ = step(online(epoch=5, now=100.0), Tick(), 140.0)
-    assert critical is not None
-    back, moved = step(critical, Tick(contact=(6, 141.0)), 141.1)
-    assert back is not None
-    assert (back.state, back.epoch) == (Liveness.ONLINE, 6)
+def test_a_forged_heartbeat_with_a_huge_epoch_never_moves_the_epoch() -> None:
+    state: AgentLive | None = online(epoch=5, now=100.0)
+    forged, moved = step(state, Tick(contact=(2**62, 101.0)), 101.1)
+    assert moved is None
+    assert forged is not None
+    assert forged.epoch == 5
+    forged, moved = step(forged, Contact(2**62, 101.5), 101.6)
+    assert moved is None
+    assert forged is not None
+    assert forged.epoch == 5
+    for second in range(2, 60):  # the real heartbeats still count
+        state, moved = step(forged, Tick(contact=(5, 100.0 + second)), 100.5 + second)
+        assert moved is None
+        assert state is not None
+        assert state.state is Liveness.ONLINE
+        forged = state
+
+
+def test_a_birth_is_adopted_whatever_epoch_came_before() -> None:
+    # A forged (or implausible) epoch 2^62 got in as a birth: the real agent's next
+    # connection, with a smaller epoch, still takes over.
+    poisoned, _ = step(online(epoch=5), StatusSeen(status(AgentState.ONLINE, 2**62)), 101.0)
+    assert poisoned is not None
+    assert poisoned.epoch == 2**62
+    real, moved = step(poisoned, StatusSeen(status(AgentState.ONLINE, 7)), 110.0)
+    assert real is not None
+    assert (real.state, real.epoch) == (Liveness.ONLINE, 7)
     assert moved is not None
-    dead, _ = step(online(epoch=5), StatusSeen(status(AgentState.OFFLINE, 5)), 101.0)
-    revived, moved = step(dead, Tick(contact=(6, 102.0)), 102.1)
-    assert revived is not None
-    assert (revived.state, revived.epoch) == (Liveness.ONLINE, 6)
+    back, _ = step(real, Tick(contact=(7, 111.0)), 111.1)
+    assert back is not None
+    assert back.last_contact == 111.0
+    # ...while a late Will of an older connection still changes nothing.
+    same, moved = step(real, StatusSeen(status(AgentState.OFFLINE, 6, "connection_lost")), 112)
+    assert moved is None
+    assert same is real
+
+
+def test_an_agent_known_only_from_a_forged_contact_recovers_at_its_birth() -> None:
+    ghost, _ = step(None, Contact(2**62, 50.0), 50.0)
+    assert ghost is not None
+    real, _moved = step(ghost, StatusSeen(status(AgentState.ONLINE, 9)), 51.0)
+    assert real is not None
+    assert (real.state, real.epoch) == (Liveness.ONLINE, 9)
+
+
+def test_after_the_link_comes_back_agents_get_a_fresh_grace() -> None:
+    state = online(now=100.0)  # silent since 100: late at 112, critical at 132
+    resumed, moved = evaluate("a1", state, Resume(130.0), 130.0, POLICY)
+    assert moved is None
+    assert resumed is not None
+    _still, moved = step(resumed, Tick(), 141.9)
+    assert moved is None, "judged from the link's return, not from the last contact"
+    late, moved = step(resumed, Tick(), 142.1)
+    assert late is not None
+    assert late.state is Liveness.LATE
+    critical, moved = step(late, Tick(), 162.1)
+    assert critical is not None
+    assert critical.state is Liveness.CRITICAL
+    assert critical.last_contact == 100.0, "the last real contact is still shown"

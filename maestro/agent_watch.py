@@ -1,0 +1,111 @@
+"""What the maestro learns about each agent beyond liveness, from what arrives and when.
+
+Pure bookkeeping, fed by the registry with the maestro's clock:
+
+* **receive time** of each agent's newest sample: metric rules judge freshness by it,
+  never by the agent's own ``ts`` (an agent 2 h ahead would look fresh for 2 h);
+* **clock offset** (agent clock minus maestro clock): the largest ``ts - received`` of
+  the last one to two ``OFFSET_BUCKET_S`` (a max-filter: delivery delay only ever makes
+  a sample look older, so the largest value is the closest; replayed samples look very
+  old and never win while live ones flow);
+* **sample interval**, from the agent's own timestamps and seqs, so that "no samples"
+  means several intervals without one (``metrics_stalled``);
+* **births** (online statuses of new connections) with their host: an id whose births
+  alternate between hosts is one identity used from two machines (``identity_conflict``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final
+
+OFFSET_BUCKET_S: Final = 30.0
+IDENTITY_WINDOW_S: Final = 600.0
+MAX_BIRTHS: Final = 32
+STALL_INTERVALS: Final = 3.0  # "stalled" waits at least this many sample intervals
+
+
+@dataclass(slots=True)
+class _Agent:
+    row: object = None  # the newest sample row seen (by identity)
+    rx: float | None = None  # maestro time it was seen
+    ts: float | None = None
+    seq: int | None = None
+    interval: float = 1.0
+    bucket_start: float = 0.0
+    bucket_max: float | None = None
+    previous_max: float | None = None
+    births: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=MAX_BIRTHS))
+
+
+class AgentWatch:
+    def __init__(self) -> None:
+        self._agents: dict[str, _Agent] = {}
+
+    def _of(self, agent_id: str) -> _Agent:
+        known = self._agents.get(agent_id)
+        if known is None:
+            known = self._agents[agent_id] = _Agent()
+        return known
+
+    # -- samples ---------------------------------------------------------------------------
+    def on_sample(self, agent_id: str, row: object, ts: float, seq: int, rx: float) -> bool:
+        """The newest sample row of ``agent_id`` as seen at ``rx``; False if already seen."""
+        agent = self._of(agent_id)
+        if agent.row is row:
+            return False
+        if agent.seq is not None and agent.ts is not None and seq > agent.seq:
+            step = (ts - agent.ts) / (seq - agent.seq)
+            if 0 < step < 86400:
+                agent.interval = step
+        agent.row, agent.rx, agent.ts, agent.seq = row, rx, ts, seq
+        offset = ts - rx
+        if rx - agent.bucket_start >= OFFSET_BUCKET_S:
+            recent = rx - agent.bucket_start < 2 * OFFSET_BUCKET_S
+            agent.previous_max = agent.bucket_max if recent else None
+            agent.bucket_start, agent.bucket_max = rx, None
+        if agent.bucket_max is None or offset > agent.bucket_max:
+            agent.bucket_max = offset
+        return True
+
+    def received_at(self, agent_id: str) -> float | None:
+        agent = self._agents.get(agent_id)
+        return agent.rx if agent is not None else None
+
+    def offset(self, agent_id: str) -> float | None:
+        """The agent's clock minus the maestro's, in seconds (None before any sample)."""
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.bucket_max is None:
+            return None
+        if agent.previous_max is None:
+            return agent.bucket_max
+        return max(agent.bucket_max, agent.previous_max)
+
+    def stalled_for(self, agent_id: str, since: float, now: float, limit_s: float) -> float | None:
+        """Seconds without a sample (counted from ``since`` at the earliest), if that is
+        past ``limit_s`` and past a few of the agent's own sample intervals; else None.
+        Only agents that sent samples before are judged."""
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.rx is None:
+            return None
+        silent = now - max(agent.rx, since)
+        if silent > max(limit_s, STALL_INTERVALS * agent.interval):
+            return silent
+        return None
+
+    # -- births ----------------------------------------------------------------------------
+    def on_birth(self, agent_id: str, host: str, at: float) -> None:
+        self._of(agent_id).births.append((at, host))
+
+    def conflicting_hosts(self, agent_id: str, now: float) -> list[str]:
+        """The hosts whose connections took turns within ``IDENTITY_WINDOW_S`` (at least
+        A, B, A): one identity used from two machines. Empty when there is no sign of it
+        (a single move from one host to another is not a conflict)."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return []
+        recent = [host for at, host in agent.births if now - at <= IDENTITY_WINDOW_S]
+        changes = sum(1 for a, b in itertools.pairwise(recent) if a != b)
+        return sorted(set(recent)) if changes >= 2 else []
