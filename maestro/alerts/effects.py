@@ -20,6 +20,7 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -88,6 +89,7 @@ class Effects:
         self.outbox = outbox
         self._snapshot = snapshot
         self._jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self._waiting: deque[Job] = deque()  # submitted, not stored yet, in order
         self._dirty: set[str] = set()
         self._dirty_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -140,12 +142,15 @@ class Effects:
             for index, action in enumerate(job.actions):
                 if isinstance(action, Notify):
                     job.memos[index] = Memo(action.notice, job.now)
+            if self.failing is not None:  # it will wait behind the refused ones: page now
+                self.outbox.hold(job.memos.values())
+        self._waiting.append(job)
         self._jobs.put_nowait(job)
 
     @property
     def unstored(self) -> int:
         """Jobs decided but not stored yet (queued, or waiting for the disk)."""
-        return self._jobs.qsize() + (1 if self.failing is not None else 0)
+        return len(self._waiting)
 
     async def submit_and_wait(self, job: Job) -> None:
         """:meth:`submit`, then wait until the job is stored (raises if it was not)."""
@@ -183,8 +188,11 @@ class Effects:
                 await self._store.write(partial(self._store_job, job=job))
             except (MaestroError, sqlite3.Error) as exc:
                 self._failed(job, exc)
-                if outbox is not None and memos:
-                    outbox.hold(memos)
+                if outbox is not None:
+                    # This job's pages and those of every job waiting behind it go out
+                    # from memory meanwhile, in order.
+                    for waiting in self._waiting:
+                        outbox.hold(waiting.memos.values())
                     outbox.thaw(memos)
                 await asyncio.sleep(delay)
                 delay = min(STORE_RETRY_MAX_S, delay * 2)
@@ -197,6 +205,7 @@ class Effects:
             )
             self.failing = None
             self._throttle.reset()
+        self._waiting.remove(job)
         if job.done is not None and not job.done.done():
             job.done.set_result(None)
         if outbox is not None and memos:
