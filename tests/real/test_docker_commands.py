@@ -7,11 +7,9 @@ import http.server
 import importlib.abc
 import importlib.machinery
 import socketserver
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,48 +81,44 @@ def test_restart_of_an_unknown_container_is_not_found(podman_engine: PodmanEngin
     assert failure.message == "no container named or with id 'no-such-container'"
 
 
-@contextmanager
-def podman_container(engine: PodmanEngine) -> Iterator[str]:
-    """A created container of this test's own, so restarting it changes no other test."""
-    name = f"arete-restart-{uuid.uuid4().hex[:10]}"
-    created = subprocess.run(
-        [*engine.podman, "create", "--name", name, IMAGE, "/bin/sleep", "1000"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert created.returncode == 0, f"podman create failed: {created.stderr}"
-    try:
-        yield name
-    finally:
-        subprocess.run(
-            [*engine.podman, "rm", "-f", "-t", "0", name],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+def restarted(settings: DockerSettings, container: str) -> DockerRestartResult:
+    outcome = restart(settings, container)
+    assert not isinstance(outcome, CommandFailed), f"restart refused: {outcome.message}"
+    return outcome
 
 
-def test_restart_runs_the_container_or_reports_the_engines_refusal(
+def test_restart_starts_a_created_container_and_says_it_runs(
     podman_engine: PodmanEngine,
 ) -> None:
     settings = DockerSettings(url=podman_engine.url)
-    with podman_container(podman_engine) as name:
-        outcome = restart(settings, name)
-        if isinstance(outcome, CommandFailed):
-            # Where containers cannot start (this sandbox refuses the runtime's setrlimit,
-            # see RECIPES.md) the engine answers 500, and its explanation is passed on.
-            assert outcome.code == "docker_error", outcome.message
-            assert outcome.message.startswith("engine refused: ")
-            assert len(outcome.message) > len("engine refused: ")
-        else:
-            # A working engine: the container was started, and the reply says so truly.
-            listed = {c.name: c for c in ps(settings).containers}
-            assert outcome.name == name
-            assert outcome.state == "running"
-            assert listed[name].id == outcome.id
-            assert listed[name].state == outcome.state
+    with podman_engine.container() as name:
+        assert podman_engine.inspect(name, "{{.State.Running}}") == "false"
+        outcome = restarted(settings, name)
+        assert (outcome.name, outcome.state) == (name, "running")
+        assert podman_engine.inspect(name, "{{.State.Running}}") == "true"
+        listed = {c.name: c for c in ps(settings, include_stopped=False).containers}
+        assert listed[name].id == outcome.id
+        assert listed[name].state == "running"
+
+
+def test_restart_of_a_running_container_stops_and_starts_it_again(
+    podman_engine: PodmanEngine,
+) -> None:
+    settings = DockerSettings(url=podman_engine.url)
+    state = "{{.State.Pid}} {{.State.StartedAt}}"
+    with podman_engine.container(start=True) as name:
+        pid_before, started_before = podman_engine.inspect(name, state).split(" ", 1)
+        assert int(pid_before) > 0
+        time.sleep(1.1)  # StartedAt is shown to the second in some formats
+        outcome = restarted(settings, name)
+        assert (outcome.name, outcome.state) == (name, "running")
+        pid_after, started_after = podman_engine.inspect(name, state).split(" ", 1)
+        assert pid_after != pid_before, "a new process runs the container"
+        assert started_after != started_before, "its start time moved"
+        assert podman_engine.inspect(name, "{{.State.Running}}") == "true"
+        # It keeps running afterwards (did not exit at once after the start).
+        time.sleep(0.5)
+        assert podman_engine.inspect(name, "{{.State.Pid}}") == pid_after
 
 
 def test_no_engine_at_the_url_is_docker_unavailable_at_once(tmp_path: Path) -> None:
