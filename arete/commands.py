@@ -18,6 +18,11 @@ from arete.terminal import SessionId, TermSize
 MAX_COMMAND_TTL_S: Final = 3600.0
 """Commands may live at most an hour; agents remember executed ids at least that long."""
 
+MAX_CLOCK_SKEW_S: Final = 300.0
+"""Commands run on an agent whose clock is at most this far from the maestro's; beyond it
+they are refused with ``clock_skew``. Within it, a command's expiry is judged by its own
+lifetime (``expires_at - issued_at``) on the agent's estimate of the maestro's clock."""
+
 
 class CommandName(StrEnum):
     RESTART = "restart"

@@ -32,6 +32,7 @@ from arete.payloads import (
 from arete.terminal import ExitReason
 from arete.topics import Topics
 from arete.version import __version__
+from edge_agent.clock import MaestroClock
 from edge_agent.dispatch import Entry, build_table, deadline_s
 from edge_agent.errors import CommandFailed, StateError
 from edge_agent.gate import Admitted, Refused, admit, salvage_id
@@ -54,6 +55,7 @@ from edge_agent.settings import (
 from edge_agent.state import AgentState as StateStore
 from edge_agent.state import EpochCounter, OutboxRow
 from edge_agent.terminal import TerminalManager
+from edge_agent.threads import DaemonPool
 from edge_agent.verify import load_verifier
 
 log = logging.getLogger("arete.agent")
@@ -62,9 +64,13 @@ LIVE_WINDOW = 30  # live samples awaiting PUBACK before new ones go to the outbo
 REPLAY_WINDOW = 4  # replay batches in flight at once
 REPLAY_MAX_BYTES = 1024 * 1024  # per replay message; well under MAX_METRICS_BYTES
 MAX_PENDING_REPLIES = 1000  # replies kept in memory while disconnected
-MAX_CONCURRENT_COMMANDS = 4
-CONTROL_ACK_TIMEOUT_S = 3.0
-FLUSH_TIMEOUT_S = 5.0
+MAX_CONCURRENT_COMMANDS = 4  # shell and docker commands running at once; more wait
+WORKER_THREADS = 8  # blocking calls of handlers and shutdown (daemon threads, never joined)
+# SIGTERM -> exit within 5 s (edge_agent/main.py kills the process past that): the clean
+# path (stopping, flush, offline, disconnect) gets this long in all.
+SHUTDOWN_BUDGET_S = 3.5
+CONTROL_ACK_TIMEOUT_S = 1.0
+FLUSH_TIMEOUT_S = 1.5
 DISK_LOG_EVERY_S = 60.0  # a full state disk is logged once a minute, not every sample
 DISK_RECOVER_EVERY_S = 5.0  # how often a full state disk is checked for room again
 
@@ -133,6 +139,10 @@ class Agent:
         self._disk_checked_at = 0.0
         self._acked = asyncio.Event()  # set at every PUBACK: the shutdown flush waits on it
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_COMMANDS)
+        self._running: dict[CommandName, int] = {}  # per command with a limit of its own
+        self.clock = MaestroClock()  # this agent's clock minus the maestro's
+        # Sampling has a thread of its own: no handler, hung or not, can take it.
+        self._sampling = DaemonPool(1, "arete-sampler")
         self._events: asyncio.Queue[LinkEvent] = asyncio.Queue()
         # -- terminal hook: sessions publish their output with QoS 0 (edge_agent/terminal.py)
         self.terminals = TerminalManager(
@@ -147,6 +157,9 @@ class Agent:
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        # asyncio.to_thread goes here: daemon threads, so a call that never returns can
+        # neither exhaust a pool the agent needs nor hold up its exit.
+        loop.set_default_executor(DaemonPool(WORKER_THREADS, "arete-worker"))
 
         def post(event: LinkEvent) -> None:  # called from the network thread
             loop.call_soon_threadsafe(self._events.put_nowait, event)
@@ -173,10 +186,11 @@ class Agent:
         await self._stop.wait()
         for task in workers:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.wait(workers, timeout=1.0)  # a hung sampler must not hold up the exit
         await self.terminals.close_all(ExitReason.AGENT_STOPPING)  # terminal hook
         await self._shutdown()
-        await asyncio.to_thread(self.sampler.close)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self.sampler.close), 0.5)
         for task in (events, replay, *self._tasks):
             task.cancel()
         await asyncio.gather(events, replay, return_exceptions=True)
@@ -190,11 +204,16 @@ class Agent:
             self._exit_reason = reason
             self._stop.set()
 
+    async def exit_requested(self) -> None:
+        """Returns once the agent was asked to exit (signal, ``stop``, ``restart``, crash)."""
+        await self._stop.wait()
+
     async def _shutdown(self) -> None:
         reason = self._exit_reason
+        budget_end = time.monotonic() + SHUTDOWN_BUDGET_S
         if self.link.connected:
             await self._publish_acked(self._status(AgentState.STOPPING, self._epoch, reason))
-            deadline = time.monotonic() + FLUSH_TIMEOUT_S
+            deadline = min(time.monotonic() + FLUSH_TIMEOUT_S, budget_end - 1.5)
             while self.link.connected and (self._live_count or self.state.outbox_len):
                 self._acked.clear()
                 remaining = deadline - time.monotonic()
@@ -203,7 +222,9 @@ class Agent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._acked.wait(), min(remaining, 0.2))
             await self._publish_acked(self._status(AgentState.OFFLINE, self._epoch, reason))
-        await asyncio.to_thread(self.link.close)
+        close_s = max(0.2, budget_end - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self.link.close, close_s), close_s + 0.2)
         self._requeue_unacked()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -290,7 +311,8 @@ class Agent:
                 delay = 0.0
             await asyncio.sleep(max(0.0, delay))
             seq = self.state.next_seq()  # never fails: numbers are reserved a block at a time
-            taking = asyncio.ensure_future(asyncio.to_thread(self.sampler.sample, seq))
+            loop = asyncio.get_running_loop()
+            taking = loop.run_in_executor(self._sampling, self.sampler.sample, seq)
             try:
                 sample = await asyncio.shield(taking)
             except asyncio.CancelledError:
@@ -302,7 +324,8 @@ class Agent:
             self._watch_disk()
 
     async def _fresh_sample(self) -> Sample:
-        return await asyncio.to_thread(self.sampler.sample, self.state.last_seq)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._sampling, self.sampler.sample, self.state.last_seq)
 
     def _emit(self, sample: Sample) -> None:
         row = OutboxRow(sample.seq, encode(sample))
@@ -452,8 +475,12 @@ class Agent:
             )
 
     # -- commands --------------------------------------------------------------------------
+    def note_maestro_time(self, maestro_ts: float) -> None:
+        """A message the maestro stamped ``maestro_ts`` (its clock) has just arrived."""
+        self.clock.observe(maestro_ts, time.time(), time.monotonic())
+
     def _on_command(self, event: Received) -> None:
-        now = time.time()
+        now, monotonic = time.time(), time.monotonic()
         try:
             decision = admit(
                 event.payload,
@@ -462,11 +489,17 @@ class Agent:
                 max_ttl_s=self.settings.commands.max_ttl_s,
                 seen=self.state.seen_command,
                 verify=self.verify,
+                offset=self.clock.offset(monotonic),
             )
             if isinstance(decision, Admitted):
                 cmd = decision.command
-                self.state.remember_command(cmd.id, cmd.expires_at, now)
+                self.clock.observe(cmd.issued_at, now, monotonic)
                 decision = self._precheck(decision)
+            if isinstance(decision, Admitted):
+                # Only what is accepted is recorded: a refused command sent again is judged
+                # again. Kept for the command's whole lifetime on this agent's clock.
+                lifetime = cmd.expires_at - cmd.issued_at
+                self.state.remember_command(cmd.id, now + lifetime, now)
         except StateError as exc:
             # Without a durable id record, at-most-once cannot be promised: refuse.
             decision = Refused(
@@ -485,15 +518,22 @@ class Agent:
             )
             return
         self._reply(decision.command.id, ReplyState.ACCEPTED, event.correlation)
+        self._running[decision.name] = self._running.get(decision.name, 0) + 1
         task = asyncio.create_task(self._execute(decision, event.correlation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _precheck(self, admitted: Admitted) -> Admitted | Refused:
-        check = self._table[admitted.name].precheck
-        if check is not None:
+        entry = self._table[admitted.name]
+        if entry.limit is not None and self._running.get(admitted.name, 0) >= entry.limit:
+            message = (
+                f"{entry.limit} {admitted.name.value} commands are still running on this "
+                "agent; try again once they end"
+            )
+            return Refused(admitted.command.id, ReplyState.REJECTED, ErrorInfo("busy", message))
+        if entry.precheck is not None:
             try:
-                check(admitted.args)
+                entry.precheck(admitted.args)
             except CommandFailed as exc:
                 return Refused(
                     admitted.command.id, ReplyState.REJECTED, ErrorInfo(exc.code, exc.message)
@@ -501,9 +541,17 @@ class Agent:
         return admitted
 
     async def _execute(self, admitted: Admitted, correlation: bytes | None) -> None:
+        try:
+            await self._run_command(admitted, correlation)
+        finally:
+            self._running[admitted.name] -= 1
+
+    async def _run_command(self, admitted: Admitted, correlation: bytes | None) -> None:
         cmd, entry = admitted.command, self._table[admitted.name]
         kv = {"command_id": cmd.id, "command": admitted.name.value}
-        async with self._slots:
+        # Shell and docker share the slots; control commands (metrics, restart, stop,
+        # terminal) and screenshots (a limit of their own) never wait behind them.
+        async with self._slots if entry.slot else contextlib.nullcontext():
             self._reply(cmd.id, ReplyState.RUNNING, correlation)
             log.info("command running", extra={"kv": kv})
             try:

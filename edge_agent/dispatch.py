@@ -44,11 +44,18 @@ _DOCKER_REQUESTS: Final = {CommandName.DOCKER_PS: 2, CommandName.DOCKER_RESTART:
 DOCKER_GRACE_S: Final = 5.0
 
 
+# At most this many screenshots at once; more are refused ``busy`` (an X server that
+# hangs makes each one wait for its timeout: they must not pile up).
+MAX_SCREENSHOTS: Final = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     handler: Handler
     exit_after: bool = False  # restart / stop: the agent exits once the reply is out
     precheck: Precheck | None = None  # policy, checked before ``accepted`` is sent
+    slot: bool = False  # waits for one of the agent's shared command slots
+    limit: int | None = None  # at most this many at once; more are rejected ``busy``
 
 
 def build_table(
@@ -87,12 +94,18 @@ def build_table(
         CommandName.RESTART: Entry(restart, exit_after=True),
         CommandName.STOP: Entry(stop, exit_after=True),
         CommandName.SCREENSHOT: Entry(
-            screenshot, precheck=_enabled(settings.screenshot.enabled, "screenshots")
+            screenshot,
+            precheck=_enabled(settings.screenshot.enabled, "screenshots"),
+            limit=MAX_SCREENSHOTS,
         ),
-        CommandName.SHELL: Entry(shell, precheck=lambda a: checked_argv(a, settings.shell)),
-        CommandName.DOCKER_PS: Entry(ps, precheck=_enabled(settings.docker.enabled, "docker")),
+        CommandName.SHELL: Entry(
+            shell, precheck=lambda a: checked_argv(a, settings.shell), slot=True
+        ),
+        CommandName.DOCKER_PS: Entry(
+            ps, precheck=_enabled(settings.docker.enabled, "docker"), slot=True
+        ),
         CommandName.DOCKER_RESTART: Entry(
-            restart_container, precheck=_enabled(settings.docker.enabled, "docker")
+            restart_container, precheck=_enabled(settings.docker.enabled, "docker"), slot=True
         ),
         CommandName.METRICS: Entry(metrics),
         # terminal: ``ok`` once the shell runs; the session then lives in ``terminals``.

@@ -1,20 +1,34 @@
-"""Process shell of the agent: settings in, exit code out, restart by re-exec."""
+"""Process shell of the agent: settings in, exit code out, restart by re-exec.
+
+SIGTERM (or Ctrl-C, or a ``stop``/``restart`` command) asks the agent to stop cleanly,
+and arms a watchdog: if the process has not exited (or re-executed) :data:`EXIT_WITHIN_S`
+later — a blocking call that never returns, say —
+the logs are flushed and the process ends itself with ``os._exit``. A stop is never
+left to kill -9.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from arete.logs import setup_logging
 from edge_agent.agent import Agent
 from edge_agent.errors import AgentError, ConfigError
 from edge_agent.settings import RESTART_EXIT_CODE, AgentSettings, read_password
+from edge_agent.statelock import lock_state_dir
 
 log = logging.getLogger("arete.agent")
+
+EXIT_WITHIN_S: Final = 4.5  # after SIGTERM; the promise is 5 s
 
 
 def resolve_state_dir(settings: AgentSettings) -> Path:
@@ -28,11 +42,49 @@ def resolve_state_dir(settings: AgentSettings) -> Path:
 
 
 async def main(settings: AgentSettings) -> int:
-    agent = Agent(settings, password=read_password(settings), state_dir=resolve_state_dir(settings))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.request_exit, 0, "shutdown")
-    return await agent.run()
+    password = read_password(settings)
+    state_dir = resolve_state_dir(settings)
+    with lock_state_dir(state_dir):  # one process per state directory, or exit 2
+        agent = Agent(settings, password=password, state_dir=state_dir)
+        loop = asyncio.get_running_loop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.request_exit, 0, "shutdown")
+
+        async def watchdog() -> None:
+            await agent.exit_requested()
+            _arm_watchdog(lambda: agent.exit_code)
+
+        watching = asyncio.create_task(watchdog())
+        try:
+            return await agent.run()
+        finally:
+            watching.cancel()
+
+
+_watchdog: threading.Timer | None = None
+
+
+def _arm_watchdog(exit_code: Callable[[], int]) -> None:
+    """End the process :data:`EXIT_WITHIN_S` from now unless it has exited by then."""
+    global _watchdog  # noqa: PLW0603 - one watchdog per process
+    if _watchdog is not None:
+        return
+
+    def expire() -> None:
+        log.error(
+            "agent did not stop in time; exiting now (a blocked call is left behind)",
+            extra={"kv": {"after_s": EXIT_WITHIN_S}},
+        )
+        logging.shutdown()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(exit_code())
+
+    _watchdog = threading.Timer(EXIT_WITHIN_S, expire)
+    _watchdog.daemon = True  # never holds up a clean exit
+    _watchdog.start()
 
 
 def run(settings: AgentSettings) -> int:

@@ -7,6 +7,13 @@ that says why, never as a black image. A screen that is captured but a single co
 is imported on first use, so an agent that never takes a screenshot does not pay for it
 in memory.
 
+The capture runs in a child process (``python -m edge_agent.handlers.screenshot``), not
+in a thread: an X server that accepts the connection and never answers blocks Xlib
+forever, and a thread cannot be stopped, while a process can. Past
+:data:`CAPTURE_TIMEOUT_S` the child is killed and the command fails with ``timeout``;
+nothing of it stays behind in the agent. The child also keeps mss and the raw pixels
+out of the agent's memory.
+
 A PNG over the size cap is downscaled by keeping every n-th pixel of every n-th row
 (n = 2, 3, ...) until it fits. That needs no image library: the pixels are 32-bit BGRA
 words, picked with strided ``memoryview`` slices and reordered to RGB with strided
@@ -17,15 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 import os
+import subprocess
 import sys
 from typing import Any, Final, cast
 
-from arete.commands import ScreenshotArgs, ScreenshotResult
+import msgspec
+
+from arete.commands import DEFAULT_TIMEOUT_S, CommandName, ScreenshotArgs, ScreenshotResult
 from edge_agent.errors import CommandFailed
 from edge_agent.settings import ScreenshotSettings
 
+# The child is killed past this, well before the agent's backstop for the command.
+CAPTURE_TIMEOUT_S: Final = DEFAULT_TIMEOUT_S[CommandName.SCREENSHOT] - 4.0
 MIN_SIDE_PX: Final = 128  # never downscale a screen's shorter side below this
 BLANK_BLOCK_BYTES: Final = 1 << 20  # a multiple of 4: one BGRA pixel is 4 bytes
 NO_DESKTOP: Final = (
@@ -39,7 +52,69 @@ async def take_screenshot(args: ScreenshotArgs, settings: ScreenshotSettings) ->
     if not settings.enabled:
         raise CommandFailed("not_allowed", "screenshots are disabled on this agent")
     cap = min(args.max_bytes, settings.max_bytes)
-    return await asyncio.to_thread(_capture, args.monitor, cap)
+    missing = _missing_display()
+    if missing is not None:
+        raise _no_display(missing)
+    return await capture_in_child(args.monitor, cap)
+
+
+class _ChildAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the capture process writes to its stdout: a result, or a failure's reason."""
+
+    result: ScreenshotResult | None = None
+    code: str = ""
+    message: str = ""
+
+
+async def capture_in_child(
+    monitor: int, cap: int, timeout_s: float = CAPTURE_TIMEOUT_S
+) -> ScreenshotResult:
+    """Capture in a child process; kill it past ``timeout_s`` or when cancelled."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        __name__,
+        str(monitor),
+        str(cap),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await child.communicate()
+    except TimeoutError:
+        display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or "?"
+        raise CommandFailed(
+            "timeout",
+            f"the display {display} did not answer within {timeout_s:g} s; "
+            "the capture was stopped (is the X server hung?)",
+        ) from None
+    finally:
+        if child.returncode is None:  # timed out or cancelled: never leave it behind
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.wait(), 2.0)
+    try:
+        answer = msgspec.json.decode(out, type=_ChildAnswer)
+    except msgspec.DecodeError:
+        detail = err.decode("utf-8", "replace").strip()[-500:] or f"exit status {child.returncode}"
+        raise CommandFailed("internal", f"the capture process failed: {detail}") from None
+    if answer.result is None:
+        raise CommandFailed(answer.code or "internal", answer.message or "capture failed")
+    return answer.result
+
+
+def _child_main(argv: list[str]) -> int:
+    monitor, cap = int(argv[1]), int(argv[2])
+    try:
+        answer = _ChildAnswer(result=_capture(monitor, cap))
+    except CommandFailed as exc:
+        answer = _ChildAnswer(code=exc.code, message=exc.message)
+    sys.stdout.buffer.write(msgspec.json.encode(answer))
+    sys.stdout.buffer.flush()
+    return 0
 
 
 def _capture(monitor: int, cap: int) -> ScreenshotResult:
@@ -159,3 +234,7 @@ def _missing_display() -> str | None:
 
 def _no_display(detail: str) -> CommandFailed:
     return CommandFailed("no_display", f"no graphical display available: {detail} ({NO_DESKTOP})")
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv))

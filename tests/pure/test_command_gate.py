@@ -42,16 +42,22 @@ def signed(cmd: Command, agent_id: str = "a1") -> Command:
 
 
 def run(
-    payload: bytes, *, seen: set[str] | None = None, verifier: Verify | None = None
+    payload: bytes,
+    *,
+    seen: set[str] | None = None,
+    verifier: Verify | None = None,
+    now: float = NOW,
+    offset: float | None = None,
 ) -> Admitted | Refused:
     known = seen or set()
     return admit(
         payload,
         agent_id="a1",
-        now=NOW,
+        now=now,
         max_ttl_s=3600,
         seen=known.__contains__,
         verify=verifier,
+        offset=offset,
     )
 
 
@@ -112,9 +118,63 @@ def test_duplicate_id_is_rejected() -> None:
     assert refusal(run(encode(command()), seen={"c-1"})) == (ReplyState.REJECTED, "duplicate")
 
 
-def test_expired_command_answers_expired() -> None:
-    result = run(encode(command(issued_at=NOW - 100, expires_at=NOW - 10)))
+def test_expired_command_answers_expired_when_the_clocks_are_known_to_agree() -> None:
+    result = run(encode(command(issued_at=NOW - 100, expires_at=NOW - 10)), offset=0.0)
     assert refusal(result) == (ReplyState.EXPIRED, "expired")
+    assert isinstance(result, Refused)
+    assert result.error.message == "command expired 10.0s ago"
+
+
+def test_command_past_its_lifetime_on_the_maestros_clock_is_expired_whatever_ours_says() -> None:
+    # Agent 30 s ahead; the command was issued 20 s ago by the maestro's clock, 10 s life.
+    cmd = command(issued_at=NOW - 50, expires_at=NOW - 40)
+    assert refusal(run(encode(cmd), offset=30.0)) == (ReplyState.EXPIRED, "expired")
+
+
+@pytest.mark.parametrize("skew", [30.0, -45.0, 299.0, -299.0])
+@pytest.mark.parametrize("known", [True, False])
+def test_a_fresh_command_runs_on_an_agent_whose_clock_is_off_within_the_bound(
+    skew: float, known: bool
+) -> None:
+    # The maestro issued it 0.2 s ago with the default 10 s life of `metrics`.
+    issued = NOW - skew - 0.2
+    cmd = command(name="metrics", args={}, issued_at=issued, expires_at=issued + 10)
+    result = run(encode(cmd), offset=skew if known else None)
+    assert isinstance(result, Admitted), result
+    assert result.offset_s == pytest.approx(skew, abs=10.5)
+
+
+@pytest.mark.parametrize("skew", [7200.0, -7200.0, 400.0, -400.0])
+@pytest.mark.parametrize("known", [True, False])
+def test_beyond_the_bound_a_fresh_command_is_refused_as_clock_skew_not_expired(
+    skew: float, known: bool
+) -> None:
+    issued = NOW - skew - 0.2
+    cmd = command(name="metrics", args={}, issued_at=issued, expires_at=issued + 10)
+    result = run(encode(cmd), offset=skew if known else None)
+    assert refusal(result) == (ReplyState.REJECTED, "clock_skew")
+    assert isinstance(result, Refused)
+    way = "ahead of" if skew > 0 else "behind"
+    assert f"{abs(skew):.0f}s {way} the maestro's" in result.error.message or not known
+
+
+def test_without_a_clock_estimate_a_queued_command_within_its_lifetime_runs() -> None:
+    # Issued 20 min ago with a one-hour life, queued by the broker while the agent was away.
+    cmd = command(issued_at=NOW - 1200, expires_at=NOW + 2400)
+    assert isinstance(run(encode(cmd)), Admitted)
+
+
+def test_a_command_that_arrives_sooner_than_the_estimate_allows_corrects_it() -> None:
+    # A stale estimate says 60 s ahead; a command stamped 5 s ago proves it is at most 5.
+    cmd = command(issued_at=NOW - 5, expires_at=NOW + 5)
+    result = run(encode(cmd), offset=60.0)
+    assert isinstance(result, Admitted)
+    assert result.offset_s == 5.0
+
+
+def test_command_with_no_lifetime_is_expired() -> None:
+    cmd = command(issued_at=NOW, expires_at=NOW - 1)
+    assert refusal(run(encode(cmd))) == (ReplyState.EXPIRED, "expired")
 
 
 def test_command_living_longer_than_the_agent_allows_is_rejected() -> None:

@@ -239,14 +239,14 @@ def test_a_command_nobody_answers_times_out_at_its_deadline(
         agent.signal(signal.SIGCONT)
 
 
-def test_an_expired_command_is_refused_by_the_agent_and_not_executed(
+def test_a_maestro_whose_clock_is_far_off_gets_clock_skew_and_nothing_runs(
     ready_agent: ReadyAgent, broker: Broker, publisher: LinkPublisher, tmp_path: Path
 ) -> None:
     ready_agent("a1")
-    marker = tmp_path / "expired-ran"
+    marker = tmp_path / "skewed-ran"
 
     def late_clock() -> float:
-        return time.time() - 120  # a maestro whose clock is two minutes behind
+        return time.time() - 7200  # a maestro whose clock is two hours behind
 
     async def scenario() -> None:
         async with running_service(
@@ -254,9 +254,9 @@ def test_an_expired_command_is_refused_by_the_agent_and_not_executed(
         ) as service:
             args = {"argv": ["touch", str(marker)]}
             record = await service.run("a1", "shell", args, timeout_s=30, actor="alice")
-            assert record.state is S.EXPIRED
-            assert record.error_code == "expired"
-            assert await history_states(service, record.id) == [S.QUEUED, S.SENT, S.EXPIRED]
+            assert record.state is S.REJECTED
+            assert record.error_code == "clock_skew"
+            assert await history_states(service, record.id) == [S.QUEUED, S.SENT, S.REJECTED]
 
     asyncio.run(scenario())
     time.sleep(0.3)
