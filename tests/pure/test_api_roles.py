@@ -1,7 +1,8 @@
 """The role matrix, generated from the app's routes: every protected operation answers
 401 without credentials and 403 to a role below the one it documents; one that a user
 may use on their own ``{name}`` answers 403 to a role below ``x-required-role-for-others``
-on another user's."""
+on another user's. That the documented role IS allowed (and gets the real answer) is
+tests/real/test_api_roles_allowed.py, against a working maestro."""
 
 from __future__ import annotations
 
@@ -108,21 +109,17 @@ def test_every_route_refuses_no_token_and_lower_roles(
         )
         assert refused.status_code == 403, (lower, refused.text)
         assert refused.json()["error"] == "forbidden"
-    own = as_user(template, role.value) if others is not None else path
-    allowed = client.request(
-        method, own, json={}, headers={"Authorization": f"Bearer {tokens[role]}"}
-    )
-    assert allowed.status_code not in (401, 403), allowed.text
+    # The allowed half (the role gets the route's real success answer) needs a working
+    # maestro: tests/real/test_api_roles_allowed.py. Here only refusals are judged.
     if others is None:
         return
     for caller in Role:  # on user a1, not the caller
+        if caller.rank >= others.rank:
+            continue
         answer = client.request(
             method, path, json={}, headers={"Authorization": f"Bearer {tokens[caller]}"}
         )
-        if caller.rank < others.rank:
-            assert answer.status_code == 403, (caller, answer.text)
-        else:
-            assert answer.status_code not in (401, 403), (caller, answer.text)
+        assert answer.status_code == 403, (caller, answer.text)
 
 
 def test_shell_needs_admin_even_for_an_operator(
