@@ -154,9 +154,6 @@ class Ingest:
         # {agent: (receive time, row)} of the sample received last (live before replayed):
         # receive order and the maestro's clock, never the agent's seq or timestamp.
         self.latest: dict[str, tuple[float, SampleRow]] = {}
-        # {agent: receive time - sample ts} of its last live sample: its clock offset
-        # (plus the transit time, milliseconds on a LAN), positive when it is behind.
-        self.offsets: dict[str, float] = {}
         self.agent_dropped: dict[str, int] = {}
         # Counters (exported to Prometheus at scrape time).
         self.messages: Counter[str] = Counter()
@@ -245,7 +242,6 @@ class Ingest:
         else:
             self._contact(agent_id, epoch)
             self.latest[agent_id] = (now, newest)
-            self.offsets[agent_id] = now - newest[2]
         if metrics.dropped:
             self.agent_dropped[agent_id] = metrics.dropped
         # Once committed (on the store's writer thread): the broker's ack, then the

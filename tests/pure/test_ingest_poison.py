@@ -110,11 +110,3 @@ def test_a_replay_never_replaces_a_live_latest_but_stands_in_before_one() -> Non
     fake.send("a1", sample(50))
     fake.send("a1", sample(3, ts=NOW - 598), replay=True)
     assert fake.ingest.latest["a1"][1][1] == 50
-
-
-def test_the_agents_clock_offset_is_measured_from_live_samples() -> None:
-    fake = Fake()
-    fake.send("behind", sample(1, ts=NOW - 7200))
-    fake.send("ahead", sample(1, ts=NOW + 30))
-    fake.send("replayed", sample(1, ts=NOW - 3600), replay=True)
-    assert fake.ingest.offsets == {"behind": 7200.0, "ahead": -30.0}
