@@ -230,6 +230,7 @@ class MaestroStatus(_Payload, kw_only=True, frozen=True):
     state: MaestroState
     ts: Timestamp
     version: ShortStr = ""
+    disk_full: bool = False  # the replica's data disk is full: its writes wait in memory
 
 
 class PeerDigest(_Payload, kw_only=True, frozen=True):

@@ -1,5 +1,8 @@
 """The agent's asyncio shell: feeds link events, samples, commands and the outbox.
 
+A sample is forgotten only once the maestro confirmed it stored (``stored/<id>``); what
+is sent and not yet confirmed, and when to send it again, is :mod:`edge_agent.delivery`.
+
 Threads: the MQTT network thread (``link``) and short-lived sampler/handler threads
 post into this loop; all state changes happen here, on one thread.
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from arete.commands import CommandName
+from arete.errors import PayloadError, TopicError
 from arete.payloads import (
     MAX_REPLY_BYTES,
     AgentState,
@@ -26,13 +30,16 @@ from arete.payloads import (
     ReplyState,
     Sample,
     Status,
+    decode_maestro_status,
     encode,
     encode_metrics,
 )
+from arete.stored import decode_stored
 from arete.terminal import ExitReason
-from arete.topics import Topics
+from arete.topics import Kind, Topics
 from arete.version import __version__
 from edge_agent.clock import MaestroClock
+from edge_agent.delivery import AckMode, Batch, HubWatch, Unconfirmed
 from edge_agent.dispatch import Entry, build_table, deadline_s
 from edge_agent.errors import CommandFailed, StateError
 from edge_agent.gate import Admitted, Refused, admit, salvage_id
@@ -60,8 +67,9 @@ from edge_agent.verify import load_verifier
 
 log = logging.getLogger("arete.agent")
 
-LIVE_WINDOW = 30  # live samples awaiting PUBACK before new ones go to the outbox
-REPLAY_WINDOW = 4  # replay batches in flight at once
+LIVE_WINDOW = 30  # live samples awaiting confirmation before new ones go to the outbox
+REPLAY_WINDOW = 4  # replay batches awaiting confirmation at once
+CONFIRM_CHECK_S = 1.0  # how often the replay loop looks for unconfirmed samples timing out
 REPLAY_MAX_BYTES = 1024 * 1024  # per replay message; well under MAX_METRICS_BYTES
 MAX_PENDING_REPLIES = 1000  # replies kept in memory while disconnected
 MAX_CONCURRENT_COMMANDS = 4  # shell and docker commands running at once; more wait
@@ -82,6 +90,7 @@ class _Live:
 
 @dataclass(slots=True)
 class _Replay:
+    batch: Batch
     seqs: list[int]
 
 
@@ -124,8 +133,9 @@ class Agent:
         self._epoch = 0
         self._generation = 0
         self._inflight: dict[tuple[int, int], _Live | _Replay | _Control] = {}
-        self._live_count = 0
-        self._replay_count = 0
+        self.unconfirmed = Unconfirmed()
+        self.hub = HubWatch()
+        self.ack_mode = AckMode(state_dir)
         self._replay_cursor = 0
         self._pending_replies: deque[tuple[str | None, bytes, bytes | None]] = deque(
             maxlen=MAX_PENDING_REPLIES
@@ -214,7 +224,7 @@ class Agent:
         if self.link.connected:
             await self._publish_acked(self._status(AgentState.STOPPING, self._epoch, reason))
             deadline = min(time.monotonic() + FLUSH_TIMEOUT_S, budget_end - 1.5)
-            while self.link.connected and (self._live_count or self.state.outbox_len):
+            while self.link.connected and self._flushing():
                 self._acked.clear()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -226,6 +236,13 @@ class Agent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.to_thread(self.link.close, close_s), close_s + 0.2)
         self._requeue_unacked()
+        self._fail_controls()
+
+    def _flushing(self) -> bool:
+        """Whether the shutdown flush has something to wait for that can still come."""
+        if not (self.unconfirmed.live_count or self.state.outbox_len):
+            return False
+        return not (self.ack_mode.on and self.hub.all_offline)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -251,6 +268,8 @@ class Agent:
                 self._on_published(event)
             elif isinstance(event, Received) and self.terminals.owns(event.topic):
                 self.terminals.on_message(event.topic, event.payload)  # terminal hook
+            elif isinstance(event, Received) and self._on_delivery_news(event):
+                pass
             elif isinstance(event, Received):
                 try:
                     self._on_command(event)
@@ -265,6 +284,7 @@ class Agent:
             elif isinstance(event, Disconnected):
                 log.warning("link lost", extra={"kv": {"reason": event.reason}})
                 self._requeue_unacked()
+                self._fail_controls()
 
     def _on_published(self, event: Published) -> None:
         entry = self._inflight.pop((event.generation, event.mid), None)
@@ -275,29 +295,88 @@ class Agent:
             if not entry.done.done():
                 entry.done.set_result(event.ok)
             return
+        if event.ok and self.ack_mode.on:
+            return  # the broker has it; the maestro's stored acknowledgement forgets it
         if not event.ok:
             # The broker refused (e.g. ACL): resending would loop forever. Count and drop.
             self.counters.add("samples_refused_by_broker")
             log.error("broker refused metrics", extra={"kv": {"reason": event.reason}})
         if isinstance(entry, _Live):
-            self._live_count -= 1
+            for row in entry.rows:
+                self.unconfirmed.confirm_live(row.seq)
         else:
-            self._replay_count -= 1
+            self.unconfirmed.confirm_batch(entry.batch)
             self._store(lambda: self.state.outbox_delete(entry.seqs), "outbox_delete_failed")
             self._replay_wake.set()
 
-    def _requeue_unacked(self) -> None:
-        """After a lost link: unacknowledged live samples go to the outbox, in order."""
-        live: list[OutboxRow] = []
+    def _on_delivery_news(self, event: Received) -> bool:
+        """A stored acknowledgement or a maestro replica's state; False for other topics."""
+        try:
+            route = self.topics.parse(event.topic)
+        except TopicError:
+            return False
+        try:
+            if route.kind is Kind.STORED and route.agent_id == self.settings.id:
+                stored = decode_stored(event.payload)
+                self.note_maestro_time(stored.ts)  # clock offset, for command expiry
+                self.ack_mode.maestro_seen()
+                if self.unconfirmed.confirm(stored.ranges) or self.state.outbox_len:
+                    self._store(
+                        lambda: self.state.outbox_delete_ranges(stored.ranges),
+                        "outbox_delete_failed",
+                    )
+                self._acked.set()
+                self._replay_wake.set()
+                return True
+            if route.kind is Kind.MAESTRO and not route.digest:
+                if event.payload:  # an empty retained message clears a replica's state
+                    status = decode_maestro_status(event.payload)
+                    if self.ack_mode.maestro_seen():
+                        log.info("a maestro confirms stored samples: waiting for it from now on")
+                    if self.hub.on_status(route.agent_id, status):
+                        self._resend_unconfirmed("maestro online")
+                return True
+        except PayloadError as exc:
+            self.counters.add("delivery_messages_bad")
+            log.warning(
+                "bad delivery message", extra={"kv": {"topic": event.topic, "error": str(exc)}}
+            )
+            return True
+        return False
+
+    def _resend_unconfirmed(self, why: str, *, timed_out: bool = False) -> None:
+        """Send every unconfirmed sample again, from the outbox (the maestro dedupes)."""
+        pending = self.unconfirmed.live_count + self.unconfirmed.replay_count
+        if pending or self.state.outbox_len:
+            log.info(
+                "re-sending samples not confirmed stored",
+                extra={
+                    "kv": {
+                        "why": why,
+                        "live": self.unconfirmed.live_count,
+                        "outbox": self.state.outbox_len,
+                    }
+                },
+            )
+        self._requeue_unacked(timed_out=timed_out)
+        self._replay_cursor = 0
+        self._replay_wake.set()
+
+    def _requeue_unacked(self, *, timed_out: bool = False) -> None:
+        """Unconfirmed live samples go to the outbox, in order; PUBACKs still due are
+        ignored from now on (after a lost link, a re-send, or at shutdown)."""
+        for key, entry in list(self._inflight.items()):
+            if not isinstance(entry, _Control):
+                del self._inflight[key]
+        live = self.unconfirmed.take_all(timed_out=timed_out)
+        if live:
+            self._to_outbox(live)
+
+    def _fail_controls(self) -> None:
         for entry in self._inflight.values():
-            if isinstance(entry, _Live):
-                live.extend(entry.rows)
-            elif isinstance(entry, _Control) and not entry.done.done():
+            if isinstance(entry, _Control) and not entry.done.done():
                 entry.done.set_result(False)
         self._inflight.clear()
-        self._live_count = self._replay_count = 0
-        if live:
-            self._to_outbox(sorted(live, key=lambda row: row.seq))
 
     # -- metrics ---------------------------------------------------------------------------
     async def _sample_loop(self) -> None:
@@ -329,7 +408,7 @@ class Agent:
 
     def _emit(self, sample: Sample) -> None:
         row = OutboxRow(sample.seq, encode(sample))
-        backlog = self.state.outbox_len or self._replay_count
+        backlog = self.state.outbox_len or self.unconfirmed.replay_count
         if not backlog and self._send_live(row):
             return
         if self._to_outbox([row], count_lost=False):
@@ -342,7 +421,7 @@ class Agent:
             self._count_lost(1)
 
     def _send_live(self, row: OutboxRow) -> bool:
-        if not self.link.connected or self._live_count >= LIVE_WINDOW:
+        if not self.link.connected or self.unconfirmed.live_count >= LIVE_WINDOW:
             return False
         qos = self.settings.mqtt.metrics_qos
         payload = encode_metrics(
@@ -356,7 +435,8 @@ class Agent:
             return False
         if qos:
             self._inflight[sent] = _Live([row])
-            self._live_count += 1
+        if qos or self.ack_mode.on:  # QoS 0 without a maestro: fire and forget
+            self.unconfirmed.sent_live(row, time.monotonic())
         return True
 
     def _to_outbox(self, rows: list[OutboxRow], *, count_lost: bool = True) -> bool:
@@ -420,9 +500,13 @@ class Agent:
         topic = self.topics.metrics(self.settings.id)
         batch = self.settings.outbox.replay_batch
         while True:
-            await self._replay_wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replay_wake.wait(), CONFIRM_CHECK_S)
             self._replay_wake.clear()
-            while self.link.connected and self._replay_count < REPLAY_WINDOW:
+            if self.link.connected and self._confirmation_overdue():
+                self._resend_unconfirmed("timeout", timed_out=True)
+                self._replay_wake.clear()
+            while self.link.connected and self.unconfirmed.replay_count < REPLAY_WINDOW:
                 try:
                     rows = self.state.outbox_batch(self._replay_cursor, batch)
                 except StateError as exc:
@@ -442,8 +526,16 @@ class Agent:
                 if sent is None:
                     break
                 self._replay_cursor = rows[-1].seq
-                self._inflight[sent] = _Replay([row.seq for row in rows])
-                self._replay_count += 1
+                seqs = [row.seq for row in rows]
+                self._inflight[sent] = _Replay(
+                    self.unconfirmed.sent_batch(seqs, time.monotonic()), seqs
+                )
+
+    def _confirmation_overdue(self) -> bool:
+        """The oldest unconfirmed sample waited too long, and a maestro may answer."""
+        if not self.unconfirmed.due(time.monotonic()):
+            return False
+        return not (self.ack_mode.on and self.hub.all_offline)
 
     async def _heartbeat_loop(self) -> None:
         """One heartbeat every ``heartbeat_s`` from the event loop, whatever else is sent.
@@ -681,7 +773,12 @@ class Agent:
             reconnect_min_s=mqtt.reconnect_min_s,
             reconnect_max_s=mqtt.reconnect_max_s,
             session_expiry_s=int(self.settings.commands.max_ttl_s),
-            subscriptions=(self.topics.cmd(self.settings.id), *self.terminals.subscriptions()),
+            subscriptions=(
+                self.topics.cmd(self.settings.id),
+                self.topics.stored(self.settings.id),
+                self.topics.all_of(Kind.MAESTRO),  # replicas' states: when to re-send
+                *self.terminals.subscriptions(),
+            ),
         )
 
 

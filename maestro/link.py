@@ -105,6 +105,7 @@ class MaestroLink:
         self._shares_left = False  # after leave_shares(): never subscribe to them again
         self.connects = 0
         self.disconnects = 0
+        self.disk_full = False  # carried by the retained presence payload
         self.refused_publishes = 0
         self._untracked: set[int] = set()  # QoS 0 publishes nobody waits for
         self._lost_at: float | None = None  # monotonic time the broker link was lost
@@ -449,9 +450,27 @@ class MaestroLink:
     def _state_payload(self, state: MaestroState) -> bytes:
         return encode(
             MaestroStatus(
-                replica=self.config.replica, state=state, ts=time.time(), version=__version__
+                replica=self.config.replica,
+                state=state,
+                ts=time.time(),
+                version=__version__,
+                disk_full=self.disk_full and state is MaestroState.ONLINE,
             )
         )
+
+    def set_disk_full(self, full: bool) -> None:
+        """Say on the retained ``maestro/<replica>`` whether this replica's data disk is
+        full (event loop or any thread; sent again at every connect)."""
+        if full == self.disk_full:
+            return
+        self.disk_full = full
+        if self._connected.is_set():
+            self._client.publish(
+                self.config.topics.maestro(self.config.replica),
+                self._state_payload(MaestroState.ONLINE),
+                qos=1,
+                retain=True,
+            )
 
 
 def _resolve(future: asyncio.Future[None], error: Exception | None) -> None:

@@ -198,9 +198,7 @@ def disk_monitor(maestro: Maestro) -> DiskMonitor:
         )
 
     monitor.listeners.append(tell_alerts)
-    presence = getattr(maestro.link, "set_disk_full", None)
-    if presence is not None:
-        monitor.listeners.append(lambda report, _now: presence(report.full))
+    monitor.listeners.append(lambda report, _now: maestro.link.set_disk_full(report.full))
     return monitor
 
 

@@ -180,7 +180,7 @@ def test_probes_and_prometheus_metrics(api_server: Callable[..., ApiServer]) -> 
     api = api_server()
     anonymous = api.client(role=None)
     assert anonymous.get("/healthz").json()["status"] == "ok"
-    assert anonymous.get("/readyz").json()["checks"] == {"mqtt": True, "store": True}
+    assert anonymous.get("/readyz").json()["checks"] == {"mqtt": True, "store": True, "disk": True}
     assert anonymous.get("/metrics").status_code == 401
     scraped = api.client(Role.VIEWER).get("/metrics")
     assert scraped.status_code == 200

@@ -33,9 +33,12 @@ async def healthz() -> Health:
     responses={503: {"model": Health, "description": "Not ready: see checks"}},
 )
 async def readyz(state: State) -> JSONResponse:
-    """Ready: the maestro is connected to MQTT and its store answers."""
+    """Ready: the maestro is connected to MQTT and its store answers. ``checks.disk`` is
+    false while the maestro's data disk is full: informative, the replica stays ready
+    (it reads, pages and keeps what it decides in memory until the disk has room)."""
     m = state.maestro
     mqtt = m is not None and m.link.connected
+    disk = m is not None and not m.disk.full
     store = False
     if m is not None:
         try:
@@ -44,7 +47,8 @@ async def readyz(state: State) -> JSONResponse:
         except (StoreError, sqlite3.Error, OSError, TimeoutError):  # only "not ready"
             store = False
     ok = mqtt and store
-    body = Health(status="ok" if ok else "unavailable", checks={"mqtt": mqtt, "store": store})
+    checks = {"mqtt": mqtt, "store": store, "disk": disk}
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
