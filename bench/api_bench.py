@@ -100,7 +100,7 @@ class Responder:
         self.topics = Topics(self.broker.root)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"bench-responder-{uuid.uuid4().hex[:6]}",
+            client_id=f"maestro:bench-responder-{uuid.uuid4().hex[:6]}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         self.client.username_pw_set("maestro", self.password)

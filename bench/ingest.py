@@ -75,7 +75,7 @@ def bare_subscriber(argv: Sequence[str]) -> int:
     state: dict[str, Any] = {"subscribed": False, "received": 0, "bad": 0, "latency_max": 0.0}
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id="bare-subscriber",
+        client_id="maestro:bare-subscriber",
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     client.username_pw_set("maestro", args.password_file.read_text().strip())

@@ -161,7 +161,7 @@ class _Conn:
 
     def __init__(self, spec: WorkerSpec, number: int) -> None:
         version = MQTTProtocolVersion.MQTTv5 if spec.protocol == 5 else MQTTProtocolVersion.MQTTv311
-        client_id = f"loadgen-{spec.prefix}-{spec.worker}-{number}-{secrets.token_hex(3)}"
+        client_id = f"maestro:loadgen-{spec.prefix}-{spec.worker}-{number}-{secrets.token_hex(3)}"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version
         )

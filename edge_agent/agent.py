@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arete import clientids
 from arete.commands import CommandName
 from arete.errors import PayloadError, TopicError
 from arete.payloads import (
@@ -762,7 +763,7 @@ class Agent:
     def _link_config(self) -> LinkConfig:
         mqtt = self.settings.mqtt
         return LinkConfig(
-            client_id=f"arete-agent-{self.settings.id}",
+            client_id=clientids.client_id(self.settings.username),
             host=mqtt.host,
             port=mqtt.port,
             username=self.settings.username,

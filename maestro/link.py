@@ -36,6 +36,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from arete import clientids
 from arete.payloads import MaestroState, MaestroStatus, encode
 from arete.topics import Topics
 from arete.version import __version__
@@ -73,7 +74,8 @@ class LinkConfig:
 
     @property
     def client_id(self) -> str:
-        return f"maestro-{self.replica}"
+        # The broker lets an account use only its own ids (arete.clientids).
+        return clientids.client_id(self.username, self.replica)
 
 
 def _code(value: ReasonCode | int) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from arete import clientids
 from arete.errors import PayloadError
 from arete.payloads import MaestroState, decode_maestro_status
 from arete.topics import Topics
@@ -103,7 +104,7 @@ def _retained_state(settings: MaestroSettings, broker: BrokerEndpoint) -> Maestr
 
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"maestro-{settings.replica}-retire-check",
+        client_id=clientids.client_id(broker.username, settings.replica, "retire-check"),
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     client.username_pw_set(broker.username, broker.password)

@@ -24,12 +24,14 @@ from mosquitto.errors import (
     DataDirError,
     MosquittoNotInstalled,
     PasswordFileError,
+    PluginBuildError,
     ReloadNotPermitted,
     TlsError,
     UnknownAgent,
 )
 from mosquitto.layout import Layout
 from mosquitto.passwords import hash_password, new_password, verify_password
+from mosquitto.plugin import ensure_plugin
 from mosquitto.runner import PreparedBroker, find_mosquitto, prepare_broker, run_broker
 from mosquitto.state import BrokerInfo, load_info, reload_broker
 
@@ -48,12 +50,14 @@ __all__ = [
     "Layout",
     "MosquittoNotInstalled",
     "PasswordFileError",
+    "PluginBuildError",
     "PreparedBroker",
     "ReloadNotPermitted",
     "TlsError",
     "UnknownAgent",
     "add_agent_credentials",
     "agent_ids",
+    "ensure_plugin",
     "ensure_service_accounts",
     "find_mosquitto",
     "hash_password",

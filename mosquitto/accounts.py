@@ -10,10 +10,12 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
+from arete import clientids
 from arete.errors import TopicError
 from arete.topics import validate_agent_id
-from mosquitto.acl import SERVICE_ACCOUNTS
+from mosquitto.acl import MAESTRO, SERVICE_ACCOUNTS, VIEWER
 from mosquitto.errors import (
     AccountExists,
     BrokerConfigError,
@@ -21,7 +23,7 @@ from mosquitto.errors import (
     PasswordFileError,
     UnknownAgent,
 )
-from mosquitto.layout import PRIVATE_FILE, Layout, describe, write_private
+from mosquitto.layout import PRIVATE_FILE, Layout, describe, make_private_dir, write_private
 from mosquitto.passwords import (
     hash_password,
     locked,
@@ -51,6 +53,42 @@ def _read_secret(path: Path) -> str | None:
     return password or None
 
 
+# Which of Mosquitto's command-line clients get an options file, per service account.
+CLI_TOOLS: Final = {VIEWER: ("mosquitto_sub",), MAESTRO: ("mosquitto_sub", "mosquitto_pub")}
+
+
+def cli_options(account: str, password: str) -> str:
+    """An options file for ``mosquitto_sub``/``mosquitto_pub`` logging in as ``account``.
+
+    ``-I`` gives each run a client id of its own (``<account>:cli-<pid>``), one the
+    broker lets this account use (``arete.clientids``).
+    """
+    return "\n".join(
+        [
+            "# Written by `arete broker run`. Use with XDG_CONFIG_HOME set to this file's",
+            "# folder, so the password never appears on a command line (docs/topics.md).",
+            f"-u {account}",
+            f"-P {password}",
+            f"-I {clientids.client_id(account, 'cli-')}",
+            "",
+        ]
+    )
+
+
+def _write_cli_options(layout: Layout, account: str, password: str) -> None:
+    directory = layout.cli_options_dir(account)
+    make_private_dir(directory)
+    wanted = cli_options(account, password)
+    for tool in CLI_TOOLS.get(account, ()):
+        path = directory / tool
+        try:
+            if path.read_text(encoding="utf-8") == wanted:
+                continue
+        except (OSError, UnicodeError):
+            pass  # missing or unreadable: write it again
+        write_private(path, wanted)
+
+
 def ensure_service_accounts(layout: Layout) -> list[Path]:
     """Create the maestro and viewer accounts if needed; the secret files created now.
 
@@ -68,6 +106,7 @@ def ensure_service_accounts(layout: Layout) -> list[Path]:
                 password = new_password()
                 write_private(secret_file, password + "\n")
                 created.append(secret_file)
+            _write_cli_options(layout, account, password)
             current = entries.get(account)
             if current is None or not verify_password(password, current):
                 entries[account] = hash_password(password)

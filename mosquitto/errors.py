@@ -55,3 +55,7 @@ class UnknownAgent(BrokerError):  # noqa: N818 - reads as the condition it repor
 
 class TlsError(BrokerError):
     """The TLS files are missing, unreadable, or cannot be generated."""
+
+
+class PluginBuildError(BrokerError):
+    """The broker's client-id plugin cannot be built (no compiler or headers, ...)."""

@@ -10,11 +10,14 @@
         broker.json             0600, what ``arete agents add`` needs (port, root, pid)
         .run.lock               held by the one ``arete broker run`` of this data dir
         .passwd.lock            serialises changes to passwd and the agent configs
+        arete_clientid.so       the client-id plugin, built from mosquitto/c/ at run
         persistence/            Mosquitto's retained messages and sessions
         tls/                    ca.crt, ca.key (0600), server.crt, server.key (0600)
       secrets/                  0700
         maestro.password        0600
         viewer.password         0600
+        viewer-cli/             0700, mosquitto_sub options (XDG_CONFIG_HOME=this dir)
+        maestro-cli/            0700, mosquitto_sub and mosquitto_pub options
       agents/                   0700
         <id>.toml               0600, a ready-to-use agent config (holds its password)
         ca.crt                  0644, copy of broker/tls/ca.crt (TLS configs name it)
@@ -99,6 +102,16 @@ class Layout:
     def persistence_dir(self) -> Path:
         return self.broker_dir / "persistence"
 
+    @property
+    def clientid_plugin(self) -> Path:
+        """The built client-id plugin (``mosquitto.plugin``) the config loads."""
+        return self.broker_dir / "arete_clientid.so"
+
+    @property
+    def clientid_plugin_stamp(self) -> Path:
+        """The SHA-256 of the source the plugin was built from."""
+        return self.broker_dir / "arete_clientid.so.sha256"
+
     # -- TLS -------------------------------------------------------------------------
     @property
     def tls_dir(self) -> Path:
@@ -128,6 +141,15 @@ class Layout:
     def secret_file(self, account: str) -> Path:
         """Where the password of a service account (maestro, viewer) is kept."""
         return self.secrets_dir / f"{account}.password"
+
+    def cli_options_dir(self, account: str) -> Path:
+        """Options files for Mosquitto's command-line clients, as ``account``.
+
+        ``mosquitto_sub`` and ``mosquitto_pub`` read ``$XDG_CONFIG_HOME/<tool>``, so
+        ``XDG_CONFIG_HOME=<this dir> mosquitto_sub ...`` logs in without a password on
+        the command line (where every local user could read it in /proc).
+        """
+        return self.secrets_dir / f"{account}-cli"
 
     @property
     def agents_dir(self) -> Path:

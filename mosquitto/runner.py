@@ -39,6 +39,7 @@ from mosquitto.errors import (
     MosquittoNotInstalled,
 )
 from mosquitto.layout import PRIVATE_FILE, Layout, describe, make_private_dir, write_private
+from mosquitto.plugin import ensure_plugin
 from mosquitto.state import BrokerInfo, load_info, running_pid, save_info
 
 DEFAULT_MOSQUITTO: Final = "/usr/sbin/mosquitto"
@@ -144,6 +145,7 @@ def _prepare(layout: Layout, options: BrokerOptions, executable: str) -> Prepare
 
         if not tls_ready(layout):
             tls_created = init_tls(layout).server_created
+    ensure_plugin(layout)
     write_private(layout.acl_file, render_acl(Topics(options.root)))
     write_private(layout.config_file, render_config(layout, options, user=config_user()))
     info = BrokerInfo.from_options(options)

@@ -120,7 +120,9 @@ find_python() {
     return 1
 }
 
-wanted=(mosquitto mosquitto-clients openssl)
+# gcc, libc6-dev and the two Mosquitto header packages build the broker's client-id
+# plugin (mosquitto/c/), which `arete broker run` loads.
+wanted=(mosquitto mosquitto-clients openssl gcc libc6-dev mosquitto-dev libmosquitto-dev)
 if [ "$dev" -eq 1 ]; then
     wanted+=(xvfb podman runc busybox-static prometheus-node-exporter victoria-metrics chromium iproute2 iptables faketime)
 fi
@@ -202,6 +204,13 @@ if [ "$current" != "$(stamp_for "$extras")" ] && [ "$current" != "$(stamp_for de
         "$VENV/bin/python" -m pip install -q -e ".[$extras]"
     stamp_for "$extras" >"$STAMP"
 fi
+
+# ---------------------------------------------------------------- the broker plugin
+
+# `arete broker run` builds its client-id plugin into the data dir; building it once here
+# shows a missing compiler or header now rather than when the broker starts.
+step "building the broker's client-id plugin (mosquitto/c/arete_clientid.c)" \
+    "$VENV/bin/python" -c 'from mosquitto.plugin import check_build; check_build()'
 
 # ---------------------------------------------------------------- the dashboard
 

@@ -86,6 +86,11 @@ def test_config_refuses_anonymous_clients_and_uses_the_generated_password_and_ac
     assert value_of(config, "acl_file") == "/srv/arete/broker/acl"
 
 
+def test_config_loads_the_client_id_plugin_built_in_the_data_dir() -> None:
+    config = render_config(LAYOUT, BrokerOptions(), user="arete")
+    assert value_of(config, "plugin") == "/srv/arete/broker/arete_clientid.so"
+
+
 def test_config_listens_on_localhost_by_default_and_on_the_host_given() -> None:
     assert value_of(render_config(LAYOUT, BrokerOptions(), user="u"), "listener") == (
         "1883 127.0.0.1"

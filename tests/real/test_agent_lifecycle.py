@@ -91,7 +91,7 @@ def test_a_late_will_from_an_old_connection_is_identifiable_as_stale(
     # The "old connection": the agent's credentials and a Will from an earlier epoch.
     old = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id="a1-old-connection",
+        client_id="a1:old-connection",
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     old.username_pw_set("a1", broker.password_of("a1"))

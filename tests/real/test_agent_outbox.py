@@ -19,7 +19,9 @@ def received(probe: MqttProbe, topic: str) -> list[Metrics]:
 def persistent_watcher(broker: Broker, mqtt: Callable[..., MqttProbe], topic: str) -> MqttProbe:
     # A persistent session: the broker keeps the subscription and queues QoS 1 messages
     # across its own restart (persistence on), as it will for the maestro.
-    probe = mqtt("maestro", broker.maestro_password, client_id="outbox-watcher", persistent=True)
+    probe = mqtt(
+        "maestro", broker.maestro_password, client_id="maestro:outbox-watcher", persistent=True
+    )
     probe.subscribe(topic, qos=1)
     return probe
 

@@ -37,6 +37,7 @@ from tests.fixtures.mqtt import (
     accepted,
 )
 from tests.fixtures.procs import ARETE, Proc, port_open, wait_for
+from tests.pure.test_clientids import CASES as CLIENT_ID_CASES
 
 Mqtt = Callable[..., MqttProbe]
 STATUS = b'{"state": "online"}'
@@ -75,6 +76,78 @@ def test_wrong_password_is_refused(broker: Broker, mqtt: Mqtt, who: str) -> None
     with pytest.raises(ConnectRefused) as refused:
         mqtt(who, "wrong-" + broker.maestro_password)
     assert refused.value.reason_code in (NOT_AUTHORIZED, BAD_USERNAME_OR_PASSWORD)
+
+
+# -- client ids: each account owns its own -------------------------------------------
+def password_for(broker: Broker, username: str) -> str:
+    if username == "maestro":
+        return broker.maestro_password
+    if username == "viewer":
+        return broker.viewer_password
+    if not broker.agent_config(username).exists():
+        broker.add_agent(username)
+    return broker.password_of(username)
+
+
+def test_the_broker_applies_the_client_id_rule_of_the_contract(broker: Broker, mqtt: Mqtt) -> None:
+    """Every case of the pure rule (tests/pure/test_clientids.py) against the C plugin."""
+    for username, client_id, allowed in CLIENT_ID_CASES:
+        password = password_for(broker, username)
+        if allowed:
+            mqtt(username, password, client_id=client_id).close()
+        else:
+            with pytest.raises(ConnectRefused) as refused:
+                mqtt(username, password, client_id=client_id)
+            assert refused.value.reason_code == NOT_AUTHORIZED, (username, client_id)
+
+
+def test_the_plugin_still_lets_the_password_file_check_the_password(
+    broker: Broker, mqtt: Mqtt
+) -> None:
+    with pytest.raises(ConnectRefused):
+        mqtt("viewer", "wrong-" + broker.viewer_password, client_id="viewer:x")
+
+
+@pytest.mark.parametrize("attacker", ["viewer", "a2"])
+@pytest.mark.parametrize(
+    ("owner", "victim_id"), [("a1", "a1"), ("a1", "a1:agent"), ("maestro", "maestro:main")]
+)
+def test_no_account_can_take_over_another_accounts_client_id(
+    broker: Broker, mqtt: Mqtt, attacker: str, owner: str, victim_id: str
+) -> None:
+    t = broker.topics
+    victim = mqtt(owner, password_for(broker, owner), client_id=victim_id)
+    topic = t.cmd("a1") if owner == "a1" else t.status("a1")
+    victim.subscribe(topic)
+    attacker_password = password_for(broker, attacker)
+
+    for _ in range(3):  # again and again, as in the attack
+        with pytest.raises(ConnectRefused) as refused:
+            mqtt(attacker, attacker_password, client_id=victim_id)
+        assert refused.value.reason_code == NOT_AUTHORIZED
+
+    assert victim.connected
+    assert victim.disconnects == 0, "the rightful owner was knocked off the broker"
+    maestro = mqtt("maestro", broker.maestro_password)
+    assert accepted(maestro.publish(topic, b"still here"))
+    assert victim.wait_for_message(lambda m: m.topic == topic).payload == b"still here"
+
+
+def test_the_viewer_cannot_resume_the_maestros_queued_session(broker: Broker, mqtt: Mqtt) -> None:
+    t = broker.topics
+    maestro = mqtt("maestro", broker.maestro_password, client_id="maestro:main", persistent=True)
+    maestro.subscribe(t.all_of(Kind.METRICS), qos=1)
+    maestro.close()  # offline: the broker queues its QoS 1 messages
+    a1 = agent(broker, mqtt, "a1")
+    for n in range(5):
+        assert accepted(a1.publish(t.metrics("a1"), f"sample {n}".encode()))
+
+    with pytest.raises(ConnectRefused):
+        mqtt("viewer", broker.viewer_password, client_id="maestro:main", persistent=True)
+
+    back = mqtt("maestro", broker.maestro_password, client_id="maestro:main", persistent=True)
+    got = back.wait_for_messages(lambda m: m.topic == t.metrics("a1"), 5)
+    assert [m.payload for m in got] == [f"sample {n}".encode() for n in range(5)]
 
 
 # -- viewer --------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_a_stalled_replicas_dropped_messages_are_counted_and_logged_by_the_maest
 
     # A replica that joined the shared metrics subscription, then stopped for good: the
     # broker keeps sending it its share and queues it for its persistent session.
-    stalled_id = "maestro-stalled"
+    stalled_id = "maestro:stalled"
     stalled = mqtt("maestro", broker.maestro_password, client_id=stalled_id, persistent=True)
     stalled.subscribe(t.shared(SHARE_GROUP, Kind.METRICS), qos=1)
     stalled.close()
