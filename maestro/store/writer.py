@@ -11,14 +11,15 @@ loops over three kinds of work:
   audit), run as they come;
 - retention, one chunk at a time between batches, every ``retention_every_s``.
 
-A batch that cannot be written (disk full, I/O error: ``sqlite3.OperationalError``) is
-rolled back, kept and retried with backoff; its ``on_stored`` callbacks wait. Nothing
-is dropped, the thread never dies on a database error.
+A batch that cannot be written (disk full, I/O error, a damaged file: any error but
+the row errors below) is rolled back, kept and retried with backoff; its ``on_stored``
+callbacks wait. Nothing is dropped, the thread never dies on a database error.
 
-A batch that fails for any other reason holds a row the database refuses (a number
-SQLite cannot bind, a wrong type): one message must never stop storage for the whole
-fleet, so the batch is written again one submission, then one row, at a time, each in
-a savepoint. Every good row is stored; each bad one is rolled back, counted
+A batch that fails with a *row error* (:data:`ROW_ERRORS`: a number SQLite cannot
+bind, a type it does not take, a NULL where a value belongs, a stager refusing a
+value) holds a row the database refuses: one message must never stop storage for the
+whole fleet, so the batch is written again one submission, then one row, at a time,
+each in a savepoint. Every good row is stored; each bad one is rolled back, counted
 (``rows_rejected``), logged (once a minute per agent) and dropped, and its message is
 still acknowledged so the broker does not deliver it again for ever.
 
@@ -57,6 +58,16 @@ FIRST_RETENTION_MAX_S: Final = 60.0  # a maestro restarted often still prunes
 
 
 REJECT_LOG_EVERY_S: Final = 60.0
+ROW_ERRORS: Final = (
+    OverflowError,  # an integer beyond SQLite's signed 64 bits
+    ValueError,
+    TypeError,
+    sqlite3.InterfaceError,  # a value of a type SQLite cannot bind
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,  # NULL where a value belongs
+    sqlite3.DataError,
+)
+"""Errors that belong to one row's values, never to the database or its disk."""
 
 
 @dataclass(slots=True)
@@ -298,9 +309,7 @@ class _Loop:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 inserted = store_batch(self.conn, self.ids, rows, stagers, rx_ts)
-            except sqlite3.OperationalError:
-                raise
-            except Exception:  # noqa: BLE001 - a row the database refuses: isolate it
+            except ROW_ERRORS:  # a row the database refuses: isolate it
                 self.rollback()
                 self.conn.execute("BEGIN IMMEDIATE")
                 inserted, rejected = self.store_isolated(taken, stagers)
@@ -336,7 +345,7 @@ class _Loop:
         """Store ``taken`` a submission, then a row, at a time; drop the rows refused.
 
         Runs in the caller's transaction; returns (rows inserted, rows rejected). An
-        ``sqlite3.OperationalError`` (disk full, I/O) is raised: the batch is retried.
+        Any other error (disk full, I/O) is raised: the whole batch is retried.
         """
         inserted = rejected = 0
         for submission in taken:
@@ -345,15 +354,11 @@ class _Loop:
                     self.ids.resolve(row[0])
             try:
                 inserted += self.savepoint(submission.rows, stagers, submission.rx)
-            except sqlite3.OperationalError:
-                raise
-            except Exception:  # noqa: BLE001 - one of its rows is refused: find which
+            except ROW_ERRORS:  # one of its rows is refused: find which
                 for row in submission.rows:
                     try:
                         inserted += self.savepoint((row,), stagers, submission.rx)
-                    except sqlite3.OperationalError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - this row is refused: drop it
+                    except ROW_ERRORS as exc:  # this row is refused: drop it
                         rejected += 1
                         self.rejected(row, exc)
         return inserted, rejected

@@ -214,3 +214,26 @@ def test_an_old_store_gets_rx_ts_and_loses_rows_stamped_far_in_the_future(
         rx = dict(check.execute("SELECT seq, rx_ts FROM samples"))
     assert rx[1] is None, "rows stored before the column existed have no receive time"
     assert rx[3] is not None
+
+
+class DamagedSpool:
+    """A stager whose database fails as a whole (not a row's fault) a few times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def stage(self, conn: sqlite3.Connection, rows: Sequence[SampleRow]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+
+def test_an_error_of_the_database_itself_drops_nothing_and_is_retried(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with Store.open(path, settings=FAST, stagers=[DamagedSpool(failures=2)]) as store:
+        acks = Acks(2)
+        submit_together(store, [[row("a1", 1)], [row("evil", 2**63)]], acks)
+        assert acks.done.wait(10)
+        assert store.writer.write_errors == 2, "retried as a whole while the database failed"
+        assert store.writer.rows_rejected == 1, "then only the row SQLite cannot hold"
+    assert stored(path, "a1") == [1]
