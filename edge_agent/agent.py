@@ -758,7 +758,10 @@ class Agent:
             action()
         except StateError as exc:
             self.counters.add(counter)
-            log.error("agent state error", extra={"kv": {"error": str(exc)}})
+            if self.state.disk_full:
+                self._log_disk(str(exc))  # once a minute, not at every acknowledgement
+            else:
+                log.error("agent state error", extra={"kv": {"error": str(exc)}})
 
     def _link_config(self) -> LinkConfig:
         mqtt = self.settings.mqtt

@@ -16,7 +16,6 @@ the space back and remade the ballast.
 from __future__ import annotations
 
 import errno
-import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +25,8 @@ from pathlib import Path
 from typing import Final
 
 from edge_agent.errors import StateError
+from edge_agent.seq import SEQ_BLOCK, SeqBlock, resume_after
 
-SEQ_BLOCK: Final = 600  # seq numbers reserved per write (10 minutes at 1 Hz)
 BALLAST_BYTES: Final = 256 * 1024  # room kept for the deletes that free a full disk
 JOURNAL_LIMIT_BYTES: Final = 256 * 1024  # the WAL is cut back to this after a checkpoint
 AUTOCHECKPOINT_PAGES: Final = 32  # checkpoint every 32 pages (128 KiB) of WAL
@@ -45,34 +44,6 @@ CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, sample BLOB NOT NULL
 class OutboxRow:
     seq: int
     sample: bytes  # the sample's JSON, exactly as it will be sent
-
-
-@dataclass(frozen=True, slots=True)
-class SeqBlock:
-    """What is stored about the sequence: enough to never hand a number out twice.
-
-    ``limit`` is the highest number that may have been handed out. While running it is
-    the end of the reserved block; a clean close stores the last number and ``at_ms=0``,
-    so a clean restart continues without a gap. After a crash the agent continues past
-    ``limit`` (a gap of at most :data:`SEQ_BLOCK` numbers that were never used), and
-    past what the wall time since the reservation could have numbered, in case the block
-    ran out while the disk was full and no new one could be written.
-    """
-
-    limit: int
-    base: int = 0  # the last number handed out when the block was reserved
-    at_ms: int = 0  # wall clock of the reservation; 0 after a clean close
-    interval_ms: int = 1000  # the sampling interval then (at most one number each)
-
-
-def resume_after(block: SeqBlock, now_ms: int) -> int:
-    """The last number that may have been used before this start (continue after it)."""
-    if block.at_ms <= 0:
-        return block.limit
-    elapsed = max(0, now_ms - block.at_ms)
-    # The sample loop never bursts: one number per interval, plus one catching up.
-    by_time = block.base + math.ceil(elapsed / max(1, block.interval_ms)) + 2
-    return max(block.limit, by_time)
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -102,19 +73,18 @@ class AgentState:
         self._interval_ms = max(1, round(interval_s * 1000))
         self._clock = clock
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            # Incremental: pages freed by deleted outbox rows can be handed back to a
-            # full disk (only takes effect on a new file; older files keep their mode).
-            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a process crash (kill -9); only an OS crash can
-            # lose the last transactions, and the agent has no fsync per sample.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot open agent state {self.path}: {exc}") from exc
+            self._db = self._open()
+        except sqlite3.Error as first:
+            # A disk already full at start: SQLite needs a little room to open (its
+            # shared-memory index, recovering a journal). The ballast is that room.
+            if not self.ballast.exists():
+                raise StateError(f"cannot open agent state {self.path}: {first}") from first
+            self.ballast.unlink()
+            self.disk_full = True
+            try:
+                self._db = self._open()
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot open agent state {self.path}: {exc}") from exc
         self.path.chmod(0o600)
         block = SeqBlock(
             limit=self._get("seq"),
@@ -128,6 +98,24 @@ class AgentState:
         self._dropped_stored = self.dropped
         self._outbox_len = self._scalar("SELECT COUNT(*) FROM outbox")
         self._make_ballast()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            # Incremental: pages freed by deleted outbox rows can be handed back to a
+            # full disk (only takes effect on a new file; older files keep their mode).
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash (kill -9); only an OS crash can
+            # lose the last transactions, and the agent has no fsync per sample.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         """Store the exact last seq (a clean restart continues without a gap) and close."""

@@ -147,3 +147,58 @@ def test_full_state_disk_keeps_live_metrics_and_counts_every_lost_sample(  # noq
             f"journal at most {journal_max // 1024} KiB; status disk_full=true"
         ),
     )
+
+
+def test_an_agent_started_on_a_full_disk_sends_live_metrics_and_says_so(
+    broker: Broker,
+    mqtt: Callable[..., MqttProbe],
+    start_agent: Callable[..., AgentProc],
+    small_disk: Callable[..., SmallDisk],
+    reliability: Reliability,
+) -> None:
+    metrics_topic, status_topic = broker.topics.metrics("a1"), broker.topics.status("a1")
+    viewer = mqtt("maestro", broker.maestro_password)
+    viewer.subscribe(metrics_topic, qos=1)
+    viewer.subscribe(status_topic, qos=1)
+    disk = small_disk("2m", name="agent-state")
+    env = {"ARETE_AGENT_INTERVAL_S": str(INTERVAL_S)}
+    first = start_agent("a1", state_dir=disk.path, env=env)
+    viewer.wait_for_message(lambda m: m.topic == metrics_topic, 15)
+    first.signal(signal.SIGTERM)
+    first.proc.wait(15)
+    last_before = max(
+        s.seq
+        for m in viewer.messages
+        if m.topic == metrics_topic
+        for s in decode_metrics(m.payload).samples
+    )
+    disk.fill(leave=0)  # not a byte left, the agent's own reserve aside
+    assert disk.free_bytes() < 64 * 1024
+
+    began = time.monotonic()
+    agent = start_agent("a1", state_dir=disk.path, env=env, config=first.config)
+
+    def live_after_restart() -> list[int]:
+        return [
+            s.seq
+            for m in viewer.messages
+            if m.topic == metrics_topic
+            for s in decode_metrics(m.payload).samples
+            if s.seq > last_before
+        ]
+
+    wait_for(lambda: len(live_after_restart()) >= 20, 20, "live metrics from the full disk")
+    detection_s = time.monotonic() - began
+    seqs = live_after_restart()
+    assert seqs == sorted(set(seqs)), "in order, none twice"
+    statuses = [decode_status(m.payload) for m in viewer.messages if m.topic == status_topic]
+    assert statuses[-1].disk_full, "the status says the disk is full"
+    assert agent.proc.alive()
+
+    reliability.record(
+        "agent started on a full state disk (2 MB tmpfs, 0 bytes free)",
+        detection_s=detection_s,
+        lost=0,
+        duplicates=len(seqs) - len(set(seqs)),
+        notes="it opens its state with its 256 KiB reserve, sends live, status disk_full=true",
+    )
