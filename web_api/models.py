@@ -80,6 +80,12 @@ class AgentPublic(BaseModel):
     version: str | None
     labels: dict[str, str]
     metrics: dict[str, Any] | None = Field(description="The latest sample: ts, cpu, mem, ...")
+    clock_offset_s: float | None = Field(
+        None,
+        description="The agent's clock minus the maestro's, in seconds, measured from live "
+        "samples (positive: ahead); None before any sample. The clock_skew alert fires past "
+        "its threshold (10 s).",
+    )
     alerts: int = Field(description="Pending and firing alerts of this agent.")
 
 
