@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ import typer
 
 from arete.errors import TopicError
 from arete.topics import Topics, validate_agent_id
+from mosquitto.acl import VIEWER
+from mosquitto.layout import Layout
 
 STOP_TIMEOUT_S = 10.0
 
@@ -236,10 +239,12 @@ def _banner(
             "log in with your user (admin was created on the first run; "
             f"`arete users add NAME --role admin --data-dir {data_dir}` makes another)"
         )
-    viewer = data_dir / "secrets" / "viewer.password"
+    # The viewer's options file holds its password: never on a command line, where any
+    # local user could read it in /proc.
+    options_dir = Layout.at(data_dir).cli_options_dir(VIEWER)
     watch = (
-        f'mosquitto_sub -h 127.0.0.1 -p {port} -u viewer -P "$(cat {viewer})" '
-        f"-V mqttv5 -t '{Topics().everything()}' -v"
+        f"XDG_CONFIG_HOME={shlex.quote(str(options_dir))} mosquitto_sub -h 127.0.0.1 "
+        f"-p {port} -V mqttv5 -t '{Topics().everything()}' -v"
     )
     typer.echo(
         f"""
