@@ -50,11 +50,21 @@ class MqttSettings(_Section, kw_only=True):
     metrics_qos: Literal[0, 1] = 1
 
 
+class AllowRule(_Section, kw_only=True, omit_defaults=True):
+    """A ``shell.allow`` entry as a table (edge_agent/handlers/allowlist.py)."""
+
+    program: str  # a name (looked up on PATH) or an absolute path
+    args: list[str] = []  # one regular expression per argument, each matched whole
+    any_args: bool = False  # any arguments: the program decides what runs (see docs)
+    cwd: str | None = None  # regular expression for the working directory; None: no cwd
+
+
 class ShellSettings(_Section, kw_only=True):
     enabled: bool = True
-    # Empty: any program. Otherwise argv[0] (as given, or its basename) must be listed,
-    # and shell strings are refused because they cannot be checked.
-    allow: list[str] = []
+    # Empty: any command. Otherwise an argv must match an entry — a string is one exact
+    # command line ("uptime" = uptime with no arguments), a table a program with
+    # argument patterns — and shell strings are refused because they cannot be checked.
+    allow: list[str | AllowRule] = []
     allow_shell_strings: bool = True
 
 
@@ -201,6 +211,10 @@ def _check(settings: AgentSettings) -> AgentSettings:
         raise ConfigError("mqtt.ca_file is set but mqtt.tls is false")
     if settings.commands.public_key and settings.commands.public_key_file:
         raise ConfigError("set commands.public_key or commands.public_key_file, not both")
+    from edge_agent.handlers.allowlist import compile_rule  # it imports this module
+
+    for index, entry in enumerate(settings.shell.allow):
+        compile_rule(entry, f"shell.allow[{index}]")
     return settings
 
 

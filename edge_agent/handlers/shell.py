@@ -1,8 +1,9 @@
 """The ``shell`` command: run a program (argv) or a shell string, with policy and limits.
 
 Policy comes first and is checked before anything runs: the shell can be turned off per
-machine, or restricted to an allowlist of programs (then shell strings are refused,
-because what a shell string runs cannot be checked).
+machine, or restricted to an allowlist of commands — programs with the arguments they
+may take (:mod:`edge_agent.handlers.allowlist`); then shell strings are refused,
+because what a shell string runs cannot be checked.
 
 The child runs in a new session, so it and everything it starts form one process group:
 a timeout ends the whole group (SIGTERM, then SIGKILL after a short grace), and nothing
@@ -27,7 +28,6 @@ import asyncio
 import codecs
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +39,7 @@ import msgspec
 
 from arete.commands import ShellArgs, ShellResult
 from edge_agent.errors import CommandFailed
+from edge_agent.handlers.allowlist import check_allowlist
 from edge_agent.settings import ENV_PREFIX, ShellSettings
 
 TERM_GRACE_S: Final = 2.0  # after the timeout: SIGTERM, then SIGKILL this much later
@@ -145,43 +146,12 @@ def checked_argv(args: ShellArgs, settings: ShellSettings) -> list[str]:
             "not_allowed",
             f"{program!r} is a relative path; this agent's allowlist takes names or absolute paths",
         )
-    return [_allowed_program(program, settings.allow), *args.argv[1:]]
+    return check_allowlist(settings.allow, list(args.argv), args.cwd)
 
 
 def _is_relative_path(program: str) -> bool:
     separators = [os.sep] if os.altsep is None else [os.sep, os.altsep]
     return any(sep in program for sep in separators) and not os.path.isabs(program)
-
-
-def _allowed_program(program: str, allow: list[str]) -> str:
-    """The absolute path of the allowlisted ``program`` (a name or an absolute path).
-
-    What runs is the file that was checked: a name is resolved on PATH here and now, so
-    neither ``cwd`` nor a relative PATH entry can put another file in its place.
-    """
-    refused = CommandFailed("not_allowed", f"{program!r} is not in this agent's shell allowlist")
-    if not os.path.isabs(program):  # a bare name: relative paths are refused before this
-        if program not in allow:
-            raise refused
-        found = shutil.which(program)
-        if found is None:
-            raise CommandFailed("not_found", f"no program {program!r} on this machine")
-        return os.path.abspath(found)
-    if program in allow:
-        return program
-    # A path is allowed by its basename only if it is the program that name means here:
-    # "ls" allows /usr/bin/ls, not a file called ls in some writable directory.
-    name = os.path.basename(program)
-    if name in allow and _same_file(shutil.which(name), program):
-        return program
-    raise refused
-
-
-def _same_file(found: str | None, program: str) -> bool:
-    try:
-        return found is not None and os.path.samefile(found, program)
-    except (OSError, ValueError):  # missing, unreadable, or a NUL in the path
-        return False
 
 
 def _died_of_sigpipe(code: int, via_shell: bool) -> bool:

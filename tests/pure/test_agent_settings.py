@@ -13,6 +13,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.settings import (
     KNOWN_DEFAULT_SECRETS,
     AgentSettings,
+    AllowRule,
     CommandSettings,
     MqttSettings,
     OutboxSettings,
@@ -318,13 +319,23 @@ def test_render_writes_only_what_differs_from_the_defaults() -> None:
 printable = st.text(st.characters(blacklist_categories=["Cs"]), max_size=20)
 
 
+program_names = st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)
+allow_entries = st.one_of(
+    st.from_regex(r"[a-z][a-z0-9_-]{0,10}( [a-z0-9_.-]{1,8}){0,2}", fullmatch=True),
+    st.builds(
+        AllowRule,
+        program=program_names,
+        args=st.lists(st.sampled_from(["-l", "[0-9]+", "a b", 'q"uote']), max_size=2),
+        cwd=st.none() | st.sampled_from(["/srv(/.*)?", "/tmp"]),
+    ),
+)
 agent_settings = st.builds(
     AgentSettings,
     id=st.just("a1"),
     interval_s=st.floats(min_value=0.1, max_value=3600),
     labels=st.dictionaries(printable, printable, max_size=4),
     mqtt=st.builds(MqttSettings, host=printable, port=st.integers(min_value=1, max_value=65535)),
-    shell=st.builds(ShellSettings, allow=st.lists(printable, max_size=4)),
+    shell=st.builds(ShellSettings, allow=st.lists(allow_entries, max_size=4)),
 )
 
 
@@ -356,3 +367,49 @@ def test_paths_from_the_environment_are_taken_as_given(tmp_path: Path) -> None:
     path = write(tmp_path, 'id = "a1"\n')
     settings = load_settings(path, env={"ARETE_AGENT_MQTT__PASSWORD_FILE": "pw"})
     assert settings.mqtt.password_file == "pw"
+
+
+# -- shell allowlist -----------------------------------------------------------------------
+def test_allowlist_entries_are_exact_command_lines_or_tables_with_argument_patterns(
+    tmp_path: Path,
+) -> None:
+    text = """\
+id = "a1"
+
+[shell]
+allow = [
+  "uptime",
+  "systemctl status 'my unit'",
+  { program = "journalctl", args = ["-u", "[a-z0-9@._-]+", "-n", "[0-9]{1,4}"] },
+  { program = "/usr/bin/ls", any_args = true, cwd = "/srv(/.*)?" },
+]
+"""
+    loaded = load_settings(write(tmp_path, text), env={})
+    assert loaded.shell.allow[:2] == ["uptime", "systemctl status 'my unit'"]
+    assert loaded.shell.allow[2] == AllowRule(
+        program="journalctl", args=["-u", "[a-z0-9@._-]+", "-n", "[0-9]{1,4}"]
+    )
+    assert loaded.shell.allow[3] == AllowRule(
+        program="/usr/bin/ls", any_args=True, cwd="/srv(/.*)?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('""', "an empty entry allows nothing"),
+        ('"echo \'unclosed"', "not a valid command line"),
+        ('"bin/tool"', "not a relative one"),
+        ('{ program = "grep", args = ["("] }', "not a valid regular expression"),
+        ('{ program = "ls", cwd = "[" }', "not a valid regular expression"),
+        ('{ program = "ls", args = ["-l"], any_args = true }', "not both"),
+        ('{ program = "ls", argz = ["-l"] }', "argz"),
+    ],
+)
+def test_bad_allowlist_entries_are_refused_with_their_place(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    text = f'id = "a1"\n\n[shell]\nallow = ["uptime", {entry}]\n'
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings(write(tmp_path, text), env={})
+    assert "shell.allow[1]" in str(caught.value) or "$.shell.allow[1]" in str(caught.value)

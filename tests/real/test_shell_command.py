@@ -18,7 +18,7 @@ from arete.commands import CommandName, ShellArgs, ShellResult
 from edge_agent.dispatch import deadline_s
 from edge_agent.errors import CommandFailed
 from edge_agent.handlers.shell import OUTPUT_GRACE_S, TERM_GRACE_S, checked_argv, run_shell
-from edge_agent.settings import ShellSettings
+from edge_agent.settings import AllowRule, ShellSettings
 from tests.fixtures.procs import wait_for
 
 KiB = 1024
@@ -202,7 +202,7 @@ def test_disabled_shell_runs_nothing(tmp_path: Path) -> None:
 
 
 def test_allowlist_lets_listed_programs_run_and_refuses_the_rest(tmp_path: Path) -> None:
-    settings = ShellSettings(allow=["echo"])
+    settings = ShellSettings(allow=["echo allowed", "echo 'by path'"])
     assert shell(settings, argv=["echo", "allowed"]).stdout == "allowed\n"
     echo = shutil.which("echo")
     assert echo is not None
@@ -262,7 +262,8 @@ def test_an_allowlisted_name_runs_the_program_it_was_checked_as(
     (tmp_path / "agent").mkdir()
     monkeypatch.chdir(tmp_path / "agent")
     monkeypatch.setenv("PATH", f"bin{os.pathsep}{os.environ['PATH']}")
-    result = shell(ShellSettings(allow=["echo"]), argv=["echo", "hi"], cwd=str(tmp_path / "work"))
+    settings = ShellSettings(allow=[AllowRule(program="echo", args=["hi"], cwd=".*")])
+    result = shell(settings, argv=["echo", "hi"], cwd=str(tmp_path / "work"))
     assert result.stdout == "hi\n"
     assert not marker.exists()
 
@@ -288,7 +289,55 @@ NUL_ARGS = [
 @pytest.mark.parametrize(("args", "allow"), NUL_ARGS)
 def test_a_nul_character_is_bad_args_not_a_crash(args: dict[str, object], allow: list[str]) -> None:
     # ShellArgs refuses a NUL when decoded; built directly, the handler refuses it too.
-    assert refused(ShellSettings(allow=allow), **args).code == "bad_args"
+    assert refused(ShellSettings(allow=list(allow)), **args).code == "bad_args"
+
+
+def test_allowed_programs_cannot_be_given_arguments_that_run_or_read_anything_else(
+    tmp_path: Path,
+) -> None:
+    # Issue 10 #14: with env, find and date allowed, these ran `id` as root / read a file.
+    marker = tmp_path / "ran"
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    settings = ShellSettings(allow=["env", "find", "date"])  # bare names: no arguments
+    escapes = [
+        ["env", "sh", "-c", f"touch {marker}"],
+        ["find", str(tmp_path), "-exec", "touch", str(marker), ";"],
+        ["date", "-f", str(secret)],
+    ]
+    for argv in escapes:
+        failure = refused(settings, argv=argv)
+        assert failure.code == "not_allowed", argv
+        assert "not with these arguments" in failure.message
+    assert not marker.exists()
+    assert shell(settings, argv=["date"]).exit_code == 0  # what the entry does allow
+
+
+def test_argument_patterns_match_each_argument_whole_and_their_number() -> None:
+    settings = ShellSettings(allow=[AllowRule(program="echo", args=["-n", "[0-9]{1,3}"])])
+    assert shell(settings, argv=["echo", "-n", "42"]).stdout == "42"
+    for argv in (
+        ["echo", "-n", "42 and more"],  # matched whole, not searched
+        ["echo", "-n", "42", "extra"],
+        ["echo", "-n"],
+        ["echo", "-e", "42"],
+    ):
+        assert refused(settings, argv=argv).code == "not_allowed", argv
+
+
+def test_any_arguments_only_when_the_entry_says_so_explicitly() -> None:
+    settings = ShellSettings(allow=[AllowRule(program="echo", any_args=True)])
+    assert shell(settings, argv=["echo", "anything", "at", "all"]).stdout == "anything at all\n"
+
+
+def test_a_working_directory_needs_an_entry_that_allows_it(tmp_path: Path) -> None:
+    narrow = ShellSettings(allow=["pwd"])
+    failure = refused(narrow, argv=["pwd"], cwd=str(tmp_path))
+    assert failure.code == "not_allowed"
+    assert "leave cwd out" in failure.message
+    wide = ShellSettings(allow=[AllowRule(program="pwd", cwd=f"{tmp_path.resolve()}(/.*)?")])
+    assert shell(wide, argv=["pwd"], cwd=str(tmp_path)).stdout.strip() == str(tmp_path)
+    assert refused(wide, argv=["pwd"], cwd="/").code == "not_allowed"
 
 
 def test_allowlist_refuses_shell_strings(tmp_path: Path) -> None:
