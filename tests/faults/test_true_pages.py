@@ -14,12 +14,13 @@ Pages are counted on the fake Discord server (one embed per alert in each messag
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from tests.faults.conftest import Reliability
-from tests.fixtures.agent import AgentProc
+from tests.fixtures.agent import FAST_ENV, AgentProc
 from tests.fixtures.broker import Broker
 from tests.fixtures.chat_servers import TELEGRAM_TOKEN, FakeDiscord, FakeTelegram
 from tests.fixtures.faults import faketime_env
@@ -339,3 +340,81 @@ def test_two_real_outages_soon_after_each_other_are_both_paged(  # noqa: PLR0917
         notes=f"messages: {kinds}",
     )
     assert kinds == ["FIRING", "RESOLVED", "FIRING AGAIN", "RESOLVED"]
+
+
+def test_samples_that_stop_while_heartbeats_go_on_raise_metrics_stalled(  # noqa: PLR0917
+    broker: Broker,
+    maestro_thread: Callable[..., MaestroThread],
+    mqtt: Callable[..., MqttProbe],
+    fake_telegram: FakeTelegram,
+    fake_discord: FakeDiscord,
+    reliability: Reliability,
+) -> None:
+    # A hung sampler (issue 10 item 4) as the maestro sees it, played by a client with the
+    # agent's own account: a birth, a few samples, then heartbeats only.
+    maestro = maestro_thread(
+        notify=notify_to(fake_telegram, fake_discord),
+        alerts={"group_wait_s": 0.3, "builtin": {"metrics_stalled": {"threshold": 5.0}}},
+    )
+    broker.add_agent("a1")
+    agent = mqtt("a1", broker.password_of("a1"))
+    topics = broker.topics
+    epoch = int(time.time() * 1000)
+    birth = {"schema": 1, "state": "online", "epoch": epoch, "ts": time.time(), "version": "t",
+             "host": "h1", "heartbeat_s": 1.0}  # fmt: skip
+    agent.publish(topics.status("a1"), json.dumps(birth).encode(), qos=1, retain=True)
+    for seq in range(1, 6):
+        sample = {"ts": time.time(), "seq": seq, "cpu": 1.0, "mem": 10.0}
+        body = {"schema": 1, "epoch": epoch, "seq": seq, "samples": [sample]}
+        agent.publish(topics.metrics("a1"), json.dumps(body).encode(), qos=1)
+        time.sleep(1)
+    stalled_at = time.monotonic()
+    beats = 0
+    while time.monotonic() - stalled_at < 12 and not firing(fake_discord):
+        beat = {"schema": 1, "epoch": epoch, "seq": 5, "ts": time.time()}
+        agent.publish(topics.heartbeat("a1"), json.dumps(beat).encode(), qos=0)
+        beats += 1
+        time.sleep(1)
+    detection = time.monotonic() - stalled_at
+    assert maestro.state_of("a1") == "online", "heartbeats keep it online"
+    reliability.record(
+        "samples stop while heartbeats go on (metrics_stalled threshold 5 s)",
+        detection_s=detection,
+        pages_expected=1,
+        pages_sent=len(firing(fake_discord)),
+        notes=f"{beats} heartbeats after the last sample",
+    )
+    assert firing(fake_discord) == ["metrics_stalled"]
+    assert detection < 10
+
+
+def test_one_identity_used_from_two_machines_raises_identity_conflict(  # noqa: PLR0917
+    broker: Broker,
+    procs: Callable[..., Any],
+    maestro_thread: Callable[..., MaestroThread],
+    fake_telegram: FakeTelegram,
+    fake_discord: FakeDiscord,
+    reliability: Reliability,
+    tmp_path: Any,
+) -> None:
+    maestro = maestro_thread(
+        notify=notify_to(fake_telegram, fake_discord), alerts={"group_wait_s": 0.3}
+    )
+    config = broker.add_agent("a1")
+    began = time.monotonic()
+    for host in ("pc-a", "pc-b"):  # two machines: own hostname (UTS namespace), own state
+        env = {**FAST_ENV, "ARETE_AGENT_STATE_DIR": str(tmp_path / f"state-{host}")}
+        run = f"hostname {host} && exec {sys.executable} -m arete_cli agent run --config {config}"
+        procs(["unshare", "--uts", "sh", "-c", run], f"agent-a1-{host}", env=env)
+    wait_for(lambda: "identity_conflict" in firing(fake_discord), 40, "identity_conflict")
+    detection = time.monotonic() - began
+    alert = next(a for a in maestro.app.alerts.active_alerts("a1") if a.rule == "identity_conflict")
+    reliability.record(
+        "one agent identity run on two machines at once (UTS namespaces pc-a, pc-b)",
+        detection_s=detection,
+        pages_expected=1,
+        pages_sent=len(firing(fake_discord, {"identity_conflict"})),
+        notes=f"other pages: {sorted(set(firing(fake_discord)) - {'identity_conflict'})}",
+    )
+    assert "pc-a, pc-b" in alert.summary
+    assert firing(fake_discord, {"identity_conflict"}) == ["identity_conflict"]
