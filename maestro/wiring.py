@@ -181,6 +181,7 @@ def disk_monitor(maestro: Maestro) -> DiskMonitor:
     monitor.sources["alerts"] = lambda: maestro.alerts.effects.failing
     monitor.sources["notify"] = lambda: maestro.notifier.dispatcher.failing
     monitor.sources["registry"] = lambda: maestro.registry.store_failing
+    monitor.sources["commands"] = lambda: maestro.commands.store_failing
     subject = f"maestro:{settings.replica}"
 
     def tell_alerts(report: DiskReport, now: float) -> None:

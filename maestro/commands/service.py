@@ -106,6 +106,11 @@ class CommandService:
     def store_errors_total(self) -> int:
         return self._open.store_errors_total
 
+    @property
+    def store_failing(self) -> str | None:
+        """The store's error while command states wait in memory to be stored, else None."""
+        return self._open.store_failing
+
     # -- lifecycle of the service ---------------------------------------------------------
     async def start(self) -> None:
         """Pick up commands a previous run left open: re-publish or time them out."""

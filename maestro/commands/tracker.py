@@ -5,6 +5,12 @@ Every state change goes through :meth:`OpenCommands.advance`, in this order: the
 next reply, a moment later, sees it); the store's writer thread records it (in order:
 it is one thread); once stored, the change is published on the event bus and, when
 final, waiters get the final record and the command leaves memory.
+
+A change the store refuses (disk full) is not lost: it is kept in memory, in order,
+with every change after it, and stored by a retry every ``STORE_RETRY_S`` until the
+store takes them (a late write never moves a command back to an older state). The
+bus and the waiters are told at once, as when the write succeeds; the log says it
+once a minute.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -33,6 +41,7 @@ from maestro.commands.lifecycle import (
     settle,
 )
 from maestro.commands.records import CommandRecord
+from maestro.diskstate import Throttle
 from maestro.errors import StoreError
 from maestro.events import EventBus
 from maestro.store.core import Store
@@ -40,6 +49,7 @@ from maestro.store.core import Store
 log = logging.getLogger("arete.maestro.commands")
 
 IGNORE_REASONS: Final = ("no_id", "unknown", "wrong_agent", "no_change")
+STORE_RETRY_S: Final = 1.0
 _MAX_ID_CHARS: Final = 128
 
 
@@ -68,6 +78,11 @@ class OpenCommands:
         self.finished_total: dict[str, int] = {state.value: 0 for state in FINAL_STATES}
         self.replies_ignored_total: dict[str, int] = dict.fromkeys(IGNORE_REASONS, 0)
         self.store_errors_total = 0
+        # Changes the store refused, in order, kept until it takes them (disk full).
+        self.unstored: deque[tuple[CommandRecord, str]] = deque()
+        self.store_failing: str | None = None
+        self._store_log = Throttle()
+        self._retry: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._open)
@@ -160,6 +175,10 @@ class OpenCommands:
         else:
             self._move_deadline(record)
         loop = asyncio.get_running_loop()
+        if self.unstored:  # earlier changes wait for the store: this one goes behind them
+            self.unstored.append((record, change.detail))
+            self._told(entry, record)
+            return
         try:
             stored = self.store.submit_write(
                 partial(records.update, record=record, detail=change.detail)
@@ -168,15 +187,55 @@ class OpenCommands:
             stored = Future()
             stored.set_exception(exc)
         stored.add_done_callback(
-            lambda done: _call_soon(loop, self._after_store, entry, record, done)
+            lambda done: _call_soon(loop, self._after_store, entry, record, change.detail, done)
         )
 
-    def _after_store(self, entry: OpenCommand, record: CommandRecord, stored: Future[None]) -> None:
+    def _after_store(
+        self, entry: OpenCommand, record: CommandRecord, detail: str, stored: Future[None]
+    ) -> None:
         error = stored.exception()
-        kv = {"command_id": record.id, "agent_id": record.agent, "state": record.state.value}
         if error is not None:
             self.store_errors_total += 1
-            log.error("command state not stored", extra={"kv": {**kv, "error": str(error)}})
+            self.unstored.append((record, detail))
+            self._store_failed(error)
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.get_running_loop().create_task(
+                    self._store_later(), name="commands-store-retry"
+                )
+        self._told(entry, record)
+
+    def _store_failed(self, error: BaseException) -> None:
+        self.store_failing = str(error)
+        if self._store_log.ready(self.clock()):
+            kv = {
+                "error": str(error),
+                "changes": len(self.unstored),
+                "repeats": self._store_log.suppressed,
+            }
+            log.error(
+                "command states not stored; kept in memory and retried until stored",
+                extra={"kv": kv},
+            )
+
+    async def _store_later(self) -> None:
+        """Store the refused changes, in order, until the store takes them all."""
+        while self.unstored:
+            await asyncio.sleep(STORE_RETRY_S)
+            batch = list(self.unstored)
+            try:
+                await self.store.write(partial(_store_late, changes=batch))
+            except StoreError as exc:
+                self._store_failed(exc)
+                continue
+            for _ in batch:
+                self.unstored.popleft()
+        self.store_failing = None
+        self._store_log.reset()
+        log.warning("command states stored again after a store failure")
+
+    def _told(self, entry: OpenCommand, record: CommandRecord) -> None:
+        """The change is decided: tell the bus and, once final, the waiters."""
+        kv = {"command_id": record.id, "agent_id": record.agent, "state": record.state.value}
         self.events.publish("command", record.updated_at, record.to_dict())
         if not record.is_final:
             return
@@ -188,6 +247,19 @@ class OpenCommands:
             entry.done.set_result(record)
         if self._open.get(record.id) is entry:
             del self._open[record.id]
+
+
+def _store_late(conn: sqlite3.Connection, changes: list[tuple[CommandRecord, str]]) -> None:
+    """Store changes the store refused before: every event, and each command's state
+    unless a newer one is stored already (changes that got through meanwhile)."""
+    for record, detail in changes:
+        row = conn.execute("SELECT updated_at FROM commands WHERE id = ?", (record.id,)).fetchone()
+        if row is None:  # purged meanwhile: nothing to bring up to date
+            continue
+        if row[0] is not None and float(row[0]) > record.updated_at:
+            records.add_event(conn, record.id, record.updated_at, record.state, detail)
+        else:
+            records.update(conn, record=record, detail=detail)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
