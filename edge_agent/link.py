@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from arete.backoff import Backoff
+from edge_agent.kicks import KickWatch
 
 log = logging.getLogger("arete.agent.link")
 
@@ -113,6 +114,7 @@ class MqttLink:
         self._thread = threading.Thread(target=self._run, name="arete-mqtt", daemon=True)
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._taken_over = False
+        self._kicks = KickWatch()  # closed right after connecting, again and again
 
     # -- called from the agent's thread ----------------------------------------------------
     def start(self) -> None:
@@ -161,10 +163,21 @@ class MqttLink:
             was_connected = self._connect_once()
             if self._stopping.is_set():
                 break
-            if was_connected and time.monotonic() - started >= STABLE_CONNECTION_S:
+            now = time.monotonic()
+            if not was_connected:
+                self._kicks.connect_failed()
+            elif self._kicks.lost(now):
+                log.error(
+                    "another client uses this agent's identity: the broker closed "
+                    f"{self._kicks.losses} connections in a row right after accepting them; "
+                    "is this agent's config running on two machines? reconnecting only "
+                    f"every {self._config.reconnect_max_s:g} s",
+                    extra={"kv": {"client_id": self._config.client_id}},
+                )
+            if was_connected and now - started >= STABLE_CONNECTION_S:
                 self._backoff.reset()
             delay = self._backoff.next()
-            if self._taken_over:
+            if self._taken_over or self._kicks.suspected(now):
                 # Two agents share one id: don't let them kick each other off in a loop.
                 self._taken_over = False
                 delay = self._config.reconnect_max_s

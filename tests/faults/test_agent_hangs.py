@@ -173,3 +173,40 @@ def test_a_second_agent_on_the_same_state_dir_is_refused_at_start(
         duplicates=len(seqs) - len(set(seqs)),
         notes="refused at start with exit status 2 (names the running pid); first unaffected",
     )
+
+
+def test_one_identity_used_from_two_machines_is_named_in_the_log_and_backs_off(
+    start_agent: Callable[..., AgentProc],
+    commander_for: Callable[..., Commander],
+    broker: Broker,
+    tmp_path: Path,
+    reliability: Reliability,
+) -> None:
+    # The same config on two machines: two state directories, one client id.
+    commander = commander_for("a1")
+    commander.probe.subscribe(broker.topics.status("a1"))
+    env = {"ARETE_AGENT_MQTT__RECONNECT_MAX_S": "3"}
+    first = start_agent("a1", env=env)
+    second = start_agent("a1", env=env, config=first.config, state_dir=tmp_path / "machine-2")
+    started = time.monotonic()
+
+    def named() -> bool:
+        text = first.output() + second.output()
+        return "another client uses this agent's identity" in text
+
+    wait_for(named, 40, "the log line naming the shared identity")
+    detected_s = time.monotonic() - started
+    # From then on each copy reconnects at most every reconnect_max_s (3 s).
+    status_topic = broker.topics.status("a1")
+    before = sum(1 for m in commander.probe.messages if m.topic == status_topic)
+    time.sleep(12.0)
+    onlines = sum(1 for m in commander.probe.messages if m.topic == status_topic) - before
+    assert onlines <= 2 * (12 // 3 + 1) * 2  # online + Will per connection, two copies
+    assert first.proc.alive()
+    assert second.proc.alive()
+    reliability.record(
+        "one agent identity used from two machines (Mosquitto closes without code 142)",
+        detection_s=detected_s,
+        notes=f"logged 'another client uses this agent's identity'; {onlines} status "
+        "messages in 12 s afterwards (reconnects only every reconnect_max_s)",
+    )
