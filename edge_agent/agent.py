@@ -317,7 +317,9 @@ class Agent:
         except TopicError:
             return False
         try:
-            if route.kind is Kind.STORED and route.agent_id == self.settings.id:
+            if route.kind is Kind.STORED:
+                if route.agent_id != self.settings.id:
+                    return True  # not ours (the ACL lets no agent read another's)
                 stored = decode_stored(event.payload)
                 self.note_maestro_time(stored.ts)  # clock offset, for command expiry
                 self.ack_mode.maestro_seen()
@@ -329,8 +331,9 @@ class Agent:
                 self._acked.set()
                 self._replay_wake.set()
                 return True
-            if route.kind is Kind.MAESTRO and not route.digest:
-                if event.payload:  # an empty retained message clears a replica's state
+            if route.kind is Kind.MAESTRO:
+                # An empty retained message clears a replica's state: nothing to record.
+                if event.payload and not route.digest:
                     status = decode_maestro_status(event.payload)
                     if self.ack_mode.maestro_seen():
                         log.info("a maestro confirms stored samples: waiting for it from now on")
