@@ -27,7 +27,7 @@ from arete.payloads import Status
 
 log = logging.getLogger("arete.maestro.outage")
 
-DEFAULT_SETTLE_S: Final = 3.0
+DEFAULT_SETTLE_S: Final = 2.0
 DEFAULT_METRICS_HOLD_S: Final = 5.0
 
 

@@ -91,7 +91,7 @@ class Registry:
         digest_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         link: LinkState | None = None,
-        will_settle_s: float = 3.0,
+        will_settle_s: float = 2.0,
     ) -> None:
         self.topics = topics
         self.replica = replica

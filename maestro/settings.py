@@ -77,7 +77,7 @@ class LivenessSettings(BaseModel):
         1.0, gt=0, le=60, description="How often replicas share which agents they heard."
     )
     will_settle_s: float = Field(
-        3.0,
+        2.0,
         ge=0,
         le=60,
         description="A Will (connection lost) counts only if this replica's broker link stays "

@@ -429,7 +429,7 @@ def test_a_cut_agent_is_critical_then_offline_within_the_documented_bounds(  # n
     tmp_path: Any,
 ) -> None:
     # docs/topics.md: the Will comes 1.5 x keepalive + up to ~5 s after a link loss
-    # (Mosquitto's own keepalive tick), and counts will_settle_s (3 s) later; heartbeats
+    # (Mosquitto's own keepalive tick), and counts will_settle_s (2 s) later; heartbeats
     # make the agent critical after 3 heartbeats + grace. Measured with the defaults the
     # issue used: keepalive 15 s, heartbeat 5 s.
     ns = netns()
@@ -458,10 +458,10 @@ def test_a_cut_agent_is_critical_then_offline_within_the_documented_bounds(  # n
         "agent link cut (iptables DROP), keepalive 15 s, heartbeat 5 s: critical, then offline",
         detection_s=critical,
         notes=f"critical after {critical:.1f} s (bound 3 x 5 + 1.25 = 16.25 s + tick), "
-        f"offline after {offline:.1f} s (bound 1.5 x 15 + 5 + 3 = 30.5 s)",
+        f"offline after {offline:.1f} s (bound 1.5 x 15 + 5 + 2 = 29.5 s)",
     )
     assert time.monotonic() - cut >= offline
     # The last contact came up to 5 s before the cut (a sample every 5 s), so both
     # deadlines may start that much earlier than the cut; the upper bounds are the docs'.
     assert 11.0 < critical < 18.5
-    assert 17.0 < offline < 32.5
+    assert 16.0 < offline < 31.5
