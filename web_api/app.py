@@ -21,7 +21,8 @@ from fastapi.openapi.utils import get_openapi
 from maestro.app import Maestro
 from web_api.errors import install_error_handlers
 from web_api.jobs import JobRunner
-from web_api.middleware import GuardMiddleware
+from web_api.logredact import install_log_redaction
+from web_api.middleware import BodyLimitMiddleware, GuardMiddleware
 from web_api.routers import agents, alerts, audit, auth, commands, health, jobs, users, ws
 from web_api.settings import WebSettings
 from web_api.state import AppState
@@ -75,6 +76,9 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_log_redaction()
+    # Added last is outermost: the rate limit runs first, then the body cap.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(GuardMiddleware)
     for module in (health, auth, agents, commands, jobs, alerts, audit, users, ws):
         app.include_router(module.router)

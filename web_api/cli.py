@@ -210,14 +210,7 @@ def run(
     if password is not None:
         typer.echo(f"created user admin with the one-time password: {password}")
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            proxy_headers=True,
-            ws="websockets-sansio",
-        )
+        uvicorn.run(create_app(settings), log_level="info", **settings.server_options())
     except MaestroError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

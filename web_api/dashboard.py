@@ -34,6 +34,8 @@ API_PREFIXES: Final = (
     "api",
 )
 
+MAX_PATH_CHARS: Final = 1024
+
 NOT_BUILT: Final = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Areté</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
@@ -51,13 +53,23 @@ def is_api_path(path: str) -> bool:
     return first in API_PREFIXES
 
 
+def is_safe_path(path: str) -> bool:
+    """No NUL or other control character, and short enough for any file system."""
+    return len(path) <= MAX_PATH_CHARS and all(ch.isprintable() for ch in path)
+
+
 def resolve_file(dist: Path, path: str) -> Path | None:
-    """The file under ``dist`` for ``path``, never outside it."""
-    root = dist.resolve()
-    candidate = (root / path.lstrip("/")).resolve()
-    if candidate != root and root not in candidate.parents:
+    """The file under ``dist`` for ``path``, never outside it (None for any odd path)."""
+    if not is_safe_path(path):
         return None
-    return candidate if candidate.is_file() else None
+    root = dist.resolve()
+    try:
+        candidate = (root / path.lstrip("/")).resolve()
+        if candidate != root and root not in candidate.parents:
+            return None
+        return candidate if candidate.is_file() else None
+    except (OSError, ValueError):  # too long a name, an unreadable dir, ...
+        return None
 
 
 def dashboard_router(dist: Path | None) -> APIRouter:
@@ -65,6 +77,8 @@ def dashboard_router(dist: Path | None) -> APIRouter:
 
     @router.get("/{path:path}")
     async def spa(path: str) -> Response:
+        if not is_safe_path(path):
+            return error_response(404, "not_found", "no such path")
         if is_api_path(path):
             return error_response(404, "not_found", f"no route /{path}")
         if dist is None:

@@ -5,10 +5,11 @@ Built when the app starts (``WebSettings(data_dir=...)``), never at import time.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "web" / "dist"
@@ -31,6 +32,24 @@ class WebSettings(BaseSettings):
     rate_per_user: float = Field(20.0, gt=0, description="Requests per second per user.")
     burst_per_user: float = Field(40.0, ge=1)
     login_per_minute: float = Field(5.0, gt=0, description="Login attempts per minute per IP.")
+    login_per_minute_per_user: float = Field(
+        10.0,
+        gt=0,
+        description="Login attempts per minute per user name, from any address (so that"
+        " many addresses cannot guess one password faster).",
+    )
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="Addresses or networks (CIDR) of the reverse proxies whose"
+        " X-Forwarded-For and X-Forwarded-Proto are believed. None by default: the client's"
+        " address is the connection's own, and nobody can pick theirs with a header.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body; a larger one gets 413 before it is read.",
+    )
     dashboard_dir: Path | None = Field(
         None, description="The built dashboard (default: dashboards/web/dist or DATA/dashboard)."
     )
@@ -52,6 +71,32 @@ class WebSettings(BaseSettings):
         description="How long a verified API token skips the slow hash check (its row is"
         " still read on every request, so revoking it takes effect at once).",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted proxy {entry!r} is not an IP address or network (10.0.0.5, "
+                    "10.0.0.0/24, ::1)"
+                ) from None
+        return value
+
+    def server_options(self) -> dict[str, Any]:
+        """How uvicorn must run this app: forwarded headers only from trusted proxies."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1, letting any
+            # local client pick its address (rate limits, audit) with a header.
+            "proxy_headers": bool(self.trusted_proxies),
+            "forwarded_allow_ips": list(self.trusted_proxies) or "",
+            "server_header": False,
+            "ws": "websockets-sansio",
+        }
 
     @property
     def users_db(self) -> Path:

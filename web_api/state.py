@@ -22,6 +22,7 @@ class AppState:
     client_limit: RateLimiter
     user_limit: RateLimiter
     login_limit: RateLimiter
+    account_login_limit: RateLimiter
     maestro: Maestro | None = None
     jobs: JobRunner | None = None
 
@@ -33,6 +34,9 @@ class AppState:
             client_limit=RateLimiter(settings.rate_per_client, settings.burst_per_client),
             user_limit=RateLimiter(settings.rate_per_user, settings.burst_per_user),
             login_limit=RateLimiter(settings.login_per_minute / 60.0, settings.login_per_minute),
+            account_login_limit=RateLimiter(
+                settings.login_per_minute_per_user / 60.0, settings.login_per_minute_per_user
+            ),
         )
 
     async def principal_for_token(self, token: str) -> Principal | None:

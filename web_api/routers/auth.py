@@ -33,11 +33,21 @@ def cookie_secure(request: Request, setting: str) -> bool:
 async def login(body: LoginRequest, request: Request, response: Response, state: State) -> Me:
     """Check the password; set the HttpOnly, SameSite=Strict session cookie."""
     client = request.client.host if request.client else "?"
-    wait = state.login_limit.take(f"login:{client}", time.monotonic())
+    now = time.monotonic()
+    # Per address, and per account from any address: many addresses (or a forged
+    # X-Forwarded-For, were it believed) cannot guess one password faster.
+    wait = max(
+        state.login_limit.take(f"login:{client}", now),
+        state.account_login_limit.take(f"login-user:{body.username.lower()}", now),
+    )
     if wait > 0:
         raise ApiError(429, "too many sign-in attempts", headers={"Retry-After": retry_after(wait)})
     principal = await asyncio.to_thread(state.users.verify_password, body.username, body.password)
     if principal is None:
+        # An unknown name is not recorded: it may be a password typed in the wrong field.
+        known = await asyncio.to_thread(state.users.get_user, body.username) is not None
+        target = body.username if known else "(unknown user)"
+        await audit(state.maestro, "anonymous", "auth.login_failed", target, {"from": client})
         raise ApiError(401, "wrong user name or password")
     ttl = state.settings.session_ttl_s
     session_id, _ = await asyncio.to_thread(state.users.create_session, principal.name, ttl)
