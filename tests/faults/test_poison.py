@@ -89,7 +89,7 @@ def keeps_storing(maestro: MaestroThread, within_s: float) -> None:
 def mem_alert(maestro: MaestroThread, agent_id: str) -> tuple[str, float | None] | None:
     alerts = maestro.call(maestro.app.alerts.list_alerts(agent=agent_id))
     found = [a for a in alerts if a.rule == "mem_high"]
-    return (str(found[-1].phase), found[-1].value) if found else None
+    return (str(found[0].phase), found[0].value) if found else None  # newest first
 
 
 def start(maestro_thread: Callable[..., MaestroThread], victoria: Victoria) -> MaestroThread:
@@ -117,7 +117,7 @@ def test_out_of_bounds_numbers_from_one_agent_stop_nobody_not_even_across_a_rest
     agents = [start_agent(agent_id, env=env) for agent_id in AGENTS]
     for agent_id in AGENTS:
         maestro.wait_state(agent_id, "online", timeout=15)
-    wait_for(lambda: (mem_alert(maestro, "victim") or ("",))[0] == "firing", 10, "mem_high")
+    wait_for(lambda: (mem_alert(maestro, "victim") or ("",))[0] == "firing", 20, "mem_high")
 
     attacker = mqtt("victim", broker.password_of("victim"))  # the victim's own account
     topic = broker.topics.metrics("victim")
@@ -137,7 +137,7 @@ def test_out_of_bounds_numbers_from_one_agent_stop_nobody_not_even_across_a_rest
         errors = maestro.sync(lambda m: sum(m.ingest.errors.values()))
         return errors >= counted
 
-    wait_for(all_counted, 10, "every bad message counted")
+    wait_for(all_counted, 15, "every bad message counted")
     detection_s = time.monotonic() - began
     errors = maestro.sync(lambda m: dict(m.ingest.errors))
     assert errors.get(("metrics", "ts_future")) == 1
@@ -145,7 +145,7 @@ def test_out_of_bounds_numbers_from_one_agent_stop_nobody_not_even_across_a_rest
     assert errors.get(("metrics", "malformed"), 0) >= 2
 
     # Storage goes on for everyone, the attacked agent included.
-    keeps_storing(maestro, within_s=10)
+    keeps_storing(maestro, within_s=20)
     # Its real memory is judged again at once, not the forged value.
     wait_for(
         lambda: maestro.sync(lambda m: m.ingest.latest["victim"][1][1]) != FORGED_SEQ,
@@ -164,6 +164,11 @@ def test_out_of_bounds_numbers_from_one_agent_stop_nobody_not_even_across_a_rest
     latest = maestro.sync(lambda m: m.registry.view("victim")["metrics"])
     assert latest["mem"] != FORGED_MEM
     assert latest["ts"] < time.time() + 5
+    # Liveness never noticed anything: every agent stayed online, the victim included.
+    assert maestro.states() == dict.fromkeys(AGENTS, "online")
+    alerts = maestro.call(maestro.app.alerts.list_alerts())
+    rules = {a.rule for a in alerts if a.agent in AGENTS}
+    assert rules <= {"mem_high", "cpu_high"}, "no liveness alert: the attack paged nothing"
 
     # A restart with a bad message waiting in the maestro's session does not get stuck.
     maestro.stop()
@@ -171,7 +176,7 @@ def test_out_of_bounds_numbers_from_one_agent_stop_nobody_not_even_across_a_rest
     time.sleep(1.0)
     maestro = start(maestro_thread, victoria)
     restarted = time.monotonic()
-    keeps_storing(maestro, within_s=15)
+    keeps_storing(maestro, within_s=20)
     resumed_s = time.monotonic() - restarted
     assert maestro.sync(lambda m: m.ingest.errors[("metrics", "schema")]) >= 1
 
