@@ -100,6 +100,8 @@ class LinkGate:
 
     def _lost(self, now: float, epochs: dict[str, int]) -> None:
         self.down_since = now
+        if self._generation is None:
+            return  # not connected yet (startup): retained Wills then are news, not artifacts
         self.outages += 1
         self._outage_epochs = dict(epochs)
         if self._held:

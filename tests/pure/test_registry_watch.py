@@ -302,3 +302,28 @@ def test_agent_watch_ignores_replayed_samples_for_the_offset() -> None:
         watch.on_sample("a1", object(), T0 + second + 5.0, second, T0 + second)
     watch.on_sample("a1", object(), T0 - 3600, 3, T0 + 10)  # a replayed, old sample
     assert watch.offset("a1") == 5.0
+
+
+def test_at_startup_a_retained_will_of_an_agent_that_died_meanwhile_counts() -> None:
+    fleet = Fleet()
+    fleet.link.connected = False  # a fresh maestro, not connected yet
+    restarted = Registry(
+        Topics("arete"), "main", EventBus(), contacts={}, latest={},
+        clock=lambda: fleet.now, link=fleet.link, will_settle_s=2.0,
+    )  # fmt: skip
+    heard = Heard()
+    restarted.observers.append(heard)
+    from maestro.liveness import AgentLive, Liveness
+
+    restarted.states["a1"] = AgentLive("a1", Liveness.ONLINE, 11, fleet.now, fleet.now, 5.0)
+    restarted.tick(fleet.now)  # not connected yet
+    fleet.link.connected = True
+    status = Status(
+        state=AgentState.OFFLINE, epoch=11, ts=fleet.now, version="t", host="h1",
+        heartbeat_s=5, reason="connection_lost",
+    )  # fmt: skip
+    restarted.tick(fleet.now + 0.1)  # connected now
+    restarted.on_status("a1", status, fleet.now + 0.2)  # its retained Will
+    restarted.tick(fleet.now + 2.5)
+    assert str(restarted.states["a1"].state) == "offline"
+    assert [s for a, s in heard.agents if a == "a1"] == ["offline"]
