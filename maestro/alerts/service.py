@@ -113,21 +113,27 @@ class AlertService:
         )
 
     async def run(self, latest: Latest) -> None:
-        """Evaluate metric rules (and every timer) each ``eval_every_s`` until cancelled."""
+        """Evaluate metric rules (and every timer) each ``eval_every_s`` until cancelled.
+        ``latest()`` returning None holds metric rules (e.g. while the broker link is down)."""
         while True:
             try:
                 snapshot = latest()
             except Exception:  # a bad snapshot skips one round of metric rules, not alerting
                 log.exception("alerts could not read the latest metrics")
-                snapshot = {}
-            self.tick(snapshot)
+                snapshot = None
+            self.tick(snapshot, hold=snapshot is None)
             await asyncio.sleep(self.settings.eval_every_s)
 
-    def tick(self, latest: Mapping[str, tuple[float, Mapping[str, Any]]] | None = None) -> None:
+    def tick(
+        self,
+        latest: Mapping[str, tuple[float, Mapping[str, Any]]] | None = None,
+        *,
+        hold: bool = False,
+    ) -> None:
         """One evaluation now: metric rules on ``latest`` and every timer (what :meth:`run`
-        does each ``eval_every_s``; tests with a fake clock call it directly). ``None``
-        holds metric rules as they are (no data is not the same as no link)."""
-        self._apply(MetricsObserved(latest or {}, hold=latest is None), self._clock())
+        does each ``eval_every_s``; tests with a fake clock call it directly). ``hold``
+        leaves metric rules as they are: no data is not the same as no link."""
+        self._apply(MetricsObserved(latest or {}, hold=hold), self._clock())
 
     async def aclose(self, drain_s: float = 5.0) -> None:
         """Store what is queued (up to ``drain_s``), then stop the service's tasks."""
