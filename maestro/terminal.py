@@ -41,6 +41,7 @@ from arete.topics import TermDirection, Topics
 from maestro.commands.lifecycle import CommandState
 from maestro.errors import CommandError, LinkError, MaestroError
 from maestro.events import EventBus
+from maestro.late_writes import LateWrites
 from maestro.ports import Publisher
 from maestro.store.audit import add_audit
 
@@ -344,8 +345,8 @@ class TerminalHub:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
-        try:
-            await self.store.write(
+        try:  # kept and stored later if the store refuses it (disk full)
+            await LateWrites.of(self.store).write(
                 partial(
                     add_audit,
                     ts=self.clock(),

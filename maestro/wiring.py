@@ -21,6 +21,7 @@ from maestro.events import EventBus
 from maestro.influx import COMPONENT as INFLUX_COMPONENT
 from maestro.influx import MIGRATIONS as INFLUX_MIGRATIONS
 from maestro.influx import InfluxSink, InfluxSpool
+from maestro.late_writes import LateWrites
 from maestro.liveness import AgentLive, Liveness, Transition, is_clean_offline
 from maestro.notify import NOTIFY_MIGRATIONS
 from maestro.notify.service import Notifiers
@@ -182,6 +183,7 @@ def disk_monitor(maestro: Maestro) -> DiskMonitor:
     monitor.sources["notify"] = lambda: maestro.notifier.dispatcher.failing
     monitor.sources["registry"] = lambda: maestro.registry.store_failing
     monitor.sources["commands"] = lambda: maestro.commands.store_failing
+    monitor.sources["audit"] = lambda: LateWrites.of(maestro.store).failing
     subject = f"maestro:{settings.replica}"
 
     def tell_alerts(report: DiskReport, now: float) -> None:
