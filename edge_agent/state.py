@@ -16,6 +16,7 @@ the space back and remade the ballast.
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from edge_agent.errors import StateError
 from edge_agent.seq import SEQ_BLOCK, SeqBlock, resume_after
 
 BALLAST_BYTES: Final = 256 * 1024  # room kept for the deletes that free a full disk
+RECOVER_FREE_BYTES: Final = 2 * BALLAST_BYTES  # free room that ends a full-disk episode
 JOURNAL_LIMIT_BYTES: Final = 256 * 1024  # the WAL is cut back to this after a checkpoint
 AUTOCHECKPOINT_PAGES: Final = 32  # checkpoint every 32 pages (128 KiB) of WAL
 
@@ -230,7 +232,8 @@ class AgentState:
         """After a full disk: hand freed pages back, remake the ballast. True when done.
 
         Called now and then (not per sample) while :attr:`disk_full` holds; the flag
-        clears only once the ballast could be written again, i.e. there is room to spare.
+        clears only once there is room for the ballast and as much again for the outbox
+        (else giving up the ballast and taking it back would go round every few seconds).
         """
         if not self.disk_full:
             return True
@@ -243,10 +246,19 @@ class AgentState:
                 self._reserve()
         except StateError:
             return False
+        if self._free_bytes() < RECOVER_FREE_BYTES:
+            return False
         self.disk_full = False
         if not self._make_ballast():
             self.disk_full = True
         return not self.disk_full
+
+    def _free_bytes(self) -> int:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return 0
+        return st.f_bavail * st.f_frsize
 
     def journal_bytes(self) -> int:
         try:
