@@ -111,9 +111,11 @@ def restore(
     now: float,
 ) -> tuple[EngineState, list[Action]]:
     """The state after a restart, from stored records. Alerts of rules that no longer
-    exist resolve; every agent with open alerts gets its snapshot republished."""
+    exist resolve; every agent with open alerts gets its snapshot republished. Open
+    alerts of condition rules start as "clear": their reporters say again what holds
+    after a restart (each reports a condition when it starts holding), and one nobody
+    reports again within its ``clear_for_s`` resolves."""
     work = _Work(config, {}, {}, {s.id: s for s in silences if s.active(now)}, {})
-    # Conditions are reported afresh after a restart; until then open ones hold.
     for alert in alerts:
         newer = work.alerts.get(alert.key)
         if newer is not None and newer.started_at >= alert.started_at:
@@ -122,9 +124,12 @@ def restore(
         if alert.is_open:
             work.dirty.add(alert.agent)
     for alert in list(work.alerts.values()):
-        if alert.is_open and config.rule(alert.rule) is None:
+        rule = config.rule(alert.rule)
+        if alert.is_open and rule is None:
             resolved = replace(alert, phase=AlertPhase.RESOLVED, since=now, resolved_at=now)
             work.change(resolved, "resolved")
+        elif alert.is_open and rule is not None and rule.condition:
+            work.conditions[alert.key] = Condition(False)
     return work.freeze()
 
 

@@ -169,7 +169,7 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
         summary="{agent}: disk at {value}% (over {threshold}%)",
     ),
     condition_rule(
-        "broker_unreachable", AlertSeverity.CRITICAL, for_s=15.0, clear_for_s=0.0,
+        "broker_unreachable", AlertSeverity.CRITICAL, for_s=15.0, clear_for_s=5.0,
         scope=MAESTRO_SCOPE,
         summary="{agent} lost its broker link: agents are not judged until it is back",
     ),

@@ -531,7 +531,7 @@ def test_a_broker_outage_is_one_incident_of_the_replica_not_of_agents() -> None:
     assert fleet.notices[0].agent == "maestro:main"
     assert "maestro:main" not in fleet.published, "a replica has no alerts/<id> snapshot"
     fleet.send(ConditionObserved("broker_unreachable", "maestro:main", False))
-    fleet.wait(3)
+    fleet.wait(8)  # clear for clear_for_s (5 s), then the group wait
     assert fleet.kinds()[1:] == [[("broker_unreachable", NoticeKind.RESOLVED)]]
 
 
@@ -607,3 +607,21 @@ def test_freshness_is_judged_by_the_receive_time_given() -> None:
     fleet.send(MetricsObserved({"a1": (fleet.now - 31, {"mem": 99.0})}))
     fleet.wait(61)
     assert fleet.phase("mem_high") is AlertPhase.RESOLVED
+
+
+def test_after_a_restart_a_condition_nobody_reports_again_resolves() -> None:
+    fleet = Fleet()
+    fleet.agent("a1", "online")
+    fleet.send(ConditionObserved("clock_skew", "a1", True, 50.0, "ahead"))
+    fleet.send(ConditionObserved("identity_conflict", "a1", True, None, "h1, h2"))
+    fleet.wait(70)
+    stored = list(fleet.state.alerts.values())
+    assert {a.rule for a in stored if a.phase is AlertPhase.FIRING} == {
+        "clock_skew",
+        "identity_conflict",
+    }
+    fleet.state, _ = restore(fleet.state.config, stored, [], fleet.now)
+    fleet.send(ConditionObserved("clock_skew", "a1", True, 50.0, "ahead"))  # still true
+    fleet.wait(400)
+    assert fleet.phase("clock_skew") is AlertPhase.FIRING
+    assert fleet.phase("identity_conflict") is AlertPhase.RESOLVED
