@@ -26,6 +26,7 @@ from maestro.liveness import Policy
 from maestro.observe import make_registry
 from maestro.registry import Registry
 from maestro.settings import BrokerEndpoint, MaestroSettings, resolve_broker
+from maestro.stored_acks import StoredAcks
 
 if TYPE_CHECKING:
     from maestro.alerts.service import AlertService
@@ -60,6 +61,7 @@ class Maestro:
         self.terminals: TerminalHub
         self.disk: DiskMonitor
         self.broker_drops = BrokerDrops()
+        self.stored_acks: StoredAcks
         # Set by ``retire``: leave the broker for good (no session kept for a restart).
         self.end_session_on_stop = False
 
@@ -85,13 +87,14 @@ class Maestro:
         s = self.settings
         self.store, self.influx = await wiring.to_thread_open(s)
         inbox = LoopInbox(loop, self._deliver)
+        self.stored_acks = StoredAcks(self.topics, s.replica, self._publish_nowait)
         self.ingest = Ingest(
             self.topics,
             s.replica,
             self.store.writer.submit,
             self._ack,
             inbox.put,
-            publish=self._publish_nowait,
+            acks=self.stored_acks,
         )
         self.link = MaestroLink(self._link_config(), self.ingest.handle)
         self.registry = Registry(
@@ -140,6 +143,7 @@ class Maestro:
         self._spawn("commands", self.commands.serve())
         self._spawn("terminals", self.terminals.run())
         self._spawn("broker-drops", self.broker_drops.run())
+        self._spawn("stored-acks", self.stored_acks.run())
         self._spawn("disk", self.disk.run())
         if self.influx is not None:
             self._spawn("influx", self.influx.run())
@@ -175,6 +179,8 @@ class Maestro:
                     await getattr(built[name], closer)()
         if "store" in built:
             await asyncio.to_thread(self.store.close)  # flushes; acks go out on the link
+        if "stored_acks" in built:
+            self.stored_acks.flush(all_of_them=True)  # agents need not send them again
         if "link" in built:
             await self.link.stop(end_session=self.end_session_on_stop)
         if self.influx is not None:

@@ -36,6 +36,7 @@ from arete.payloads import (
     MAX_FUTURE_S,
     MAX_METRICS_BYTES,
     MAX_PAST_S,
+    AgentState,
     MaestroStatus,
     PeerDigest,
     Reply,
@@ -47,13 +48,13 @@ from arete.payloads import (
     decode_peer_digest,
     decode_reply,
     decode_status,
-    encode,
     sample_time_fault,
 )
-from arete.stored import MAX_RANGES, Stored, salvage_seqs, seq_ranges
+from arete.stored import salvage_seqs
 from arete.topics import BROKER_DROPPED, Kind, ParsedTopic, TermDirection, Topics
 from maestro.broker_drops import parse_counter
 from maestro.store.rows import SampleRow, to_row
+from maestro.stored_acks import StoredAcks
 
 log = logging.getLogger("arete.maestro.ingest")
 
@@ -137,7 +138,7 @@ class Ingest:
         inbox: Callable[[Inbound], None],
         *,
         clock: Callable[[], float] = time.time,
-        publish: Callable[[str, bytes], object] | None = None,
+        acks: StoredAcks | None = None,
     ) -> None:
         self._topics = topics
         self._replica = replica
@@ -145,8 +146,7 @@ class Ingest:
         self._ack = ack
         self._inbox = inbox
         self._clock = clock
-        self._publish = publish  # QoS 0, any thread: the stored acknowledgements
-        self.stored_acks = 0
+        self._acks = acks  # the agents' stored acknowledgements (maestro.stored_acks)
         self._routes: dict[str, ParsedTopic | None] = {}
         self._logged: dict[tuple[str, str], float] = {}
         # Read by the registry (event loop); written here. Plain dict writes are atomic.
@@ -187,9 +187,7 @@ class Ingest:
                 self._contact(route.agent_id, beat.epoch)
             elif kind is Kind.STATUS:
                 if message.payload:  # an empty retained message clears the status
-                    status = decode_status(message.payload)
-                    ack = self._later(message, generation)
-                    self._inbox(StatusIn(route.agent_id, status, self._clock(), ack))
+                    self._status(route.agent_id, message, generation)
                     return
             elif kind is Kind.REPLY:
                 reply = decode_reply(message.payload)
@@ -247,27 +245,19 @@ class Ingest:
         # Once committed (on the store's writer thread): the broker's ack, then the
         # agent's, which covers the refused samples of the message too.
         mid = message.mid if message.qos == 1 else None
-        ack, stored = self._ack, self._stored
+        ack, stored, replay = self._ack, self._stored, metrics.replay
 
         def on_stored() -> None:
             if mid is not None:
                 ack(generation, mid)
-            stored(agent_id, seqs)
+            stored(agent_id, seqs, at_once=replay)
 
         self._submit(rows, on_stored)
 
-    def _stored(self, agent_id: str, seqs: list[int]) -> None:
+    def _stored(self, agent_id: str, seqs: list[int], *, at_once: bool = True) -> None:
         """Tell the agent these samples are handled: it may forget them (any thread)."""
-        if self._publish is None or not seqs:
-            return
-        ranges = seq_ranges(seqs)
-        topic = self._topics.stored(agent_id)
-        for start in range(0, len(ranges), MAX_RANGES):
-            part = ranges[start : start + MAX_RANGES]
-            self._publish(
-                topic, encode(Stored(replica=self._replica, ts=self._clock(), ranges=part))
-            )
-            self.stored_acks += 1
+        if self._acks is not None:
+            self._acks.stored(agent_id, seqs, at_once=at_once)
 
     def _refuse_times(
         self,
@@ -286,6 +276,13 @@ class Ingest:
                 self.errors[("metrics", fault)] += 1
                 self._log_drop("metrics", fault, agent_id, message, f"ts={sample.ts!r}")
         return kept
+
+    def _status(self, agent_id: str, message: mqtt.MQTTMessage, generation: int) -> None:
+        status = decode_status(message.payload)
+        if status.state is AgentState.STOPPING and self._acks is not None:
+            self._acks.prompt(agent_id)  # its last samples: confirm them without delay
+        ack = self._later(message, generation)
+        self._inbox(StatusIn(agent_id, status, self._clock(), ack))
 
     def _later(self, message: mqtt.MQTTMessage, generation: int) -> Callable[[], None] | None:
         """The ack of a message the event loop will handle (bounded by Receive Maximum)."""

@@ -23,6 +23,7 @@ from arete.stored import (
 from arete.topics import Kind, Topics
 from edge_agent.delivery import ACK_TIMEOUT_S, AckMode, HubWatch, Unconfirmed
 from edge_agent.state import OutboxRow
+from maestro.stored_acks import MERGE_MAX, PROMPT_S, StoredAcks
 
 
 def row(seq: int) -> OutboxRow:
@@ -178,3 +179,82 @@ def test_ack_mode_is_remembered_across_restarts(tmp_path: Path) -> None:
     assert first.maestro_seen()
     assert not first.maestro_seen(), "reported once"
     assert AckMode(tmp_path).on
+
+
+# -- the maestro's confirmations -----------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def maestro_acks(merge_s: float = 5.0) -> tuple[StoredAcks, list[tuple[str, Stored]], Clock]:
+    sent: list[tuple[str, Stored]] = []
+    clock = Clock()
+    acks = StoredAcks(
+        Topics("lab"),
+        "main",
+        lambda topic, payload: sent.append((topic, decode_stored(payload))),
+        merge_s=merge_s,
+        clock=lambda: 1_764_050_000.0,
+        monotonic=clock,
+    )
+    return acks, sent, clock
+
+
+def test_live_samples_are_confirmed_merged_once_they_waited_long_enough() -> None:
+    acks, sent, clock = maestro_acks()
+    for seq in (1, 2, 3):
+        acks.stored("a1", [seq])
+        clock.now += 1.0
+    assert sent == [], "merged, not one message per sample"
+    acks.flush()
+    assert sent == []
+    clock.now += 2.0
+    assert acks.flush() == 1
+    assert sent == [("lab/stored/a1", Stored(replica="main", ts=1_764_050_000.0, ranges=[(1, 3)]))]
+
+
+def test_replayed_samples_are_confirmed_at_once_with_what_waited() -> None:
+    acks, sent, _ = maestro_acks()
+    acks.stored("a1", [10])
+    acks.stored("a1", [1, 2, 3], at_once=True)
+    assert [ack.ranges for _, ack in sent] == [[(1, 3), (10, 10)]]
+    assert acks.waiting == 0
+
+
+def test_many_waiting_samples_are_confirmed_without_waiting() -> None:
+    acks, sent, _ = maestro_acks()
+    for seq in range(1, MERGE_MAX + 1):
+        acks.stored("a1", [seq])
+    assert [ack.ranges for _, ack in sent] == [[(1, MERGE_MAX)]]
+
+
+def test_a_stopping_agent_is_confirmed_at_once_for_a_while() -> None:
+    acks, sent, clock = maestro_acks()
+    acks.stored("a1", [1])
+    acks.prompt("a1")
+    acks.stored("a1", [2])
+    assert [ack.ranges for _, ack in sent] == [[(1, 1)], [(2, 2)]]
+    clock.now += PROMPT_S + 1
+    acks.stored("a1", [3])
+    assert len(sent) == 2, "merged again once the agent is back"
+
+
+def test_everything_waiting_goes_out_at_shutdown_and_agents_stay_apart() -> None:
+    acks, sent, _ = maestro_acks()
+    acks.stored("a1", [1])
+    acks.stored("a2", [7])
+    assert acks.flush(all_of_them=True) == 2
+    assert sorted((topic, ack.ranges) for topic, ack in sent) == [
+        ("lab/stored/a1", [(1, 1)]),
+        ("lab/stored/a2", [(7, 7)]),
+    ]
+
+
+def test_without_merging_every_message_is_confirmed_at_once() -> None:
+    acks, sent, _ = maestro_acks(merge_s=0)
+    acks.stored("a1", [1])
+    assert len(sent) == 1
