@@ -27,6 +27,7 @@ import base64
 import contextlib
 import math
 import os
+import signal
 import subprocess
 import sys
 from typing import Any, Final, cast
@@ -107,6 +108,8 @@ async def capture_in_child(
 
 
 def _child_main(argv: list[str]) -> int:
+    if hasattr(signal, "alarm"):  # even if the agent is gone (kill -9), never hang on
+        signal.alarm(int(CAPTURE_TIMEOUT_S) + 5)
     monitor, cap = int(argv[1]), int(argv[2])
     try:
         answer = _ChildAnswer(result=_capture(monitor, cap))
