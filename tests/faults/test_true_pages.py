@@ -135,7 +135,8 @@ def test_a_20_s_broker_outage_pages_one_broker_incident_and_no_agent(  # noqa: P
         pages_expected=1,
         pages_sent=len(agent_pages) + len(broker_pages),
         notes=f"agent pages {len(agent_pages)}, broker_unreachable pages {len(broker_pages)}; "
-        f"agent states seen: {sorted({s for v in states().values() for s in v})}",
+        f"Wills of the stop not counted: {maestro.sync(lambda m: m.registry.gate.wills_ignored)}"
+        f"; agent states seen: {sorted({s for v in states().values() for s in v})}",
     )
     assert agent_pages == []
     assert broker_pages == ["broker_unreachable"]
@@ -164,7 +165,9 @@ def test_a_planned_broker_restart_pages_nothing(  # noqa: PLR0917 - fixtures
         "planned broker restart (clean stop + start, 3 agents)",
         pages_expected=0,
         pages_sent=len(firing(fake_discord)),
-        notes=f"agent states seen: {sorted({s for v in states().values() for s in v})}",
+        notes=f"Wills of the stop not counted: "
+        f"{maestro.sync(lambda m: m.registry.gate.wills_ignored)}; "
+        f"agent states seen: {sorted({s for v in states().values() for s in v})}",
     )
     assert sent == []
     assert not any(s & {"late", "critical", "offline"} for s in states().values())
