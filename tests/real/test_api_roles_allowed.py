@@ -39,6 +39,7 @@ class Calls:
         expected: int,
         *,
         path: str | None = None,
+        token: str | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """``method path`` (``template`` with its values) as ``role``; expects ``expected``."""
@@ -48,7 +49,10 @@ class Calls:
         on_other = path is not None and "{name}" in template and f"/users/{role.value}/" not in path
         lowest = others if on_other and others is not None else needed
         assert role is lowest, f"{method} {template}: call it as {lowest.value}, not {role.value}"
-        answer = self.api.client(role).request(method, path or template, **kwargs)
+        client = self.api.client(role)
+        if token is not None:  # a user of the test's own, who has that role
+            client.headers["Authorization"] = f"Bearer {token}"
+        answer = client.request(method, path or template, **kwargs)
         self.covered.add((method, template))
         if answer.status_code != expected:
             self.wrong.append(
@@ -143,7 +147,21 @@ def test_every_route_does_its_work_for_the_lowest_role_it_documents(
 
     # -- users and tokens -------------------------------------------------------------------
     assert "viewer" in [u["name"] for u in run.call(A, "GET", "/users", 200).json()]
-    run.call(A, "POST", "/users", 201, json={"name": "temp", "role": "viewer"})
+    password = "a temporary password"
+    made_user = {"name": "temp", "role": "viewer", "password": password}
+    run.call(A, "POST", "/users", 201, json=made_user)
+    temp_token = api.client(A).post("/users/temp/tokens", json={}).json()["token"]
+    change = {"current_password": password, "new_password": "another temporary one"}
+    run.call(V, "POST", "/auth/password", 200, token=temp_token, json=change)
+    login = httpx.post(
+        f"{api.base_url}/auth/login",
+        json={"username": "temp", "password": "another temporary one"},
+    )
+    assert login.status_code == 200, "the new password is the one that works"
+    promoted = run.call(
+        A, "PATCH", "/users/{name}", 200, path="/users/temp", json={"role": "admin"}
+    )
+    assert promoted.json()["role"] == "admin"
     run.call(A, "DELETE", "/users/{name}", 204, path="/users/temp")
     assert "temp" not in [u["name"] for u in api.client(A).get("/users").json()]
     for caller in (V, A):  # a viewer on their own tokens; an admin on the viewer's
