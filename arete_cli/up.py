@@ -232,7 +232,7 @@ def _banner(
     if admin_password is not None:
         login = (
             f"log in as admin with the one-time password  {admin_password}\n"
-            f"  (shown only now; change it with `arete users passwd admin --data-dir {data_dir}`)"
+            "  (shown only now; the dashboard asks you to choose your own at the first sign-in)"
         )
     else:
         login = (

@@ -27,6 +27,9 @@ from web_api.state import AppState
 
 SESSION_COOKIE: Final = "arete_session"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+PASSWORD_CHANGE_REQUIRED: Final = "password_change_required"  # noqa: S105 - an error code
+# What a user whose password must change may still call (see Principal).
+PASSWORD_CHANGE_PATHS: Final = frozenset({"/auth/password", "/auth/me", "/auth/logout"})
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -102,6 +105,12 @@ async def authenticate(request: Request, state: State) -> Principal:
             401,
             "sign in, or send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
+        )
+    if principal.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise ApiError(
+            403,
+            "change the password you were given first: POST /auth/password",
+            PASSWORD_CHANGE_REQUIRED,
         )
     wait = state.user_limit.take(f"user:{principal.name}", time.monotonic())
     if wait > 0:

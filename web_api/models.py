@@ -30,6 +30,21 @@ class LoginRequest(_In):
 class Me(BaseModel):
     user: str
     role: Literal["viewer", "operator", "admin"]
+    must_change_password: bool = Field(
+        False,
+        description="The password was made for you (the first admin's): change it with"
+        " POST /auth/password; until then everything else answers 403"
+        " password_change_required.",
+    )
+
+
+class PasswordChange(_In):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
+
+
+class UserUpdate(_In):
+    role: Literal["viewer", "operator", "admin"]
 
 
 class UserPublic(BaseModel):

@@ -7,12 +7,14 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 from tests.fixtures.api import ADMIN_PASSWORD, ApiServer
 from web_api.auth.roles import Role
+from web_api.auth.users import UserStore
 
 LOGIN_PER_MINUTE = 5  # WebSettings.login_per_minute's default
 LOGIN_PER_MINUTE_PER_USER = 10  # WebSettings.login_per_minute_per_user's default
@@ -211,3 +213,91 @@ def test_no_path_answers_500(api_server: Callable[..., ApiServer], tmp_path: Pat
                 broken.append((path, answer.status_code, answer.text[:120]))
     assert not broken
     assert api.client(Role.VIEWER).get("/auth/me").status_code == 200
+
+
+# -- admins and first passwords ------------------------------------------------------
+def test_the_last_admin_can_be_neither_removed_nor_demoted(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server()
+    admin = api.client(Role.ADMIN)
+    removed = admin.delete("/users/admin")
+    assert removed.status_code == 409
+    assert removed.json()["error"] == "last_admin"
+    assert "last admin" in removed.json()["detail"]
+    demoted = admin.patch("/users/admin", json={"role": "viewer"})
+    assert demoted.status_code == 409
+    assert demoted.json()["error"] == "last_admin"
+    assert admin.get("/auth/me").json()["role"] == "admin"
+
+    # With a second admin, one of them may go; then the other is the last again.
+    assert admin.post("/users", json={"name": "second", "role": "admin"}).status_code == 201
+    assert admin.patch("/users/second", json={"role": "operator"}).json()["role"] == "operator"
+    assert admin.patch("/users/second", json={"role": "admin"}).status_code == 200
+    assert admin.delete("/users/second").status_code == 204
+    assert admin.delete("/users/admin").status_code == 409
+
+
+def test_two_admins_removing_each_other_at_once_leave_one(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server()
+    admin = api.client(Role.ADMIN)
+    made = admin.post("/users", json={"name": "second", "role": "admin"}).json()
+    second = httpx.Client(
+        base_url=api.base_url, headers={"Authorization": f"Bearer {made['token']}"}, timeout=30
+    )
+    with second, ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(
+                lambda call: call[0].delete(call[1]).status_code,
+                [(admin, "/users/second"), (second, "/users/admin")],
+            )
+        )
+    assert sorted(answers) in ([204, 401], [204, 409]), answers
+    users = api.client(Role.ADMIN).get("/users")
+    admins = [u["name"] for u in users.json() if u["role"] == "admin"] if users.is_success else []
+    if not users.is_success:  # the remaining admin was "second": ask with its token
+        with httpx.Client(
+            base_url=api.base_url, headers={"Authorization": f"Bearer {made['token']}"}
+        ) as survivor:
+            admins = [u["name"] for u in survivor.get("/users").json() if u["role"] == "admin"]
+    assert len(admins) == 1, admins
+
+
+def test_a_given_password_must_be_changed_before_anything_else(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server()
+    store = UserStore(api.settings.users_db)
+    try:  # as `arete up` makes the first admin
+        store.add_user("first", "admin", "printed-by-up-1", must_change_password=True)
+    finally:
+        store.close()
+    browser = api.client(role=None)
+    signed_in = browser.post(
+        "/auth/login", json={"username": "first", "password": "printed-by-up-1"}
+    )
+    assert signed_in.json() == {"user": "first", "role": "admin", "must_change_password": True}
+    refused = browser.get("/agents")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "password_change_required"
+    assert browser.post("/users/first/tokens", json={}).status_code == 403
+    assert browser.get("/auth/me").json()["must_change_password"] is True
+
+    wrong = browser.post(
+        "/auth/password", json={"current_password": "guess-123", "new_password": "mine-12345"}
+    )
+    assert wrong.status_code == 403
+    changed = browser.post(
+        "/auth/password",
+        json={"current_password": "printed-by-up-1", "new_password": "mine-12345"},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["must_change_password"] is False
+    assert browser.get("/agents").status_code == 200, "the fresh session cookie works"
+    old = api.client(role=None).post(
+        "/auth/login", json={"username": "first", "password": "printed-by-up-1"}
+    )
+    assert old.status_code == 401
+    assert [e["action"] for e in audited(api, "auth.password")] == ["auth.password"]

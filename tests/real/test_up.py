@@ -71,6 +71,20 @@ def test_up_runs_broker_and_local_agent_and_ctrl_c_stops_both(
         timeout=10,
     )
     assert login.status_code == 200, login.text
+    assert login.json()["must_change_password"] is True, "the printed password is one-time"
+    assert (
+        httpx.get(
+            f"http://127.0.0.1:{http_port}/agents", cookies=login.cookies, timeout=10
+        ).status_code
+        == 403
+    )
+    login = httpx.post(
+        f"http://127.0.0.1:{http_port}/auth/password",
+        json={"current_password": password[1], "new_password": "chosen-at-first-login"},
+        cookies=login.cookies,
+        timeout=10,
+    )
+    assert login.status_code == 200, login.text
     assert (data_dir / "maestro-signing.pub").exists(), "commands are signed from the start"
 
     viewer_password = (data_dir / "secrets" / "viewer.password").read_text().strip()

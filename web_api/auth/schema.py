@@ -30,4 +30,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
     ),
     ("ALTER TABLE tokens ADD COLUMN last_used_at REAL",),
+    # 1: the password was made for the user (the first admin's, printed by `up`) and must
+    # be changed before anything else.
+    ("ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",),
 )

@@ -47,6 +47,10 @@ class UserError(Exception):
     taken, or a users.db this build cannot use."""
 
 
+class LastAdminError(UserError):
+    """The change would leave no admin (removing or demoting the last one)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: a user and how they proved it (``session`` or ``token``)."""
@@ -54,6 +58,9 @@ class Principal:
     name: str
     role: Role
     via: str
+    # Set on the first admin, whose password was printed by `up`: only changing the
+    # password is allowed until it is changed.
+    must_change_password: bool = False
 
     @property
     def actor(self) -> str:
@@ -189,7 +196,14 @@ class UserStore:
             conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     # -- users ---------------------------------------------------------------------------
-    def add_user(self, name: str, role: str, password: str | None = None) -> UserInfo:
+    def add_user(
+        self,
+        name: str,
+        role: str,
+        password: str | None = None,
+        *,
+        must_change_password: bool = False,
+    ) -> UserInfo:
         check_name(name)
         chosen = check_role(role)
         hashed = self._hash_password(password) if password is not None else None
@@ -198,24 +212,53 @@ class UserStore:
             if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise UserError(f"user {name!r} already exists")
             conn.execute(
-                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-                (name, chosen.value, hashed, now),
+                "INSERT INTO users (name, role, password_hash, created_at, must_change_password)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, chosen.value, hashed, now, int(must_change_password)),
             )
         return UserInfo(name, chosen, now, hashed is not None, 0)
 
     def set_password(self, name: str, password: str) -> None:
+        """A new password: every session of the user ends, and no change is due any more."""
         hashed = self._hash_password(password)
         with self._tx() as conn:
             cursor = conn.execute(
-                "UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name)
+                "UPDATE users SET password_hash = ?, must_change_password = 0 WHERE name = ?",
+                (hashed, name),
             )
             if cursor.rowcount == 0:
                 raise UserError(f"no user {name!r}")
             conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
 
     def remove_user(self, name: str) -> bool:
+        """Remove a user; :class:`LastAdminError` for the last admin (checked in the same
+        transaction, so two admins removing each other at once cannot leave none)."""
         with self._tx() as conn:
+            self._refuse_last_admin(conn, name, "removed")
             return conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+
+    def set_role(self, name: str, role: str) -> None:
+        """Change a user's role; :class:`LastAdminError` when it demotes the last admin."""
+        chosen = check_role(role)
+        with self._tx() as conn:
+            if chosen is not Role.ADMIN:
+                self._refuse_last_admin(conn, name, "demoted")
+            cursor = conn.execute("UPDATE users SET role = ? WHERE name = ?", (chosen.value, name))
+            if cursor.rowcount == 0:
+                raise UserError(f"no user {name!r}")
+
+    @staticmethod
+    def _refuse_last_admin(conn: sqlite3.Connection, name: str, what: str) -> None:
+        row = conn.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None or row[0] != Role.ADMIN.value:
+            return
+        admins = conn.execute(
+            "SELECT count(*) FROM users WHERE role = ?", (Role.ADMIN.value,)
+        ).fetchone()[0]
+        if admins <= 1:
+            raise LastAdminError(
+                f"{name!r} is the last admin and cannot be {what}; make another admin first"
+            )
 
     def get_user(self, name: str) -> UserInfo | None:
         return next((u for u in self.list_users() if u.name == name), None)
@@ -241,14 +284,15 @@ class UserStore:
             return None
         with self._lock:
             row = self._conn.execute(
-                "SELECT role, password_hash FROM users WHERE name = ?", (name,)
+                "SELECT role, password_hash, must_change_password FROM users WHERE name = ?",
+                (name,),
             ).fetchone()
         if row is None or row[1] is None:
             self._verify(self._dummy_hash, password)
             return None
         if not self._verify(row[1], password):
             return None
-        return Principal(name, Role(row[0]), "session")
+        return Principal(name, Role(row[0]), "session", bool(row[2]))
 
     # -- API tokens ----------------------------------------------------------------------
     def issue_token(self, name: str, label: str = "") -> NewToken:
@@ -301,7 +345,7 @@ class UserStore:
         now = self.clock()
         with self._lock:
             row = self._conn.execute(
-                "SELECT t.hash, t.last_used_at, u.name, u.role"
+                "SELECT t.hash, t.last_used_at, u.name, u.role, u.must_change_password"
                 " FROM tokens t JOIN users u ON u.name = t.user WHERE t.id = ?",
                 (token_id,),
             ).fetchone()
@@ -309,7 +353,7 @@ class UserStore:
         if row is None:
             self._verify(self._dummy_hash, secret)
             return None
-        hashed, last_used_at, name, role = row
+        hashed, last_used_at, name, role, must_change = row
         # The same token string verified against this very hash a moment ago: argon2
         # would say yes again. A revoked token has no row, so it never gets here.
         if memo is None or memo[0] != hashed or not 0 <= now - memo[1] < self.token_cache_s:
@@ -318,7 +362,7 @@ class UserStore:
             self._remember(key, hashed, now)
         if last_used_at is None or now - last_used_at >= LAST_USED_STEP_S:
             self._note_use(token_id, now)
-        return Principal(name, Role(role), "token")
+        return Principal(name, Role(role), "token", bool(must_change))
 
     def _remember(self, key: str, hashed: str, now: float) -> None:
         if self.token_cache_s <= 0:
@@ -361,11 +405,12 @@ class UserStore:
             return None
         with self._lock:
             row = self._conn.execute(
-                "SELECT u.name, u.role FROM sessions s JOIN users u ON u.name = s.user"
+                "SELECT u.name, u.role, u.must_change_password"
+                " FROM sessions s JOIN users u ON u.name = s.user"
                 " WHERE s.hash = ? AND s.expires_at > ?",
                 (session_hash(session_id), self.clock()),
             ).fetchone()
-        return None if row is None else Principal(row[0], Role(row[1]), "session")
+        return None if row is None else Principal(row[0], Role(row[1]), "session", bool(row[2]))
 
     def end_session(self, session_id: str) -> None:
         with self._tx() as conn:
@@ -392,18 +437,17 @@ def ensure_admin(data_dir: Path) -> str | None:
     """Create user ``admin`` with a random one-time password if no admin exists.
 
     Returns the password (to print once; only its hash is stored), or None when an
-    admin already exists.
+    admin already exists. It must be changed at the first sign-in: until then the API
+    answers 403 ``password_change_required`` to everything but ``POST /auth/password``.
     """
     store = UserStore(data_dir / "web" / "users.db")
     try:
         if store.has_admin():
             return None
         password = new_password()
-        if store.get_user(ADMIN_NAME) is None:
-            store.add_user(ADMIN_NAME, Role.ADMIN.value, password)
-        else:  # an "admin" demoted earlier: give the name its role back
+        if store.get_user(ADMIN_NAME) is not None:  # an "admin" demoted earlier: replace it
             store.remove_user(ADMIN_NAME)
-            store.add_user(ADMIN_NAME, Role.ADMIN.value, password)
+        store.add_user(ADMIN_NAME, Role.ADMIN.value, password, must_change_password=True)
         return password
     finally:
         store.close()

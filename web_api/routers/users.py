@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Response
 
 from web_api.audit import audit
 from web_api.auth.roles import Role
-from web_api.auth.users import TokenInfo, UserError, UserInfo
+from web_api.auth.users import LastAdminError, TokenInfo, UserError, UserInfo
 from web_api.deps import Admin, SelfOrAdmin, State, needs
 from web_api.errors import ApiError
 from web_api.models import (
@@ -20,6 +20,7 @@ from web_api.models import (
     UserCreate,
     UserCreated,
     UserPublic,
+    UserUpdate,
 )
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -64,17 +65,34 @@ async def add_user(user: Admin, state: State, body: UserCreate) -> UserCreated:
 
 @router.delete("/{name}", status_code=204, response_class=Response, **needs(Role.ADMIN, 404, 409))
 async def remove_user(user: Admin, state: State, name: NamePath) -> Response:
-    """Remove a user, their tokens and sessions (not the last admin)."""
-    users = await asyncio.to_thread(state.users.list_users)
-    target = next((u for u in users if u.name == name), None)
+    """Remove a user, their tokens and sessions (409 for the last admin)."""
+    target = await asyncio.to_thread(state.users.get_user, name)
     if target is None:
         raise ApiError(404, f"no user {name!r}")
-    admins = [u for u in users if u.role is Role.ADMIN]
-    if target.role is Role.ADMIN and len(admins) == 1:
-        raise ApiError(409, "the last admin cannot be removed")
-    await asyncio.to_thread(state.users.remove_user, name)
+    try:
+        removed = await asyncio.to_thread(state.users.remove_user, name)
+    except LastAdminError as exc:
+        raise ApiError(409, str(exc), "last_admin") from None
+    if not removed:
+        raise ApiError(404, f"no user {name!r}")
     await audit(state.maestro, user.actor, "user.remove", name, {"role": target.role.value})
     return Response(status_code=204)
+
+
+@router.patch("/{name}", **needs(Role.ADMIN, 404, 409))
+async def update_user(user: Admin, state: State, name: NamePath, body: UserUpdate) -> UserPublic:
+    """Change a user's role (409 when it would demote the last admin)."""
+    try:
+        await asyncio.to_thread(state.users.set_role, name, body.role)
+    except LastAdminError as exc:
+        raise ApiError(409, str(exc), "last_admin") from None
+    except UserError as exc:
+        raise ApiError(404, str(exc)) from None
+    info = await asyncio.to_thread(state.users.get_user, name)
+    if info is None:
+        raise ApiError(404, f"no user {name!r}")
+    await audit(state.maestro, user.actor, "user.role", name, {"role": body.role})
+    return public(info)
 
 
 # -- API tokens --------------------------------------------------------------------------

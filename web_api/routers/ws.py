@@ -59,11 +59,14 @@ async def _principal(state: AppState, ws: WebSocket) -> Principal | None:
     header = ws.headers.get("authorization", "")
     if not token and header.lower().startswith("bearer "):
         token = header[7:].strip()
+    principal: Principal | None = None
     if token:
-        return await state.principal_for_token(token)
-    if ws.cookies.get(SESSION_COOKIE):
-        return await state.principal_for_session(ws.cookies[SESSION_COOKIE])
-    return None
+        principal = await state.principal_for_token(token)
+    elif ws.cookies.get(SESSION_COOKIE):
+        principal = await state.principal_for_session(ws.cookies[SESSION_COOKIE])
+    if principal is not None and principal.must_change_password:
+        return None  # nothing but the password change until it is changed
+    return principal
 
 
 async def watch_credentials(ws: WebSocket, needed: Role) -> None:

@@ -11,6 +11,7 @@ import { AlertsPage } from "./pages/AlertsPage";
 import { FleetPage } from "./pages/FleetPage";
 import { HistoryPage } from "./pages/HistoryPage";
 import { LoginPage } from "./pages/LoginPage";
+import { PasswordPage } from "./pages/PasswordPage";
 
 function useRoute(): Route {
   const [route, setRoute] = useState(() => parseHash(window.location.hash));
@@ -40,6 +41,7 @@ export function App() {
     return <div className="p-8 text-slate-400" data-testid="loading">Loading…</div>;
   }
   if (me === null) return <LoginPage onLogin={setMe} />;
+  if (me.must_change_password) return <PasswordPage me={me} onChanged={setMe} />;
   return <Authenticated me={me} route={route} onLogout={() => setMe(null)} />;
 }
 

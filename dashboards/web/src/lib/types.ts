@@ -112,6 +112,8 @@ export interface AuditEntry {
 export interface Me {
   user: string;
   role: "viewer" | "operator" | "admin" | string;
+  /** The password was made for this user (the first admin's): change it first. */
+  must_change_password?: boolean;
 }
 
 export interface ContainerInfo {
