@@ -344,8 +344,8 @@ class _Loop:
     ) -> tuple[int, int]:
         """Store ``taken`` a submission, then a row, at a time; drop the rows refused.
 
-        Runs in the caller's transaction; returns (rows inserted, rows rejected). An
-        Any other error (disk full, I/O) is raised: the whole batch is retried.
+        Runs in the caller's transaction; returns (rows inserted, rows rejected). Any
+        error but a row error (disk full, I/O) is raised: the whole batch is retried.
         """
         inserted = rejected = 0
         for submission in taken:
