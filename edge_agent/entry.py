@@ -20,7 +20,8 @@ with a double underscore: ARETE_AGENT_MQTT__HOST=broker.lan).
 EPILOG = """\
 exit status: 0 after SIGTERM/Ctrl-C, 64 after a `stop` command, 75 after a `restart`
 command under systemd (elsewhere the agent re-executes itself), 2 for a configuration
-error, 70 for an internal error.
+error or when another agent process already uses the same state directory, 70 for an
+internal error. After SIGTERM the agent exits within 5 s, whatever a command is doing.
 
 example: arete agent run --config /etc/arete/agent.toml
 """
