@@ -19,6 +19,7 @@ Nothing here writes to the disk: telling the operator must work while it is full
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -51,6 +52,13 @@ class DiskSettings(BaseModel):
     probe_s: float = Field(1.0, gt=0, le=60, description="How often the free space is read.")
     log_every_s: float = Field(
         LOG_EVERY_S, ge=1, le=3600, description="How often a full disk is logged again."
+    )
+    reserve_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        le=1 << 30,
+        description="Space kept in a reserve file beside the database, given up when the "
+        "maestro must start on a full disk (SQLite needs room to open); 0: no reserve.",
     )
 
 
@@ -132,6 +140,51 @@ def judge(
     return DiskReport(full, free_bytes, total_bytes, failing, since)
 
 
+RESERVE_NAME: Final = ".arete-disk-reserve"
+
+
+def reserve_path(directory: Path) -> Path:
+    return directory / RESERVE_NAME
+
+
+def ensure_reserve(directory: Path, size: int) -> bool:
+    """Create the reserve file (``size`` bytes) if it is missing and the disk has room
+    for it several times over; True if it exists afterwards. Never raises."""
+    if size <= 0:
+        return False
+    path = reserve_path(directory)
+    try:
+        if path.exists():
+            return True
+        st = os.statvfs(directory)
+        if st.f_bavail * st.f_frsize < 4 * size:
+            return False
+        with path.open("wb") as out:
+            chunk = b"\0" * min(size, 65536)
+            left = size
+            while left > 0:
+                left -= out.write(chunk[:left])
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+    return True
+
+
+def release_reserve(directory: Path) -> bool:
+    """Delete the reserve file; True if there was one."""
+    try:
+        reserve_path(directory).unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.error("cannot delete the disk reserve", extra={"kv": {"error": str(exc)}})
+        return False
+    return True
+
+
 Source = Callable[[], str | None]  # a writer's current error (None: it is not failing)
 Listener = Callable[[DiskReport, float], None]
 
@@ -159,6 +212,7 @@ class DiskMonitor:
         self.changes = 0  # times the verdict changed (for tests and metrics)
         self._probed = False
         self._throttle = Throttle(self.settings.log_every_s)
+        self._reserve_missing = self.settings.reserve_bytes > 0
 
     @property
     def full(self) -> bool:
@@ -196,6 +250,8 @@ class DiskMonitor:
             min_free_bytes=self.settings.min_free_bytes,
             now=now,
         )
+        if not report.full and self._reserve_missing:
+            self._reserve_missing = not ensure_reserve(self.path, self.settings.reserve_bytes)
         changed = report.full != before.full or not self._probed
         self._probed = True
         self._log(before, report, now)

@@ -16,7 +16,8 @@ from maestro.alerts import ALERT_MIGRATIONS
 from maestro.alerts.service import AlertService
 from maestro.commands import COMMAND_MIGRATIONS
 from maestro.commands.service import CommandService
-from maestro.diskstate import DiskMonitor, DiskReport
+from maestro.diskstate import DiskMonitor, DiskReport, release_reserve
+from maestro.errors import StoreError
 from maestro.events import EventBus
 from maestro.influx import COMPONENT as INFLUX_COMPONENT
 from maestro.influx import MIGRATIONS as INFLUX_MIGRATIONS
@@ -51,7 +52,19 @@ def open_store(settings: MaestroSettings) -> tuple[Store, InfluxSink | None]:
         migrations[INFLUX_COMPONENT] = list(INFLUX_MIGRATIONS)
         stagers.append(InfluxSpool(settings.influx))
         sink = InfluxSink(settings.influx, settings.database)
-    store = Store.open(settings.database, migrations, settings=settings.store, stagers=stagers)
+    try:
+        store = Store.open(settings.database, migrations, settings=settings.store, stagers=stagers)
+    except StoreError as exc:
+        # SQLite cannot even open a database on a disk with no room at all (its WAL index
+        # needs a few pages): give up the reserve kept for this and try once more.
+        folder = settings.database.parent
+        if not release_reserve(folder):
+            raise
+        log.error(
+            "the data disk is full at start: released the disk reserve to open the store",
+            extra={"kv": {"error": str(exc), "reserve_bytes": settings.disk.reserve_bytes}},
+        )
+        store = Store.open(settings.database, migrations, settings=settings.store, stagers=stagers)
     return store, sink
 
 

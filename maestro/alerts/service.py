@@ -10,6 +10,7 @@ State survives restarts: :meth:`AlertService.start` reloads open alerts and sile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -42,7 +43,7 @@ from maestro.alerts.model import (
 )
 from maestro.alerts.rules import Rule, load_rules
 from maestro.alerts.settings import AlertSettings
-from maestro.errors import AlertError
+from maestro.errors import AlertError, StoreError
 from maestro.events import EventBus
 from maestro.notify.outbox import Outbox
 from maestro.ports import Publisher
@@ -103,10 +104,14 @@ class AlertService:
         alerts = await self._store.read(lambda conn: tables.load_current(conn, resolved_since))
         silences = await self._store.read(lambda conn: tables.load_active_silences(conn, now))
         keep_after = now - self.settings.keep_resolved_days * 86400
-        await self._store.write(lambda conn: tables.prune_resolved(conn, keep_after))
+        try:
+            await self._store.write(lambda conn: tables.prune_resolved(conn, keep_after))
+        except StoreError as exc:  # a full disk: prune next start; alerting goes on
+            log.warning("old alerts not pruned", extra={"kv": {"error": str(exc)}})
         self._state, actions = restore(config, alerts, silences, now)
         self.effects.start()
-        await self.effects.submit_and_wait(Job(now, actions))
+        with contextlib.suppress(StoreError):  # a full disk: the effects keep and retry it
+            await self.effects.submit_and_wait(Job(now, actions))
         log.info(
             "alerts loaded",
             extra={"kv": {"open": len(self._state.open_alerts()), "rules": len(self.rules)}},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -21,6 +22,7 @@ from telegram import CallbackQuery, InlineKeyboardMarkup, Message
 from telegram.error import Conflict, Forbidden, InvalidToken, RetryAfter, TelegramError
 
 from arete.backoff import Backoff
+from maestro.diskstate import Throttle
 from maestro.errors import AlertError, MaestroError
 from maestro.notify.outbox import get_state, set_state
 from maestro.notify.render import parse_callback, without_alert_buttons
@@ -65,6 +67,7 @@ class CallbackPoller:
         self._backoff = backoff or Backoff(1.0, 60.0)
         self.handled = 0
         self.ignored = 0
+        self._store_log = Throttle()
 
     async def run(self) -> None:
         """Poll until cancelled, or until Telegram rejects the token for good."""
@@ -110,7 +113,18 @@ class CallbackPoller:
             await self._save_offset(offset)
 
     async def _save_offset(self, offset: int) -> None:
-        await self._store.write(lambda conn: set_state(conn, OFFSET_KEY, str(offset)))
+        """Remember how far the buttons were handled; if the store refuses (disk full) the
+        offset stays in memory (polling goes on from it) and the next save stores it."""
+        try:
+            await self._store.write(lambda conn: set_state(conn, OFFSET_KEY, str(offset)))
+        except MaestroError as exc:
+            if self._store_log.ready(time.monotonic()):
+                log.error(
+                    "telegram button offset not stored; kept in memory",
+                    extra={"kv": {"error": str(exc), "repeats": self._store_log.suppressed}},
+                )
+        else:
+            self._store_log.reset()
 
     async def _handle_safely(self, query: CallbackQuery) -> None:
         try:

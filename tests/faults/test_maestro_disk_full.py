@@ -269,3 +269,69 @@ def test_a_page_sent_while_its_sent_mark_cannot_be_stored_is_never_sent_again(  
         notes=f"sent marks kept in memory {time.monotonic() - filled:.0f} s, stored after "
         "freeing; the page was not sent again (it was sent 3 times before)",
     )
+
+
+def test_a_maestro_started_on_a_full_disk_runs_pages_and_catches_up(  # noqa: PLR0917 - fixtures
+    broker: Broker,
+    small_disk: Callable[..., SmallDisk],
+    start_agent: Callable[..., AgentProc],
+    maestro_thread: Callable[..., MaestroThread],
+    fake_telegram: FakeTelegram,
+    fake_discord: FakeDiscord,
+    reliability: Reliability,
+) -> None:
+    disk = small_disk("20m", name="maestro-data")
+    options: dict[str, Any] = {
+        "db_file": disk.path / "main.db",
+        "notify": notify_to(fake_telegram, fake_discord),
+        "alerts": {
+            "group_wait_s": 0.3,
+            "builtin": {
+                "agent_offline": {"clear_for_s": 1},
+                "agent_critical": {"enabled": False},
+                "maestro_disk_full": {"clear_for_s": 2},
+            },
+        },
+    }
+    first = maestro_thread(**options)
+    config = broker.add_agent("a1")
+    agent = start_agent("a1", config=config)
+    first.wait_state("a1", "online", timeout=15)
+    first.stop()
+    disk.fill(leave=0)
+    began = time.monotonic()
+    maestro = maestro_thread(**options)  # a restart (or a reboot) with the disk still full
+    started_s = time.monotonic() - began
+    maestro.wait_state("a1", "online", timeout=15)
+    wait_for(lambda: maestro.sync(lambda m: m.disk.full), 10, "the disk seen full")
+    agent.kill9()
+    wait_for(
+        lambda: pages(fake_telegram, fake_discord) == one_each((SELF, "firing"), ("a1", "firing")),
+        20,
+        "the disk-full and offline pages from a maestro started on a full disk",
+    )
+    disk.free()
+    agent = start_agent("a1", config=config)
+    expected = one_each((SELF, "firing"), ("a1", "firing"), ("a1", "resolved"), (SELF, "resolved"))
+    wait_for(lambda: pages(fake_telegram, fake_discord) == expected, 30, "every page once")
+    wait_for(
+        lambda: maestro.sync(lambda m: m.alerts.effects.unstored == 0),
+        10,
+        "every change stored",
+    )
+    time.sleep(2.0)
+    sent = pages(fake_telegram, fake_discord)
+    assert sent == expected
+    alerts, rows = maestro.sync(stored)
+    assert ("agent_offline", "a1", "resolved", "resolved") in alerts
+    assert [state for _, state in rows] == ["sent"] * 8, rows
+    reliability.record(
+        "maestro restarted with its data disk full, agent kill -9 while full",
+        detection_s=None,
+        lost=0,
+        duplicates=sum(count - 1 for count in sent.values()),
+        pages_expected=sum(expected.values()),
+        pages_sent=sum(sent.values()),
+        notes=f"started in {started_s:.1f} s on the full disk (the 1 MiB reserve given up"
+        " so SQLite can open); each page once",
+    )

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from maestro.diskstate import DiskMonitor, DiskReport, DiskSettings, Throttle, is_disk_full, judge
+from maestro.diskstate import (
+    RESERVE_NAME,
+    DiskMonitor,
+    DiskReport,
+    DiskSettings,
+    Throttle,
+    ensure_reserve,
+    is_disk_full,
+    judge,
+    release_reserve,
+)
 
 MIB = 1024 * 1024
 
@@ -88,3 +98,15 @@ def test_the_monitor_tells_listeners_on_changes_only_and_logs_a_full_disk_once_a
     assert len(full_lines) == 3  # at 1 s, 61 s, 121 s
     assert lines[-1] == "maestro data disk has room again"
     assert isinstance(monitor.report, DiskReport)
+
+
+def test_the_reserve_is_made_only_with_room_to_spare_and_given_up_once(tmp_path: Path) -> None:
+    assert not ensure_reserve(tmp_path, 1 << 50)  # more than the disk could hold 4 times
+    assert not ensure_reserve(tmp_path, 0)  # no reserve wanted
+    assert not ensure_reserve(tmp_path / "missing", 4096)
+    assert not (tmp_path / RESERVE_NAME).exists()
+    assert ensure_reserve(tmp_path, 4096)
+    assert (tmp_path / RESERVE_NAME).stat().st_size == 4096
+    assert ensure_reserve(tmp_path, 4096)  # already there
+    assert release_reserve(tmp_path)
+    assert not release_reserve(tmp_path)
