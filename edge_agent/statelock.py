@@ -10,6 +10,7 @@ image takes the lock again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -41,10 +42,11 @@ def lock_state_dir(state_dir: Path) -> IO[bytes]:
             f"{state_dir}; run one agent per state directory (two copies of one agent "
             "would share its sample numbers and lose samples)"
         )
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n".encode())
-    handle.flush()
+    with contextlib.suppress(OSError):  # only for a second process's message: a full
+        handle.seek(0)  # disk must not stop the agent
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n".encode())
+        handle.flush()
     return handle
 
 
