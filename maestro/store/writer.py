@@ -15,13 +15,14 @@ A batch that cannot be written (disk full, I/O error, a damaged file: any error 
 the row errors below) is rolled back, kept and retried with backoff; its ``on_stored``
 callbacks wait. Nothing is dropped, the thread never dies on a database error.
 
-A batch that fails with a *row error* (:data:`ROW_ERRORS`: a number SQLite cannot
-bind, a type it does not take, a NULL where a value belongs, a stager refusing a
-value) holds a row the database refuses: one message must never stop storage for the
-whole fleet, so the batch is written again one submission, then one row, at a time,
-each in a savepoint. Every good row is stored; each bad one is rolled back, counted
-(``rows_rejected``), logged (once a minute per agent) and dropped, and its message is
-still acknowledged so the broker does not deliver it again for ever.
+A batch that fails with a *row error* (:data:`~maestro.store.isolate.ROW_ERRORS`: a
+number SQLite cannot bind, a type it does not take, a NULL where a value belongs, a
+stager refusing a value) holds a row the database refuses: one message must never stop
+storage for the whole fleet, so the batch is written again one submission, then one
+row, at a time, each in a savepoint (:mod:`maestro.store.isolate`). Every good row is
+stored; each bad one is rolled back, counted (``rows_rejected``), logged (once a minute
+per agent) and dropped, and its message is still acknowledged so the broker does not
+deliver it again for ever.
 
 Each row is stored with its receive time (``rx_ts``): the writer's clock at submit.
 """
@@ -42,6 +43,7 @@ from typing import Any, Final, TypeVar
 
 from maestro.errors import StoreError
 from maestro.store.db import connect, migrate
+from maestro.store.isolate import ROW_ERRORS, RejectLog, store_isolated
 from maestro.store.rollup import retention_steps
 from maestro.store.rows import SampleRow
 from maestro.store.samples import AgentIds, Stager, bind_agent_ids, check_rows, store_batch
@@ -55,19 +57,6 @@ BACKOFF_MAX_S: Final = 5.0
 WRITER_CACHE_KIB: Final = 32 * 1024  # the index pages of many agents stay in memory
 IDLE_WAKE_S: Final = 1.0  # the loop looks at its clocks at least this often
 FIRST_RETENTION_MAX_S: Final = 60.0  # a maestro restarted often still prunes
-
-
-REJECT_LOG_EVERY_S: Final = 60.0
-ROW_ERRORS: Final = (
-    OverflowError,  # an integer beyond SQLite's signed 64 bits
-    ValueError,
-    TypeError,
-    sqlite3.InterfaceError,  # a value of a type SQLite cannot bind
-    sqlite3.ProgrammingError,
-    sqlite3.IntegrityError,  # NULL where a value belongs
-    sqlite3.DataError,
-)
-"""Errors that belong to one row's values, never to the database or its disk."""
 
 
 @dataclass(slots=True)
@@ -244,7 +233,7 @@ class _Loop:
         self.ids = ids
         self.failures = 0
         self.retry_at = 0.0
-        self.rejects_logged: dict[str, float] = {}
+        self.rejects = RejectLog()
         self.retention: Iterator[int] | None = None
         self.next_retention = time.monotonic() + min(
             writer.settings.retention_every_s, FIRST_RETENTION_MAX_S
@@ -312,7 +301,10 @@ class _Loop:
             except ROW_ERRORS:  # a row the database refuses: isolate it
                 self.rollback()
                 self.conn.execute("BEGIN IMMEDIATE")
-                inserted, rejected = self.store_isolated(taken, stagers)
+                parts = [(sub.rows, sub.rx) for sub in taken]
+                inserted, rejected = store_isolated(
+                    self.conn, self.ids, parts, stagers, self.rejects
+                )
             self.conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - disk full, I/O: keep the batch, retry
             self.rollback()
@@ -338,58 +330,6 @@ class _Loop:
                     submission.on_stored()
                 except Exception:  # a broken callback must not stop the writer
                     log.exception("store on_stored callback failed")
-
-    def store_isolated(
-        self, taken: Sequence[_Submission], stagers: Sequence[Stager]
-    ) -> tuple[int, int]:
-        """Store ``taken`` a submission, then a row, at a time; drop the rows refused.
-
-        Runs in the caller's transaction; returns (rows inserted, rows rejected). Any
-        error but a row error (disk full, I/O) is raised: the whole batch is retried.
-        """
-        inserted = rejected = 0
-        for submission in taken:
-            for row in submission.rows:  # ids outside the savepoints: a rollback keeps them
-                if isinstance(row[0], str):
-                    self.ids.resolve(row[0])
-            try:
-                inserted += self.savepoint(submission.rows, stagers, submission.rx)
-            except ROW_ERRORS:  # one of its rows is refused: find which
-                for row in submission.rows:
-                    try:
-                        inserted += self.savepoint((row,), stagers, submission.rx)
-                    except ROW_ERRORS as exc:  # this row is refused: drop it
-                        rejected += 1
-                        self.rejected(row, exc)
-        return inserted, rejected
-
-    def savepoint(self, rows: Sequence[SampleRow], stagers: Sequence[Stager], rx: float) -> int:
-        conn = self.conn
-        conn.execute("SAVEPOINT isolate")
-        try:
-            inserted = store_batch(conn, self.ids, rows, stagers, [rx] * len(rows))
-        except BaseException:
-            conn.execute("ROLLBACK TO isolate")
-            conn.execute("RELEASE isolate")
-            raise
-        conn.execute("RELEASE isolate")
-        return inserted
-
-    def rejected(self, row: SampleRow, exc: Exception) -> None:
-        agent = str(row[0])[:256]
-        now = time.monotonic()
-        if now - self.rejects_logged.get(agent, -REJECT_LOG_EVERY_S) >= REJECT_LOG_EVERY_S:
-            if len(self.rejects_logged) > 10_000:
-                self.rejects_logged.clear()
-            self.rejects_logged[agent] = now
-            log.error(
-                "store refused a sample row and dropped it agent=%s seq=%.40r error=%s: %s"
-                " (the rest of its batch is stored; counted in rows_rejected)",
-                agent,
-                row[1] if len(row) > 1 else None,
-                type(exc).__name__,
-                str(exc)[:200],
-            )
 
     def failed(self, exc: Exception, rows: int) -> None:
         self.w.write_errors += 1

@@ -128,7 +128,7 @@ def test_one_refused_row_drops_alone_and_every_message_is_acknowledged(
 def test_a_flood_of_refused_rows_is_logged_once_a_minute_per_agent(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="maestro.store.writer")
+    caplog.set_level(logging.ERROR, logger="maestro.store")
     acks = Acks(51)
     submit_together(store, [[row("evil", 2**63 + n)] for n in range(50)] + [[row("a1", 1)]], acks)
     assert acks.done.wait(10)
