@@ -34,6 +34,7 @@ from maestro.alerts.model import Action, AlertChanged, Notify, Publish, SilenceC
 from maestro.diskstate import Throttle
 from maestro.errors import MaestroError, StoreError
 from maestro.events import EventBus
+from maestro.notify.message import Notice
 from maestro.notify.outbox import Memo, Outbox
 from maestro.ports import Publisher
 from maestro.store.core import Store
@@ -44,6 +45,7 @@ PUBLISH_RETRY_S: Final = 1.0
 STORE_RETRY_MIN_S: Final = 0.5
 STORE_RETRY_MAX_S: Final = 5.0
 FLUSH_WAIT_S: Final = 2.0  # readers wait this long for queued changes, then read anyway
+OWN_DISK_RULE: Final = "maestro_disk_full"  # paged by its own replica, leader or not
 SELF_PREFIX: Final = "maestro:"  # a replica's own alerts (rules.MAESTRO_SCOPE): no alerts/ topic
 
 
@@ -65,6 +67,16 @@ class Job:
     notify: bool = True  # whether this replica queues the notifications
     done: asyncio.Future[None] | None = None
     memos: dict[int, Memo] = field(default_factory=dict)  # index of a Notify -> its memo
+    outgoing: dict[int, Notice] = field(default_factory=dict)  # index of a Notify -> sent
+
+
+def _own_disk_only(notice: Notice) -> Notice | None:
+    """What a replica that does not send notifications (not the leader) still sends: its
+    own ``maestro_disk_full``, which no other replica knows of."""
+    items = [item for item in notice.items if item.rule == OWN_DISK_RULE]
+    if not items or not notice.agent.startswith(SELF_PREFIX):
+        return None
+    return Notice(agent=notice.agent, ts=notice.ts, items=items)
 
 
 class Effects:
@@ -136,12 +148,14 @@ class Effects:
             elif isinstance(action, Publish):
                 self._dirty.add(action.agent)
                 self._dirty_event.set()
-            elif isinstance(action, Notify) and job.notify:
-                self.notifications_queued += 1
-        if job.notify and self.outbox is not None and self.outbox.channels:
-            for index, action in enumerate(job.actions):
-                if isinstance(action, Notify):
-                    job.memos[index] = Memo(action.notice, job.now)
+        for index, action in enumerate(job.actions):
+            if isinstance(action, Notify):
+                notice = action.notice if job.notify else _own_disk_only(action.notice)
+                if notice is not None:
+                    job.outgoing[index] = notice
+                    self.notifications_queued += 1
+        if self.outbox is not None and self.outbox.channels:
+            job.memos = {index: Memo(notice, job.now) for index, notice in job.outgoing.items()}
             if self.failing is not None:  # it will wait behind the refused ones: page now
                 self.outbox.hold(job.memos.values())
         self._waiting.append(job)
@@ -238,8 +252,8 @@ class Effects:
                 tables.save_alert(conn, action.alert)
             elif isinstance(action, SilenceChanged):
                 tables.save_silence(conn, action.silence)
-            elif isinstance(action, Notify) and job.notify and self.outbox is not None:
-                self.outbox.enqueue(conn, action.notice, job.now, job.memos.get(index))
+            elif index in job.outgoing and self.outbox is not None:
+                self.outbox.enqueue(conn, job.outgoing[index], job.now, job.memos.get(index))
         for entry in job.audits:
             tables.audit(
                 conn,

@@ -258,3 +258,41 @@ async def test_an_operator_change_refused_by_the_store_is_kept_and_stored_later(
         assert store.conn.execute("SELECT id FROM alerts").fetchall() == [("id-a1",)]
     finally:
         await effects.aclose(0.1)
+
+
+@run
+async def test_a_follower_replica_still_pages_its_own_full_disk_and_nothing_else() -> None:
+    store = FlakyStore()
+    effects, _, dispatcher, channel = build(store)
+    effects.start()
+    task = asyncio.create_task(dispatcher.run())
+
+    def item(rule: str) -> NoticeItem:
+        return NoticeItem(
+            alert_id=rule,
+            rule=rule,
+            severity=AlertSeverity.CRITICAL,
+            kind=NoticeKind.FIRING,
+            summary=rule,
+            since=1.0,
+        )
+
+    own = Notice(
+        agent="maestro:r2", ts=1.0, items=[item("broker_unreachable"), item("maestro_disk_full")]
+    )
+    try:
+        store.full = True
+        # notify=False: this replica is not the leader, which pages the rest.
+        effects.submit(
+            Job(time.time(), [Notify(own), Notify(notice("a1", NoticeKind.FIRING))], notify=False)
+        )
+        await until(lambda: channel.sent == ["maestro:r2:firing"])
+        await asyncio.sleep(0.2)
+        assert channel.sent == ["maestro:r2:firing"]
+        store.full = False
+        await until(lambda: effects.unstored == 0)
+        bodies = [decode_notice(r.body) for r in rows.all_rows(store.conn)]
+        assert [[i.rule for i in b.items] for b in bodies] == [["maestro_disk_full"]]
+    finally:
+        task.cancel()
+        await effects.aclose(0.1)
