@@ -31,6 +31,7 @@ from edge_agent.seq import SEQ_BLOCK, SeqBlock, resume_after
 BALLAST_BYTES: Final = 256 * 1024  # room kept for the deletes that free a full disk
 RECOVER_FREE_BYTES: Final = 2 * BALLAST_BYTES  # free room that ends a full-disk episode
 JOURNAL_LIMIT_BYTES: Final = 256 * 1024  # the WAL is cut back to this after a checkpoint
+VACUUM_INCREMENTAL: Final = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 AUTOCHECKPOINT_PAGES: Final = 32  # checkpoint every 32 pages (128 KiB) of WAL
 
 _SCHEMA = """
@@ -239,6 +240,14 @@ class AgentState:
             return True
         try:
             with self._errors("checkpoint"):
+                if (
+                    self._outbox_len == 0
+                    and self._scalar("PRAGMA auto_vacuum") != VACUUM_INCREMENTAL
+                ):
+                    # A file made before incremental vacuum: with the outbox empty it is
+                    # small, so rewrite it once in the mode that can hand pages back.
+                    self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                    self._db.execute("VACUUM")
                 self._db.execute("PRAGMA incremental_vacuum")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._flush_dropped()

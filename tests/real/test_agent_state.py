@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 
 from edge_agent.errors import StateError
+from edge_agent.seq import SEQ_BLOCK, SeqBlock, resume_after
 from edge_agent.state import (
+    BALLAST_BYTES,
     JOURNAL_LIMIT_BYTES,
-    SEQ_BLOCK,
     AgentState,
     EpochCounter,
     OutboxRow,
-    SeqBlock,
-    resume_after,
 )
 
 
@@ -185,3 +184,23 @@ def test_counted_drops_survive_a_restart(tmp_path: Path) -> None:
     state.count_dropped(7)
     state.close()
     assert AgentState(tmp_path, outbox_max=10).dropped == 7
+
+
+def test_a_full_disk_episode_hands_the_outbox_space_back_to_the_disk(tmp_path: Path) -> None:
+    # A file made before incremental vacuum (auto_vacuum NONE) keeps freed pages inside.
+    old = sqlite3.connect(tmp_path / "agent-state.db")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY, sample BLOB NOT NULL)")
+    old.close()
+    state = AgentState(tmp_path, outbox_max=100_000)
+    state.outbox_append([OutboxRow(seq, b"x" * 2_000) for seq in range(1, 1_001)])
+    state.outbox_delete(list(range(1, 1_001)))
+    full_size = (tmp_path / "agent-state.db").stat().st_size
+    assert full_size > 1_000_000
+    state.disk_full = True  # as a failed write leaves it
+    assert state.try_recover(), "room again: the episode ends"
+    assert not state.disk_full
+    assert (tmp_path / "agent-state.db").stat().st_size < full_size // 10
+    assert (tmp_path / "agent-state.reserve").stat().st_size == BALLAST_BYTES
+    state.outbox_append(rows(1_001))
+    assert state.outbox_len == 1
