@@ -165,7 +165,7 @@ class Metrics(_Payload, kw_only=True, frozen=True):
     seq: NonNegInt  # seq of the first sample
     samples: Annotated[list[Sample], msgspec.Meta(min_length=1, max_length=10_000)]
     replay: bool = False
-    dropped: NonNegInt = 0  # samples the outbox had to drop (oldest first) since install
+    dropped: NonNegInt = 0  # samples the agent could not keep (full outbox or disk) since install
 
 
 def sample_time_fault(ts: float, now: float) -> str | None:
