@@ -322,7 +322,8 @@ class Agent:
                     return True  # not ours (the ACL lets no agent read another's)
                 stored = decode_stored(event.payload)
                 self.note_maestro_time(stored.ts)  # clock offset, for command expiry
-                self.ack_mode.maestro_seen()
+                if self.ack_mode.maestro_seen():
+                    log.info("the maestro confirms stored samples: waiting for it from now on")
                 if self.unconfirmed.confirm(stored.ranges) or self.state.outbox_len:
                     self._store(
                         lambda: self.state.outbox_delete_ranges(stored.ranges),
@@ -335,8 +336,6 @@ class Agent:
                 # An empty retained message clears a replica's state: nothing to record.
                 if event.payload and not route.digest:
                     status = decode_maestro_status(event.payload)
-                    if self.ack_mode.maestro_seen():
-                        log.info("a maestro confirms stored samples: waiting for it from now on")
                     if self.hub.on_status(route.agent_id, status):
                         self._resend_unconfirmed("maestro online")
                 return True

@@ -18,9 +18,10 @@ confirmed again:
 
 The maestro stores on (agent, seq) once, so a re-sent sample is never stored twice.
 
-An agent whose broker has never shown it a maestro (no ``maestro/<replica>`` status,
-no stored acknowledgement) counts the PUBACK as confirmation, as before: nobody would
-ever confirm anything. :class:`AckMode` remembers across restarts that a maestro exists.
+An agent that has never received a stored acknowledgement counts the PUBACK as
+confirmation, as before: with no maestro, or one too old to confirm, nobody ever would,
+and waiting for it would fill the outbox and starve the live samples. The first
+acknowledgement switches that off for good (:class:`AckMode` keeps it in a file).
 """
 
 from __future__ import annotations
@@ -166,14 +167,15 @@ class HubWatch:
 
 
 class AckMode:
-    """Whether to wait for the maestro's stored acknowledgement; remembered on disk."""
+    """Whether to wait for the maestro's stored acknowledgement (on since the first one
+    arrived); remembered on disk."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / ACK_MODE_FILE
         self.on = self.path.exists()
 
     def maestro_seen(self) -> bool:
-        """Switch on (a maestro exists); True if it was off until now."""
+        """Switch on (a maestro confirms); True if it was off until now."""
         if self.on:
             return False
         self.on = True

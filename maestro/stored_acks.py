@@ -9,6 +9,7 @@ one per sample, which matters at ten thousand agents a second (a publish costs t
 maestro ~30 µs of its busiest core). A merged confirmation is only late, never lost:
 the samples are stored already; an agent that stops meanwhile gets it at once, because
 its ``stopping`` status makes the maestro confirm that agent without delay for a while.
+The first confirmation to each agent (since this maestro started) goes out at once.
 
 Publishing is QoS 0 (see docs/topics.md, "stored"): a lost confirmation costs one more
 send of the samples, which the store keeps once.
@@ -69,7 +70,10 @@ class StoredAcks:
                 prompt = None
             since, waiting = self._waiting.get(agent_id, (now, []))
             waiting = waiting + seqs
-            if not (at_once or prompt is not None or self.merge_s <= 0) and (
+            # An agent's first confirmation goes out at once: until it has one, it counts
+            # the broker's PUBACK as enough (edge_agent.delivery.AckMode).
+            first = agent_id not in self._topic_of
+            if not (at_once or first or prompt is not None or self.merge_s <= 0) and (
                 len(waiting) < MERGE_MAX
             ):
                 self._waiting[agent_id] = (since, waiting)
@@ -115,9 +119,9 @@ class StoredAcks:
     def _send(self, agent_id: str, seqs: list[int]) -> None:
         topic = self._topic_of.get(agent_id)
         if topic is None:
-            topic = self._topic_of[agent_id] = self._topics.stored(agent_id)
-            if len(self._topic_of) > 200_000:  # bounded like the ingest's topic cache
+            if len(self._topic_of) >= 200_000:  # bounded like the ingest's topic cache
                 self._topic_of.clear()
+            topic = self._topic_of[agent_id] = self._topics.stored(agent_id)
         ranges = seq_ranges(seqs)
         for start in range(0, len(ranges), MAX_RANGES):
             part = ranges[start : start + MAX_RANGES]

@@ -75,7 +75,16 @@ def start_fleet(
         "ingest under way",
         step=0.2,
     )
+    for agent in agents:
+        wait_confirming(agent.state_dir)
     return maestro, agents
+
+
+def wait_confirming(state_dir: Path) -> None:
+    """Until the agent had its first stored acknowledgement (it waits for them from then
+    on; before, with no maestro known to confirm, a PUBACK is enough)."""
+    flag = state_dir / "maestro-acks"
+    wait_for(flag.exists, 10, "the agent's first stored acknowledgement", step=0.1)
 
 
 def caught_up(maestro: MaestroProc, state_dirs: dict[str, Path], since: float) -> float:
@@ -279,6 +288,7 @@ def test_a_20_s_link_blackhole_of_an_agent_loses_no_sample(
     argv = [*ns.prefix(), sys.executable, "-m", "arete_cli", "agent", "run", "--config"]
     agent = procs([*argv, str(config)], f"agent-a0-{uuid.uuid4().hex[:6]}", env=env)
     wait_for(lambda: len(stored(maestro, "a0")) >= 4, 20, "ingest under way", step=0.2)
+    wait_confirming(state_dir)
 
     ns.blackhole()
     cut = time.time()

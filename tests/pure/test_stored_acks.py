@@ -204,8 +204,21 @@ def maestro_acks(merge_s: float = 5.0) -> tuple[StoredAcks, list[tuple[str, Stor
     return acks, sent, clock
 
 
+def test_an_agents_first_confirmation_goes_out_at_once() -> None:
+    acks, sent, _ = maestro_acks()
+    acks.stored("a1", [1])
+    acks.stored("a2", [5])
+    acks.stored("a1", [2])
+    assert [(topic, ack.ranges) for topic, ack in sent] == [
+        ("lab/stored/a1", [(1, 1)]),
+        ("lab/stored/a2", [(5, 5)]),
+    ]
+
+
 def test_live_samples_are_confirmed_merged_once_they_waited_long_enough() -> None:
     acks, sent, clock = maestro_acks()
+    acks.stored("a1", [0])
+    sent.clear()
     for seq in (1, 2, 3):
         acks.stored("a1", [seq])
         clock.now += 1.0
@@ -219,6 +232,8 @@ def test_live_samples_are_confirmed_merged_once_they_waited_long_enough() -> Non
 
 def test_replayed_samples_are_confirmed_at_once_with_what_waited() -> None:
     acks, sent, _ = maestro_acks()
+    acks.stored("a1", [9])
+    sent.clear()
     acks.stored("a1", [10])
     acks.stored("a1", [1, 2, 3], at_once=True)
     assert [ack.ranges for _, ack in sent] == [[(1, 3), (10, 10)]]
@@ -227,6 +242,8 @@ def test_replayed_samples_are_confirmed_at_once_with_what_waited() -> None:
 
 def test_many_waiting_samples_are_confirmed_without_waiting() -> None:
     acks, sent, _ = maestro_acks()
+    acks.stored("a1", [0])
+    sent.clear()
     for seq in range(1, MERGE_MAX + 1):
         acks.stored("a1", [seq])
     assert [ack.ranges for _, ack in sent] == [[(1, MERGE_MAX)]]
@@ -234,6 +251,8 @@ def test_many_waiting_samples_are_confirmed_without_waiting() -> None:
 
 def test_a_stopping_agent_is_confirmed_at_once_for_a_while() -> None:
     acks, sent, clock = maestro_acks()
+    acks.stored("a1", [0])
+    sent.clear()
     acks.stored("a1", [1])
     acks.prompt("a1")
     acks.stored("a1", [2])
@@ -245,6 +264,9 @@ def test_a_stopping_agent_is_confirmed_at_once_for_a_while() -> None:
 
 def test_everything_waiting_goes_out_at_shutdown_and_agents_stay_apart() -> None:
     acks, sent, _ = maestro_acks()
+    acks.stored("a1", [0])
+    acks.stored("a2", [6])
+    sent.clear()
     acks.stored("a1", [1])
     acks.stored("a2", [7])
     assert acks.flush(all_of_them=True) == 2

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from arete.payloads import decode_metrics
+from arete.payloads import MaestroState, MaestroStatus, decode_metrics, encode
 from arete.stored import Stored, decode_stored
 from tests.fixtures.agent import AgentProc
 from tests.fixtures.broker import Broker
@@ -88,7 +88,7 @@ def test_two_replicas_each_confirm_the_samples_they_stored(
         assert mine <= stored_here, f"{name} confirms only what it stored itself"
 
 
-def test_an_agent_that_never_saw_a_maestro_keeps_sending_live_on_pubacks(
+def test_an_agent_no_maestro_ever_confirmed_keeps_sending_live_on_pubacks(
     broker: Broker,
     mqtt: Callable[..., MqttProbe],
     start_agent: Callable[..., AgentProc],
@@ -96,6 +96,10 @@ def test_an_agent_that_never_saw_a_maestro_keeps_sending_live_on_pubacks(
     topic = broker.topics.metrics("a1")
     watcher = mqtt("maestro", broker.maestro_password)
     watcher.subscribe(topic)
+    # A maestro too old to confirm (agents upgraded first) is online: its status alone
+    # must not make the agent wait for confirmations that never come.
+    old = MaestroStatus(replica="old", state=MaestroState.ONLINE, ts=time.time())
+    watcher.publish(broker.topics.maestro("old"), encode(old), retain=True)
     agent = start_agent("a1", env={"ARETE_AGENT_INTERVAL_S": "0.1"})
 
     def live_samples() -> int:
