@@ -196,6 +196,7 @@ def disk_monitor(maestro: Maestro) -> DiskMonitor:
     monitor.sources["notify"] = lambda: maestro.notifier.dispatcher.failing
     monitor.sources["registry"] = lambda: maestro.registry.store_failing
     monitor.sources["commands"] = lambda: maestro.commands.store_failing
+    monitor.sources["samples"] = lambda: maestro.store.writer.failing
     monitor.sources["audit"] = lambda: LateWrites.of(maestro.store).failing
     subject = f"maestro:{settings.replica}"
 

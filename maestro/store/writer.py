@@ -112,6 +112,7 @@ class SampleWriter:
         self.rows_rejected = 0
         self.batches = 0
         self.write_errors = 0
+        self.failing: str | None = None  # the last batch error while batches are refused
         self.last_batch_s = 0.0
         self.retention_deleted = 0
         self._pending_rows = 0
@@ -317,6 +318,7 @@ class _Loop:
             log.warning("store writes recovered after failures=%d", self.failures)
             self.failures = 0
             self.retry_at = 0.0
+            w.failing = None
         with w._lock:
             for _ in taken:
                 w._pending.popleft()
@@ -333,6 +335,7 @@ class _Loop:
 
     def failed(self, exc: Exception, rows: int) -> None:
         self.w.write_errors += 1
+        self.w.failing = str(exc)  # for the maestro's disk watch (maestro.diskstate)
         if self.failures == 0:
             # Once per failure streak: a full disk would otherwise log 10 lines a second.
             log.error(
