@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from maestro.events import Event
+from web_api.auth.roles import Role
+from web_api.visibility import command_view
 
 MAX_STREAMS: Final = 200
 
@@ -64,8 +66,10 @@ class MetricStreams:
         return frames
 
 
-def event_frame(event: Event) -> dict[str, Any]:
-    data = event.data
+def event_frame(event: Event, role: Role) -> dict[str, Any]:
+    """The websocket frame of ``event`` for a client of ``role`` (private commands'
+    arguments and output hidden below the role that may run them)."""
+    data = command_view(role, event.data) if event.kind == "command" else event.data
     result = data.get("result")
     if event.kind == "command" and data.get("name") == "screenshot" and result:
         # Screenshots are MiBs of base64: the client downloads the PNG when it wants it

@@ -148,6 +148,11 @@ class CommandPublic(BaseModel):
     has_result: bool
     error_code: str | None
     error_message: str | None
+    redacted: bool = Field(
+        False,
+        description="Arguments, result and error text are hidden: this command's output can"
+        " carry secrets and only a role that may run it (admin) reads them.",
+    )
 
 
 class CommandEventPublic(BaseModel):
@@ -183,6 +188,7 @@ class JobPublic(BaseModel):
     created_at: float
     finished_at: float | None
     stopped_reason: str | None
+    redacted: bool = Field(False, description="Arguments hidden (see CommandPublic.redacted).")
 
 
 # -- alerts --------------------------------------------------------------------------

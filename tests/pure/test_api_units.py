@@ -145,7 +145,11 @@ def test_metric_streams_send_only_new_samples() -> None:
 def test_screenshot_images_are_left_out_of_live_frames_but_not_what_describes_them() -> None:
     result = {"png_b64": "x" * 100, "width": 8, "height": 6, "blank": True}
     event = Event("command", 1.0, {"name": "screenshot", "result": result})
-    assert event_frame(event)["data"]["result"] == {"width": 8, "height": 6, "blank": True}
+    assert event_frame(event, Role.VIEWER)["data"]["result"] == {
+        "width": 8,
+        "height": 6,
+        "blank": True,
+    }
     assert event.data["result"]["png_b64"], "the event itself is not changed"
 
 
@@ -169,3 +173,20 @@ def test_dashboard_paths_stay_inside_dist(tmp_path: Path) -> None:
     assert resolve_file(tmp_path, "../../etc/passwd") is None
     assert is_api_path("agents/a1")
     assert not is_api_path("fleet/a1")
+
+
+def test_shell_arguments_and_output_are_hidden_below_admin_in_event_frames() -> None:
+    record = {
+        "name": "shell",
+        "args": {"argv": ["cat", "/etc/shadow"]},
+        "result": {"stdout": "root:$6$secret"},
+        "error_message": None,
+    }
+    event = Event("command", 1.0, record)
+    for role in (Role.VIEWER, Role.OPERATOR):
+        data = event_frame(event, role)["data"]
+        assert (data["args"], data["result"], data["redacted"]) == ({}, None, True)
+        assert "secret" not in str(data)
+    assert event_frame(event, Role.ADMIN)["data"] == record
+    metrics = Event("command", 1.0, {"name": "metrics", "args": {}, "result": {"cpu": 1}})
+    assert event_frame(metrics, Role.VIEWER)["data"]["result"] == {"cpu": 1}

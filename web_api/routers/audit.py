@@ -13,6 +13,7 @@ from web_api.auth.roles import Role
 from web_api.deps import CurrentUser, Fleet, needs
 from web_api.errors import ApiError
 from web_api.models import AuditPublic
+from web_api.visibility import audit_detail
 
 router = APIRouter(tags=["audit"])
 
@@ -35,7 +36,12 @@ async def read_audit(
         raise ApiError(422, str(exc), "invalid") from None
     return [
         AuditPublic(
-            id=e.id, ts=e.ts, actor=e.actor, action=e.action, target=e.target, detail=e.detail
+            id=e.id,
+            ts=e.ts,
+            actor=e.actor,
+            action=e.action,
+            target=e.target,
+            detail=audit_detail(user.role, e.action, e.detail),
         )
         for e in entries
     ]

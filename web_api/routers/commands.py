@@ -27,6 +27,7 @@ from web_api.deps import CurrentUser, Fleet, Operator, needs
 from web_api.errors import ApiError
 from web_api.models import CommandCreate, CommandEventPublic, CommandPublic
 from web_api.routers.agents import AgentPath, known_agent
+from web_api.visibility import command_view, history_detail
 
 router = APIRouter(tags=["commands"])
 
@@ -101,7 +102,7 @@ async def send_command(
         timeout_s=body.timeout,
         wait=wait,
     )
-    return CommandPublic.model_validate(record.to_dict())
+    return CommandPublic.model_validate(command_view(user.role, record.to_dict()))
 
 
 def _shortcut(name: CommandName) -> Any:
@@ -144,7 +145,7 @@ async def list_commands(
         records = await m.commands.list(agent, state, job, limit, before)
     except CommandError as exc:
         raise command_error(exc) from None
-    return [CommandPublic.model_validate(r.to_dict()) for r in records]
+    return [CommandPublic.model_validate(command_view(user.role, r.to_dict())) for r in records]
 
 
 async def _get(m: Maestro, command_id: str) -> CommandRecord:
@@ -156,7 +157,8 @@ async def _get(m: Maestro, command_id: str) -> CommandRecord:
 
 @router.get("/commands/{command_id}", **needs(Role.VIEWER, 404))
 async def get_command(user: CurrentUser, m: Fleet, command_id: CommandPath) -> CommandPublic:
-    return CommandPublic.model_validate((await _get(m, command_id)).to_dict())
+    record = await _get(m, command_id)
+    return CommandPublic.model_validate(command_view(user.role, record.to_dict()))
 
 
 @router.get("/commands/{command_id}/history", **needs(Role.VIEWER, 404))
@@ -164,9 +166,14 @@ async def command_history(
     user: CurrentUser, m: Fleet, command_id: CommandPath
 ) -> list[CommandEventPublic]:
     """Every state change of the command, oldest first."""
-    await _get(m, command_id)
+    record = await _get(m, command_id)
     events = await m.commands.history(command_id)
-    return [CommandEventPublic(ts=e.ts, state=str(e.state), detail=e.detail) for e in events]
+    return [
+        CommandEventPublic(
+            ts=e.ts, state=str(e.state), detail=history_detail(user.role, record.name, e.detail)
+        )
+        for e in events
+    ]
 
 
 @router.get(

@@ -14,12 +14,13 @@ from web_api.errors import ApiError
 from web_api.jobs import Job, JobRunner
 from web_api.models import JobCreate, JobPublic
 from web_api.routers.commands import command_error, require_command_role
+from web_api.visibility import job_view
 
 router = APIRouter(tags=["jobs"])
 
 
-async def _public(runner: JobRunner, job: Job) -> JobPublic:
-    return JobPublic.model_validate(job.to_dict(await runner.counts(job)))
+async def _public(runner: JobRunner, job: Job, role: Role) -> JobPublic:
+    return JobPublic.model_validate(job_view(role, job.to_dict(await runner.counts(job))))
 
 
 @router.post("/jobs", status_code=201, **needs(Role.OPERATOR))
@@ -46,14 +47,14 @@ async def create_job(user: Operator, m: Fleet, runner: Jobs, body: JobCreate) ->
         job.id,
         {"name": job.name, "agents": len(job.agents), "batch_size": job.batch_size},
     )
-    return await _public(runner, job)
+    return await _public(runner, job, user.role)
 
 
 @router.get("/jobs", **needs(Role.VIEWER))
 async def list_jobs(user: CurrentUser, runner: Jobs) -> list[JobPublic]:
     """Jobs this process ran since it started, newest first."""
     jobs = sorted(runner.jobs.values(), key=lambda j: j.created_at, reverse=True)
-    return [await _public(runner, job) for job in jobs[:100]]
+    return [await _public(runner, job, user.role) for job in jobs[:100]]
 
 
 @router.get("/jobs/{job_id}", **needs(Role.VIEWER, 404))
@@ -63,4 +64,4 @@ async def get_job(
     job = runner.get(job_id)
     if job is None:
         raise ApiError(404, f"no job {job_id!r} (jobs are kept in memory until a restart)")
-    return await _public(runner, job)
+    return await _public(runner, job, user.role)

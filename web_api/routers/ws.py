@@ -107,7 +107,7 @@ async def live(ws: WebSocket) -> None:
         with m.events.subscribe({"agent", "alert", "command"}, maxsize=1000) as sub:
             await send({"kind": "hello", "ts": time.time(), "data": {"user": principal.name}})
             while True:
-                await send(event_frame(await sub.get()))
+                await send(event_frame(await sub.get(), principal.role))
 
     async def stream_metrics() -> None:
         def latest(agent: str) -> Any:
