@@ -32,7 +32,7 @@ HUNG_X = """
 import socket, sys, time
 server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 server.bind(sys.argv[1])
-server.listen(2)
+server.listen(64)
 print("listening", flush=True)
 while True:
     time.sleep(3600)
@@ -140,6 +140,48 @@ def test_hung_x_server_never_stops_sampling_heartbeats_commands_or_sigterm(
             f"answered in {answered_s:.2f} s; samples and heartbeats kept flowing; "
             f"SIGTERM -> exit in {stop_s:.2f} s"
         ),
+    )
+
+
+def test_docker_calls_blocked_in_threads_hold_up_neither_commands_nor_sigterm(
+    ready_agent: ReadyAgent,
+    broker: Broker,
+    procs: Callable[..., Proc],
+    tmp_path: Path,
+    reliability: Reliability,
+) -> None:
+    # An engine socket that never answers, and a client timeout of 10 minutes: each
+    # docker call blocks its thread for good (Python cannot stop a thread).
+    socket_path = tmp_path / "hung-docker.sock"
+    hung = procs([sys.executable, "-c", HUNG_X, str(socket_path)], "hung-docker")
+    wait_for(lambda: "listening" in hung.output(), 10, "the hung engine socket")
+    env = {
+        "ARETE_AGENT_DOCKER__URL": f"unix://{socket_path}",
+        "ARETE_AGENT_DOCKER__TIMEOUT_S": "600",
+    }
+    agent, commander = ready_agent("a1", env=env)
+    commander.probe.subscribe(broker.topics.metrics("a1"), qos=1)
+    # More than the 4 command slots: 4 block in their threads, 2 wait for a slot.
+    calls = [commander.send(commander.command("docker_ps", ttl=60)) for _ in range(6)]
+    time.sleep(2.0)
+    running = [states(commander.replies(c)) for c in calls]
+    assert running.count([ReplyState.ACCEPTED, ReplyState.RUNNING]) == 4, running
+    assert running.count([ReplyState.ACCEPTED]) == 2, running
+    seqs_before = len(seqs_seen(commander, broker, "a1"))
+    metrics = commander.run("metrics", timeout=5)
+    assert states(metrics)[-1] is ReplyState.OK
+    time.sleep(2.0)
+    assert len(seqs_seen(commander, broker, "a1")) >= seqs_before + 4
+
+    stop_at = time.monotonic()
+    agent.signal(signal.SIGTERM)
+    code = agent.proc.wait(10)
+    stop_s = time.monotonic() - stop_at
+    assert code == 0
+    assert stop_s < 5.0
+    reliability.record(
+        "6 docker commands blocked for good on an engine that never answers, then SIGTERM",
+        notes=f"metrics ok and samples flowing meanwhile; SIGTERM -> exit in {stop_s:.2f} s",
     )
 
 
