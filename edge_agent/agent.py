@@ -571,8 +571,9 @@ class Agent:
 
     # -- commands --------------------------------------------------------------------------
     def note_maestro_time(self, maestro_ts: float) -> None:
-        """A message the maestro stamped ``maestro_ts`` (its clock) has just arrived."""
-        self.clock.observe(maestro_ts, time.time(), time.monotonic())
+        """A message the maestro stamped ``maestro_ts`` (its clock) and sent at once, never
+        queued (a ``stored`` acknowledgement), has just arrived."""
+        self.clock.observe(maestro_ts, time.time(), time.monotonic(), live=True)
 
     def _on_command(self, event: Received) -> None:
         now, monotonic = time.time(), time.monotonic()

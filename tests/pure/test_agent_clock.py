@@ -31,3 +31,19 @@ def test_a_nonsense_stamp_is_ignored() -> None:
     clock = MaestroClock()
     clock.observe(maestro_ts=float("inf"), local_ts=1.0, monotonic=0.0)
     assert clock.offset(0.0) is None
+
+
+def test_a_live_message_far_above_the_estimate_is_a_clock_step_followed_at_once() -> None:
+    clock = MaestroClock()
+    clock.observe(maestro_ts=1000.0, local_ts=1000.05, monotonic=0.0, live=True)
+    # NTP steps the agent's clock 30 s forward: the old minimum would make every command
+    # look 30 s older than it is.
+    clock.observe(maestro_ts=1001.0, local_ts=1031.05, monotonic=1.0, live=True)
+    assert clock.offset(1.0) == pytest.approx(30.05)
+
+
+def test_a_command_far_above_the_estimate_is_only_a_late_one() -> None:
+    clock = MaestroClock()
+    clock.observe(maestro_ts=1000.0, local_ts=1000.05, monotonic=0.0, live=True)
+    clock.observe(maestro_ts=1001.0, local_ts=1031.0, monotonic=1.0)  # queued 30 s
+    assert clock.offset(1.0) == pytest.approx(0.05)
