@@ -114,6 +114,8 @@ class Maestro:
             digest_s=s.liveness.digest_s,
             link=self.link,  # liveness is judged only while the link is up
             will_settle_s=s.liveness.will_settle_s,
+            # A silent cut shows once the keepalive runs out: paho gives up after up to 2x.
+            silent_link_max_s=2 * s.mqtt.keepalive_s + 5,
         )
         await wiring.load_registry(self.store, self.registry)
         self.commands = wiring.command_service(s, self.store, self.link, self.topics, self.events)

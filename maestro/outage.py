@@ -12,6 +12,12 @@
   by their heartbeats, from a fresh grace: one that never comes back still goes
   ``critical`` (and pages), an outage does not page N agents.
 * The link outage itself is one incident: ``broker_unreachable`` on ``maestro:<replica>``.
+* A link cut without a word (a blackhole: no FIN, no RST) stays "connected" until the
+  MQTT keepalive runs out (up to 2 x the maestro's keepalive). An agent that is due is
+  judged only if *someone* was heard since it was due (with two or more agents): when
+  nobody at all was, that is most likely our link, and the judgement waits, for at most
+  ``silent_max_s`` (set from the keepalive), by which time the link has dropped (an
+  outage as above) or the agents really are all gone (then they are judged, late).
 
 The link is polled (``connected``, ``generation``: the number of connects), so a drop
 and reconnect between two polls is still seen.
@@ -29,6 +35,7 @@ log = logging.getLogger("arete.maestro.outage")
 
 DEFAULT_SETTLE_S: Final = 2.0
 DEFAULT_METRICS_HOLD_S: Final = 5.0
+DEFAULT_SILENT_MAX_S: Final = 50.0
 
 
 class LinkState(Protocol):
@@ -57,10 +64,14 @@ class LinkGate:
         *,
         settle_s: float = DEFAULT_SETTLE_S,
         metrics_hold_s: float = DEFAULT_METRICS_HOLD_S,
+        silent_max_s: float = DEFAULT_SILENT_MAX_S,
     ) -> None:
         self.link = link
         self.settle_s = settle_s
         self.metrics_hold_s = metrics_hold_s
+        self.silent_max_s = silent_max_s
+        self.silent_since: float | None = None
+        self.silences = 0  # times every agent fell silent at once while "connected"
         self.down_since: float | None = None
         self.resumed_at: float | None = None
         self.outages = 0
@@ -111,6 +122,27 @@ class LinkGate:
             )
             self.wills_ignored += len(self._held)
             self._held.clear()
+
+    def silent_link(self, now: float) -> bool:
+        """A judgement is due but nobody at all was heard since: hold it while the link
+        may be silently cut (at most ``silent_max_s`` from the first such hold)."""
+        if self.link is None:
+            return False
+        if self.silent_since is None:
+            self.silent_since = now
+            self.silences += 1
+            log.warning(
+                "no agent heard at all while some are due: holding their liveness for up to "
+                "%.0f s (the broker link is suspect)",
+                self.silent_max_s,
+            )
+        return now - self.silent_since < self.silent_max_s
+
+    def heard(self, newest: float) -> None:
+        """The newest contact from any agent: one after a hold began ends the hold."""
+        if self.silent_since is not None and newest > self.silent_since:
+            log.info("agents heard again after a fleet-wide silence")
+            self.silent_since = None
 
     def metrics_held(self, now: float) -> bool:
         """Whether metric rules should wait (link down, or samples not flowing again yet)."""

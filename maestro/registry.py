@@ -48,6 +48,7 @@ from maestro.store.rows import HEAD, SampleRow, row_values
 
 log = logging.getLogger("arete.maestro.registry")
 
+_SILENT = frozenset({Liveness.LATE, Liveness.CRITICAL})
 _TS = HEAD.index("ts")  # the agent's own timestamp of a sample row
 _SEQ = HEAD.index("seq")
 MAX_UNSAVED = 100_000  # transitions kept for a retry while the store refuses writes
@@ -92,6 +93,7 @@ class Registry:
         clock: Callable[[], float] = time.time,
         link: LinkState | None = None,
         will_settle_s: float = 2.0,
+        silent_link_max_s: float = 50.0,
     ) -> None:
         self.topics = topics
         self.replica = replica
@@ -117,7 +119,7 @@ class Registry:
         self.store_failing: str | None = None  # the store's error while saves wait
         self._store_log = Throttle()
         self.ready = asyncio.Event()
-        self.gate = LinkGate(link, settle_s=will_settle_s)
+        self.gate = LinkGate(link, settle_s=will_settle_s, silent_max_s=silent_link_max_s)
         self.watch = AgentWatch()
         # Limits of the condition rules judged here (None: that rule is off); the maestro
         # sets them from the alert rules.
@@ -198,7 +200,6 @@ class Registry:
         for agent_id, held in self.gate.due(now):
             self._take_status(agent_id, held.status, held.at)
         contacts = self._contacts
-        peer = self._peer_contacts
         # Agents heard from that we have no state for yet (metrics before any status).
         # list(dict.items()) copies at C level, atomically under the GIL: the ingest thread
         # may add agents to ``contacts`` at any moment.
@@ -207,21 +208,46 @@ class Registry:
                 continue
             new, moved = evaluate(agent_id, None, Contact(epoch, at), now, self.policy)
             self._apply(agent_id, new, moved)
+        newest, connected = self._newest_contact()
+        self.gate.heard(newest)
         for agent_id, state in list(self.states.items()):
             if not state.state.connected:
                 continue
-            contact = contacts.get(agent_id)
-            other = peer.get(agent_id)
-            if (
-                other is not None
-                and other[0] == state.epoch
-                and (contact is None or contact[0] != state.epoch or other[1] > contact[1])
-            ):
-                contact = other
+            contact = self._contact_of(agent_id, state)
             new, moved = evaluate(agent_id, state, Tick(contact), now, self.policy)
+            if (
+                moved is not None
+                and moved.new in _SILENT
+                and connected >= 2
+                and newest <= max(state.last_contact, state.judged_from) + state.heartbeat_s
+                and self.gate.silent_link(now)
+            ):
+                # Nobody at all was heard since this agent was due: that looks like our
+                # own link (a silent cut), not this agent. Judged once someone is heard
+                # again, or once the link is known down or silent_max_s has passed.
+                continue
             if new is not state:
                 self._apply(agent_id, new, moved)
         self._watch_agents(now)
+
+    def _contact_of(self, agent_id: str, state: AgentLive) -> tuple[int, float] | None:
+        """The newest contact of the agent's current connection, ours or a peer's."""
+        contact = self._contacts.get(agent_id)
+        other = self._peer_contacts.get(agent_id)
+        if (
+            other is not None
+            and other[0] == state.epoch
+            and (contact is None or contact[0] != state.epoch or other[1] > contact[1])
+        ):
+            contact = other
+        return contact
+
+    def _newest_contact(self) -> tuple[float, int]:
+        """The newest contact from any agent, and how many agents are connected."""
+        newest = max((at for _, at in list(self._contacts.values())), default=0.0)
+        newest = max(newest, max((at for _, at in list(self._peer_contacts.values())), default=0.0))
+        connected = sum(1 for state in list(self.states.values()) if state.state.connected)
+        return newest, connected
 
     # -- the broker link -------------------------------------------------------------------
     def _link_ok(self, now: float) -> bool:

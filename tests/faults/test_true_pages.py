@@ -13,7 +13,9 @@ Pages are counted on the fake Discord server (one embed per alert in each messag
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from tests.fixtures.agent import FAST_ENV, AgentProc
 from tests.fixtures.broker import Broker
 from tests.fixtures.chat_servers import TELEGRAM_TOKEN, FakeDiscord, FakeTelegram
 from tests.fixtures.faults import Netns, faketime_env
-from tests.fixtures.maestro import MaestroThread
+from tests.fixtures.maestro import FAST_MAESTRO_ENV, MaestroThread
 from tests.fixtures.mqtt import MqttProbe
 from tests.fixtures.procs import wait_for
 
@@ -468,3 +470,72 @@ def test_a_cut_agent_is_critical_then_offline_within_the_documented_bounds(  # n
     # deadlines may start that much earlier than the cut; the upper bounds are the docs'.
     assert 11.0 < critical < 18.5
     assert 16.0 < offline < 31.5
+
+
+def test_a_silent_cut_of_the_maestros_own_link_is_one_broker_incident(  # noqa: PLR0917
+    broker: Broker,
+    procs: Callable[..., Any],
+    netns: Callable[[], Netns],
+    start_agent: Callable[..., AgentProc],
+    reliability: Reliability,
+    tmp_path: Any,
+) -> None:
+    # The maestro in its own namespace, its link blackholed (no FIN, no RST) for 25 s:
+    # the link looks up until its keepalive (5 s here) runs out, while every agent falls
+    # silent at once. Counted in the maestro's store (it cannot reach the chat servers
+    # from its namespace): alerts that fired, and agent transitions.
+    ns = netns()
+    broker.stop()
+    broker.host = ns.host_ip
+    broker.start()
+    env = {
+        **FAST_MAESTRO_ENV,
+        "ARETE_MAESTRO_MQTT__KEEPALIVE_S": "5",
+        "ARETE_MAESTRO_ALERTS": json.dumps({"builtin": {"broker_unreachable": {"for_s": 5}}}),
+    }
+    argv = [*ns.prefix(), sys.executable, "-m", "arete_cli", "maestro", "run"]
+    argv += ["--data-dir", str(broker.data_dir), "--replica", "main"]
+    procs(argv, "maestro-main-netns", env=env)
+    db = broker.data_dir / "maestro" / "main.db"
+    agent_env = {"ARETE_AGENT_MQTT__HOST": ns.host_ip}
+    for agent_id in AGENTS:
+        start_agent(agent_id, env=agent_env)
+
+    def query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def states() -> dict[str, str]:
+        if not db.exists():
+            return {}
+        with contextlib.suppress(sqlite3.Error):
+            rows = query(
+                "SELECT a.name, s.state FROM agent_state s JOIN agents a ON a.id = s.agent_id"
+            )
+            return dict(rows)
+        return {}
+
+    wait_for(lambda: states() == dict.fromkeys(AGENTS, "online"), 30, "three agents online")
+    time.sleep(3)
+    ns.blackhole()
+    cut = time.time()
+    time.sleep(25)
+    ns.restore()
+    resolved = "SELECT 1 FROM alerts WHERE rule = 'broker_unreachable' AND phase = 'resolved'"
+    wait_for(lambda: bool(query(resolved)), 30, "the link back")
+    time.sleep(5)
+    since = (cut - 1,)
+    fired = query("SELECT rule, agent FROM alerts WHERE fired_at >= ?", since)
+    moves = {new for (new,) in query("SELECT new FROM agent_events WHERE ts >= ?", since)}
+    reliability.record(
+        "maestro's own link blackholed (iptables DROP) for 25 s, keepalive 5 s, 3 agents",
+        pages_expected=1,
+        pages_sent=len(fired),
+        notes=f"alerts fired: {sorted(fired)}; agent transitions: {sorted(moves)}",
+    )
+    assert fired == [("broker_unreachable", "maestro:main")]
+    assert moves <= {"online"}
+    assert states() == dict.fromkeys(AGENTS, "online")

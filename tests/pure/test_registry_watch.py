@@ -327,3 +327,36 @@ def test_at_startup_a_retained_will_of_an_agent_that_died_meanwhile_counts() -> 
     restarted.tick(fleet.now + 2.5)
     assert str(restarted.states["a1"].state) == "offline"
     assert [s for a, s in heard.agents if a == "a1"] == ["offline"]
+
+
+def test_a_silent_link_cut_holds_judgement_until_the_link_is_known_down() -> None:
+    # A blackhole between the maestro and the broker: the link still says "connected"
+    # until its keepalive runs out, while every agent falls silent at once.
+    fleet = online_fleet()
+    fleet.registry.gate.silent_max_s = 20.0
+    fleet.run(12)  # past late (5 s + grace) and critical (15 s + grace) for everyone
+    assert {fleet.state(a) for a in ALL} == {"online"}
+    assert fleet.registry.gate.silences == 1
+    fleet.link.connected = False  # the keepalive ran out: an outage, one condition
+    fleet.run(10)
+    assert fleet.heard.holding("broker_unreachable") == {"maestro:main"}
+    fleet.link.connected, fleet.link.generation = True, 2
+    fleet.run(5, live=ALL)
+    assert {fleet.state(a) for a in ALL} == {"online"}
+    assert all(states == ["online"] for states in map(fleet.states_seen, ALL))
+
+
+def test_a_fleet_that_really_died_at_once_is_judged_after_the_silent_link_hold() -> None:
+    fleet = online_fleet()
+    fleet.registry.gate.silent_max_s = 20.0
+    fleet.run(26)  # suspect from the late deadline (6.25 s) for 20 s
+    assert {fleet.state(a) for a in ALL} == {"online"}
+    fleet.run(1)
+    assert {fleet.state(a) for a in ALL} == {"critical"}
+
+
+def test_one_agent_falling_silent_is_judged_at_once() -> None:
+    fleet = online_fleet()
+    fleet.run(7, live={"a1": 11, "a2": 21})
+    assert fleet.state("a3") == "late"
+    assert fleet.registry.gate.silences == 0
