@@ -144,10 +144,16 @@ class AgentState:
         return self._seq
 
     def count_dropped(self, amount: int) -> None:
-        """Samples that could not be kept (full disk): counted now, stored when possible."""
+        """Samples that could not be kept: counted now, stored when possible.
+
+        While the disk is full the count is stored at the end of the episode (or at the
+        next block reservation, or at close), not with every lost sample: the room left
+        is for the deletes that free the disk.
+        """
         self.dropped += amount
-        with suppress(StateError):
-            self._flush_dropped()
+        if not self.disk_full:
+            with suppress(StateError):
+                self._flush_dropped()
 
     # -- command ids (at-most-once execution) ---------------------------------------------
     def seen_command(self, command_id: str) -> bool:

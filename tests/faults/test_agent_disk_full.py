@@ -92,6 +92,14 @@ def test_full_state_disk_keeps_live_metrics_and_counts_every_lost_sample(  # noq
     agent = start_agent("a1", state_dir=disk.path, env={"ARETE_AGENT_INTERVAL_S": str(INTERVAL_S)})
     journal = JournalWatch(disk.path)
     viewer.wait_for_message(lambda m: m.topic == metrics_topic, 15)
+    # The fault starts once the agent relies on the maestro's confirmations (until its
+    # first one, a broker PUBACK is all it waits for: that startup window is not this
+    # scenario's subject).
+    wait_for(
+        lambda: bool(log_lines(agent, "the maestro confirms stored samples")),
+        15,
+        "the agent waits for the maestro's confirmations",
+    )
     disk.fill(leave=96 * 1024)  # the rest of the disk is taken by someone else
 
     broker.stop()
