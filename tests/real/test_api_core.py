@@ -21,6 +21,11 @@ from tests.fixtures.procs import REPO, wait_for
 from web_api.auth.roles import Role
 
 
+def me(user: str, role: str) -> dict[str, Any]:
+    """What /auth/me and the login answer for a user whose password need not change."""
+    return {"user": user, "role": role, "must_change_password": False}
+
+
 def wait_online(client: httpx.Client, agent_id: str, timeout: float = 15.0) -> None:
     def online() -> bool:
         answer = client.get(f"/agents/{agent_id}")
@@ -39,11 +44,11 @@ def test_login_sets_an_httponly_cookie_that_identifies_the_user(
     assert wrong.status_code == 401
     assert wrong.json()["error"] == "unauthorized"
     signed_in = browser.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-    assert signed_in.json() == {"user": "admin", "role": "admin"}
+    assert signed_in.json() == me("admin", "admin")
     cookie = signed_in.headers["set-cookie"].lower()
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
-    assert browser.get("/auth/me").json() == {"user": "admin", "role": "admin"}
+    assert browser.get("/auth/me").json() == me("admin", "admin")
     # A page of another site cannot write with the cookie.
     forged = browser.post("/silences", json={}, headers={"Origin": "http://evil.example"})
     assert forged.status_code == 403
@@ -216,7 +221,7 @@ def test_users_add_prints_a_token_that_works(api_server: Callable[..., ApiServer
     assert token.startswith("arete_")
     client = httpx.Client(base_url=api.base_url, headers={"Authorization": f"Bearer {token}"})
     with client:
-        assert client.get("/auth/me").json() == {"user": "ci", "role": "operator"}
+        assert client.get("/auth/me").json() == me("ci", "operator")
     admin = api.client(Role.ADMIN)
     assert "ci" in [u["name"] for u in admin.get("/users").json()]
     assert admin.delete("/users/ci").status_code == 204
@@ -242,7 +247,7 @@ def test_a_token_made_through_the_api_works_until_revoked_then_gets_401(
     assert new["token"].startswith(f"arete_{new['id']}_")
     assert (new["label"], new["last_used_at"]) == ("ci deploy", None)
     ci = bearer(api, new["token"])
-    assert ci.get("/auth/me").json() == {"user": "operator", "role": "operator"}
+    assert ci.get("/auth/me").json() == me("operator", "operator")
     assert ci.get("/auth/me").status_code == 200  # now trusted without argon2 for a while
 
     listed = admin.get("/users/operator/tokens").json()
@@ -314,7 +319,7 @@ def test_users_token_add_tokens_and_revoke_work_while_the_server_runs(
     token = added.stdout.strip()
     token_id = token.split("_")[1]
     client = bearer(api, token)
-    assert client.get("/auth/me").json() == {"user": "operator", "role": "operator"}
+    assert client.get("/auth/me").json() == me("operator", "operator")
     listed = users("tokens", "operator")
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith(token_id))
