@@ -15,6 +15,7 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -615,7 +616,12 @@ class Agent:
             return
         self._reply(decision.command.id, ReplyState.ACCEPTED, event.correlation)
         self._running[decision.name] = self._running.get(decision.name, 0) + 1
-        task = asyncio.create_task(self._execute(decision, event.correlation))
+        # What is left of its lifetime, on the maestro's clock: no slot, no run past it.
+        age = now - decision.command.issued_at - decision.offset_s
+        left = decision.command.expires_at - decision.command.issued_at - age
+        task = asyncio.create_task(
+            self._execute(decision, event.correlation, monotonic + max(left, 0.0))
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -636,18 +642,46 @@ class Agent:
                 )
         return admitted
 
-    async def _execute(self, admitted: Admitted, correlation: bytes | None) -> None:
+    async def _execute(self, admitted: Admitted, correlation: bytes | None, slot_by: float) -> None:
         try:
-            await self._run_command(admitted, correlation)
+            await self._run_command(admitted, correlation, slot_by)
         finally:
             self._running[admitted.name] -= 1
 
-    async def _run_command(self, admitted: Admitted, correlation: bytes | None) -> None:
+    @contextlib.asynccontextmanager
+    async def _slot(self, entry: Entry, slot_by: float) -> AsyncIterator[bool]:
+        """A command slot (True), or False if none came free by ``slot_by`` (monotonic)."""
+        if not entry.slot:
+            yield True
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), max(slot_by - time.monotonic(), 0.01))
+        except TimeoutError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._slots.release()
+
+    async def _run_command(
+        self, admitted: Admitted, correlation: bytes | None, slot_by: float
+    ) -> None:
         cmd, entry = admitted.command, self._table[admitted.name]
         kv = {"command_id": cmd.id, "command": admitted.name.value}
         # Shell and docker share the slots; control commands (metrics, restart, stop,
         # terminal) and screenshots (a limit of their own) never wait behind them.
-        async with self._slots if entry.slot else contextlib.nullcontext():
+        async with self._slot(entry, slot_by) as slotted:
+            if not slotted:
+                message = (
+                    f"all {MAX_CONCURRENT_COMMANDS} command slots stayed taken until the "
+                    "command's lifetime ran out; it did not run"
+                )
+                self._reply(
+                    cmd.id, ReplyState.FAILED, correlation, error=ErrorInfo("busy", message)
+                )
+                log.warning("command not run: no slot", extra={"kv": kv})
+                return
             self._reply(cmd.id, ReplyState.RUNNING, correlation)
             log.info("command running", extra={"kv": kv})
             try:

@@ -167,6 +167,11 @@ def test_docker_calls_blocked_in_threads_hold_up_neither_commands_nor_sigterm(
     running = [states(commander.replies(c)) for c in calls]
     assert running.count([ReplyState.ACCEPTED, ReplyState.RUNNING]) == 4, running
     assert running.count([ReplyState.ACCEPTED]) == 2, running
+    # One whose lifetime runs out while it waits for a slot never runs late: failed, busy.
+    short = commander.wait_final(commander.send(commander.command("docker_ps", ttl=3)), 8)
+    assert states(short) == [ReplyState.ACCEPTED, ReplyState.FAILED]
+    assert short[-1].error is not None
+    assert short[-1].error.code == "busy"
     seqs_before = len(seqs_seen(commander, broker, "a1"))
     metrics = commander.run("metrics", timeout=5)
     assert states(metrics)[-1] is ReplyState.OK
