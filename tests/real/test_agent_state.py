@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edge_agent.errors import StateError
-from edge_agent.seq import SEQ_BLOCK, SeqBlock, resume_after
+from edge_agent.seq import SEQ_BLOCK
 from edge_agent.state import (
     BALLAST_BYTES,
     JOURNAL_LIMIT_BYTES,
@@ -122,14 +122,6 @@ def test_seq_is_never_reused_after_a_crash_while_the_block_could_not_be_renewed(
     now[0] += 5_000.0  # ran 5000 s past its block with a full disk, then was killed
     again = AgentState(tmp_path, outbox_max=100, clock=lambda: now[0])
     assert again.next_seq() > 1 + 5_000, "continues past what the elapsed time could number"
-
-
-def test_resume_after_a_clean_close_continues_exactly() -> None:
-    assert resume_after(SeqBlock(limit=42), now_ms=10**12) == 42
-    block = SeqBlock(limit=700, base=100, at_ms=1_000_000, interval_ms=500)
-    assert resume_after(block, now_ms=1_000_000 + 10_000) == 700  # inside the block
-    assert resume_after(block, now_ms=1_000_000 + 1_000_000) == 100 + 2_000 + 2
-    assert resume_after(block, now_ms=0) == 700, "a clock that went back keeps the block"
 
 
 # -- caches follow commits; the journal stays small -------------------------------------------
