@@ -7,6 +7,8 @@ Wire into ``arete_cli/main.py`` with ``app.add_typer(users_app, name="users")`` 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -181,6 +183,30 @@ def revoke(
     typer.echo(f"revoked token {token_id} of {name}")
 
 
+def announce_admin_password(data_dir: Path, password: str, terminal: bool) -> str:
+    """The line that tells where the first admin's one-time password is.
+
+    On a terminal it is the password itself. Otherwise the output likely goes to a log
+    (the journal of a service), where a password must never be: it is written to
+    ``DATA/web/admin-initial.password`` (0600) and the line names that file.
+    """
+    if terminal:
+        return (
+            f"created user admin with the one-time password: {password}\n"
+            "(choose your own at the first sign-in)"
+        )
+    path = data_dir / "web" / "admin-initial.password"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(password + "\n")
+    return (
+        f"created user admin; its one-time password is in {path} (mode 0600; choose your "
+        "own at the first sign-in, then delete the file)"
+    )
+
+
 @web_app.command("run")
 def run(
     data_dir: DataDir,
@@ -208,7 +234,7 @@ def run(
     settings = WebSettings(data_dir=data_dir, host=host, port=port)
     password = ensure_admin(data_dir)
     if password is not None:
-        typer.echo(f"created user admin with the one-time password: {password}")
+        typer.echo(announce_admin_password(data_dir, password, sys.stdout.isatty()))
     try:
         uvicorn.run(create_app(settings), log_level="info", **settings.server_options())
     except MaestroError as exc:

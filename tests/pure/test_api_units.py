@@ -190,3 +190,17 @@ def test_shell_arguments_and_output_are_hidden_below_admin_in_event_frames() -> 
     assert event_frame(event, Role.ADMIN)["data"] == record
     metrics = Event("command", 1.0, {"name": "metrics", "args": {}, "result": {"cpu": 1}})
     assert event_frame(metrics, Role.VIEWER)["data"]["result"] == {"cpu": 1}
+
+
+def test_the_first_admin_password_goes_to_a_private_file_when_output_is_not_a_terminal(
+    tmp_path: Path,
+) -> None:
+    from web_api.cli import announce_admin_password
+
+    line = announce_admin_password(tmp_path, "one-time-secret-1", terminal=False)
+    assert "one-time-secret-1" not in line, "the service's log never gets the password"
+    written = tmp_path / "web" / "admin-initial.password"
+    assert str(written) in line
+    assert written.read_text() == "one-time-secret-1\n"
+    assert written.stat().st_mode & 0o777 == 0o600
+    assert "one-time-secret-1" in announce_admin_password(tmp_path, "one-time-secret-1", True)
