@@ -76,9 +76,10 @@ REPLAY_MAX_BYTES = 1024 * 1024  # per replay message; well under MAX_METRICS_BYT
 MAX_PENDING_REPLIES = 1000  # replies kept in memory while disconnected
 MAX_CONCURRENT_COMMANDS = 4  # shell and docker commands running at once; more wait
 WORKER_THREADS = 8  # blocking calls of handlers and shutdown (daemon threads, never joined)
-# SIGTERM -> exit within 5 s (edge_agent/main.py kills the process past that): the clean
-# path (stopping, flush, offline, disconnect) gets this long in all.
-SHUTDOWN_BUDGET_S = 3.5
+# SIGTERM -> exit within 5 s (edge_agent/main.py ends the process 4.5 s after the
+# request): the clean path (tasks, terminals, stopping, flush, offline, disconnect) gets
+# this long in all, plus 0.3 s for the sampler.
+SHUTDOWN_BUDGET_S = 3.8
 CONTROL_ACK_TIMEOUT_S = 1.0
 FLUSH_TIMEOUT_S = 1.5
 DISK_LOG_EVERY_S = 60.0  # a full state disk is logged once a minute, not every sample
@@ -196,13 +197,15 @@ class Agent:
             self._spawn(self._housekeeping_loop(), "housekeeping"),
         ]
         await self._stop.wait()
+        budget_end = time.monotonic() + SHUTDOWN_BUDGET_S
         for task in workers:
             task.cancel()
-        await asyncio.wait(workers, timeout=1.0)  # a hung sampler must not hold up the exit
-        await self.terminals.close_all(ExitReason.AGENT_STOPPING)  # terminal hook
-        await self._shutdown()
+        await asyncio.wait(workers, timeout=0.5)  # a hung sampler must not hold up the exit
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.to_thread(self.sampler.close), 0.5)
+            await asyncio.wait_for(self.terminals.close_all(ExitReason.AGENT_STOPPING), 1.0)
+        await self._shutdown(budget_end)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self.sampler.close), 0.3)
         for task in (events, replay, *self._tasks):
             task.cancel()
         await asyncio.gather(events, replay, return_exceptions=True)
@@ -220,9 +223,8 @@ class Agent:
         """Returns once the agent was asked to exit (signal, ``stop``, ``restart``, crash)."""
         await self._stop.wait()
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, budget_end: float) -> None:
         reason = self._exit_reason
-        budget_end = time.monotonic() + SHUTDOWN_BUDGET_S
         if self.link.connected:
             await self._publish_acked(self._status(AgentState.STOPPING, self._epoch, reason))
             deadline = min(time.monotonic() + FLUSH_TIMEOUT_S, budget_end - 1.5)

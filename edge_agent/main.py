@@ -53,7 +53,7 @@ async def main(settings: AgentSettings) -> int:
 
         async def watchdog() -> None:
             await agent.exit_requested()
-            _arm_watchdog(lambda: agent.exit_code)
+            _arm_watchdog(lambda: agent.exit_code, lambda code: _reexec_on(code, settings))
 
         watching = asyncio.create_task(watchdog())
         try:
@@ -65,8 +65,11 @@ async def main(settings: AgentSettings) -> int:
 _watchdog: threading.Timer | None = None
 
 
-def _arm_watchdog(exit_code: Callable[[], int]) -> None:
-    """End the process :data:`EXIT_WITHIN_S` from now unless it has exited by then."""
+def _arm_watchdog(
+    exit_code: Callable[[], int], reexec: Callable[[int], bool] = lambda _: False
+) -> None:
+    """End the process :data:`EXIT_WITHIN_S` from now unless it has exited by then
+    (re-executing it instead when ``reexec(code)`` says a restart is due)."""
     global _watchdog  # noqa: PLW0603 - one watchdog per process
     if _watchdog is not None:
         return
@@ -76,11 +79,14 @@ def _arm_watchdog(exit_code: Callable[[], int]) -> None:
             "agent did not stop in time; exiting now (a blocked call is left behind)",
             extra={"kv": {"after_s": EXIT_WITHIN_S}},
         )
+        code = exit_code()
         logging.shutdown()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-        os._exit(exit_code())
+        if reexec(code):  # a `restart` outside systemd must still come back
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606
+        os._exit(code)
 
     _watchdog = threading.Timer(EXIT_WITHIN_S, expire)
     _watchdog.daemon = True  # never holds up a clean exit
@@ -98,11 +104,15 @@ def run(settings: AgentSettings) -> int:
     except AgentError as exc:  # e.g. the state directory cannot be opened: may pass
         log.error("agent cannot run", extra={"kv": {"error": str(exc)}})
         return 70
-    if code == RESTART_EXIT_CODE and _restart_by_exec(settings):
+    if _reexec_on(code, settings):
         log.info("agent re-executing itself")
         logging.shutdown()
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606
     return code
+
+
+def _reexec_on(code: int, settings: AgentSettings) -> bool:
+    return code == RESTART_EXIT_CODE and _restart_by_exec(settings)
 
 
 def _restart_by_exec(settings: AgentSettings) -> bool:
