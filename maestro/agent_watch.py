@@ -17,9 +17,15 @@ Pure bookkeeping, fed by the registry with the maestro's clock:
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
+
+from maestro.liveness import AgentLive, Liveness
+
+log = logging.getLogger("arete.maestro.registry")
 
 OFFSET_BUCKET_S: Final = 30.0
 IDENTITY_WINDOW_S: Final = 600.0
@@ -109,3 +115,73 @@ class AgentWatch:
         recent = [host for at, host in agent.births if now - at <= IDENTITY_WINDOW_S]
         changes = sum(1 for a, b in itertools.pairwise(recent) if a != b)
         return sorted(set(recent)) if changes >= 2 else []
+
+
+# -- what to report ------------------------------------------------------------------------
+Report = tuple[str, str, bool, float | None, str]
+"""``(rule, agent, holds, value, detail)`` of a condition rule."""
+
+
+def conditions(
+    watch: AgentWatch,
+    states: Mapping[str, AgentLive],
+    now: float,
+    *,
+    stall_after_s: float | None,
+    skew_s: float | None,
+) -> Iterator[Report]:
+    """The current verdict of every agent's conditions (a rule whose limit is None is off)."""
+    for agent_id, state in list(states.items()):
+        if stall_after_s is not None:
+            since = max(state.since, state.judged_from)
+            silent = (
+                watch.stalled_for(agent_id, since, now, stall_after_s)
+                if state.state is Liveness.ONLINE
+                else None
+            )
+            yield ("metrics_stalled", agent_id, silent is not None, silent, "")
+        offset = watch.offset(agent_id)
+        if skew_s is not None and offset is not None:
+            skewed = abs(offset) > skew_s and state.state.connected
+            detail = "ahead" if offset > 0 else "behind"
+            yield ("clock_skew", agent_id, skewed, round(abs(offset), 1), detail)
+        hosts = watch.conflicting_hosts(agent_id, now)
+        yield ("identity_conflict", agent_id, bool(hosts), None, ", ".join(hosts))
+
+
+class Reporter:
+    """Tells observers (the alert service) when a condition starts or stops holding, and
+    which agents are known at startup; an observer's failure is logged, never raised."""
+
+    def __init__(self, observers: list[Any]) -> None:
+        self.observers = observers  # shared with the registry
+        self._reported: dict[tuple[str, str], bool] = {}
+
+    def condition(
+        self, rule: str, subject: str, holds: bool, now: float, *, value: float | None = None,
+        detail: str = "",
+    ) -> None:  # fmt: skip
+        key = (rule, subject)
+        if self._reported.get(key, False) == holds:
+            return
+        self._reported[key] = holds
+        if holds:
+            log.info("condition %s holds for %s %s", rule, subject, detail)
+        for observer in self.observers:
+            observe = getattr(observer, "observe_condition", None)
+            if observe is None:
+                continue
+            try:
+                observe(rule, subject, holds, now, value=value, detail=detail)
+            except Exception:
+                log.exception("an observer failed on condition %s of %s", rule, subject)
+
+    def known(self, agents: Mapping[str, tuple[str, bool, Mapping[str, str]]]) -> None:
+        for observer in self.observers:
+            observe = getattr(observer, "observe_known", None)
+            if observe is None:
+                continue
+            try:
+                observe(agents)
+            except Exception:
+                log.exception("an observer failed on the known agents")

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from arete.payloads import AgentState, MaestroState, PeerDigest, Status, encode
 from arete.topics import Topics
-from maestro.agent_watch import AgentWatch
+from maestro.agent_watch import AgentWatch, Reporter, conditions
 from maestro.diskstate import Throttle
 from maestro.errors import MaestroError
 from maestro.events import EventBus
@@ -125,7 +125,7 @@ class Registry:
         # sets them from the alert rules.
         self.stall_after_s: float | None = 30.0
         self.skew_s: float | None = 10.0
-        self._reported: dict[tuple[str, str], bool] = {}
+        self.reports = Reporter(self.observers)
 
     def now(self) -> float:
         return self._clock()
@@ -257,74 +257,28 @@ class Registry:
                 for agent_id, state in list(self.states.items()):
                     new, moved = evaluate(agent_id, state, Resume(now), now, self.policy)
                     self._apply(agent_id, new, moved)
-            self._condition("broker_unreachable", f"maestro:{self.replica}", change == "lost", now)
+            subject = f"maestro:{self.replica}"
+            self.reports.condition("broker_unreachable", subject, change == "lost", now)
         return self.gate.up
 
     # -- what else arrives: samples, clocks, identities -------------------------------------
     def _watch_agents(self, now: float) -> None:
-        watch = self.watch
         for agent_id, (received, row) in list(self._latest.items()):
-            watch.on_sample(agent_id, row, row[_TS], row[_SEQ], min(received, now))
-        for agent_id, state in self.states.items():
-            if self.stall_after_s is not None:
-                since = max(state.since, state.judged_from)
-                silent = (
-                    watch.stalled_for(agent_id, since, now, self.stall_after_s)
-                    if state.state is Liveness.ONLINE
-                    else None
-                )
-                self._condition("metrics_stalled", agent_id, silent is not None, now, value=silent)
-            offset = watch.offset(agent_id)
-            if self.skew_s is not None and offset is not None:
-                skewed = abs(offset) > self.skew_s and state.state.connected
-                detail = "ahead" if offset > 0 else "behind"
-                self._condition(
-                    "clock_skew", agent_id, skewed, now, value=round(abs(offset), 1), detail=detail
-                )
-            hosts = watch.conflicting_hosts(agent_id, now)
-            self._condition(
-                "identity_conflict", agent_id, bool(hosts), now, detail=", ".join(hosts)
-            )
-
-    def _condition(
-        self,
-        rule: str,
-        subject: str,
-        holds: bool,
-        now: float,
-        *,
-        value: float | None = None,
-        detail: str = "",
-    ) -> None:
-        """Tell the observers when a condition starts or stops holding."""
-        key = (rule, subject)
-        if self._reported.get(key, False) == holds:
-            return
-        self._reported[key] = holds
-        if holds:
-            log.info("condition %s holds for %s %s", rule, subject, detail)
-        for observer in self.observers:
-            observe = getattr(observer, "observe_condition", None)
-            if observe is None:
-                continue
-            try:
-                observe(rule, subject, holds, now, value=value, detail=detail)
-            except Exception:
-                log.exception("an observer failed on condition %s of %s", rule, subject)
+            self.watch.on_sample(agent_id, row, row[_TS], row[_SEQ], min(received, now))
+        found = conditions(
+            self.watch, self.states, now, stall_after_s=self.stall_after_s, skew_s=self.skew_s
+        )
+        for rule, agent_id, holds, value, detail in found:
+            self.reports.condition(rule, agent_id, holds, now, value=value, detail=detail)
 
     def announce(self) -> None:
         """Tell the observers every agent known now (at startup, when no transition will)."""
-        known = {
-            agent_id: (str(state.state), state.clean, self._labels(agent_id))
-            for agent_id, state in self.states.items()
-        }
-        for observer in self.observers:
-            observe = getattr(observer, "observe_known", None)
-            if observe is not None:
-                try:
-                    observe(known)
-                except Exception:
-                    log.exception("an observer failed on the known agents")
+        self.reports.known(
+            {
+                agent_id: (str(state.state), state.clean, self._labels(agent_id))
+                for agent_id, state in self.states.items()
+            }
+        )
 
     def _labels(self, agent_id: str) -> dict[str, str]:
         status = self.statuses.get(agent_id)
