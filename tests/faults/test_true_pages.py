@@ -49,6 +49,13 @@ def notify_to(telegram: FakeTelegram, discord: FakeDiscord) -> dict[str, Any]:
     }
 
 
+def record(reliability: Reliability, scenario: str, **figures: Any) -> None:
+    """One row; these scenarios count pages, not samples (test_broker_restarts does)."""
+    notes = figures.pop("notes", "")
+    notes = f"{notes}; samples not counted here" if notes else "samples not counted here"
+    reliability.record(scenario, notes=notes, **figures)
+
+
 def pages(discord: FakeDiscord) -> list[tuple[str, str]]:
     """(rule, kind) of every alert in every message Discord received, in order;
     kind is FIRING, FIRING AGAIN, STILL FIRING or RESOLVED."""
@@ -131,7 +138,8 @@ def test_a_20_s_broker_outage_pages_one_broker_incident_and_no_agent(  # noqa: P
     assert {maestro.state_of(a) for a in AGENTS} == {"online"}
     agent_pages = firing(fake_discord, AGENT_RULES)
     broker_pages = firing(fake_discord, {"broker_unreachable"})
-    reliability.record(
+    record(
+        reliability,
         "broker stopped cleanly for 20 s (3 agents, every Will published)",
         detection_s=detection,
         pages_expected=1,
@@ -163,7 +171,8 @@ def test_a_planned_broker_restart_pages_nothing(  # noqa: PLR0917 - fixtures
     time.sleep(10)  # Wills settled, retained ones handed out again, agents back
     assert {maestro.state_of(a) for a in AGENTS} == {"online"}
     sent = pages(fake_discord)
-    reliability.record(
+    record(
+        reliability,
         "planned broker restart (clean stop + start, 3 agents)",
         pages_expected=0,
         pages_sent=len(firing(fake_discord)),
@@ -194,7 +203,8 @@ def test_after_a_maestro_restart_metric_rules_cover_a_connected_agent_at_once(  
     maestro = maestro_thread(notify=notify_to(fake_telegram, fake_discord), alerts=low)
     wait_for(lambda: firing(fake_discord) == ["mem_high"], 15, "the mem_high page")
     detection = time.monotonic() - began
-    reliability.record(
+    record(
+        reliability,
         "maestro restart with an agent at high memory (threshold 1 %, for_s 1 s)",
         detection_s=detection,
         pages_expected=1,
@@ -234,7 +244,8 @@ def test_a_forged_heartbeat_with_a_huge_epoch_leaves_the_agent_online(  # noqa: 
     )
     time.sleep(6)
     assert restarted.state_of("a1") == "online"
-    reliability.record(
+    record(
+        reliability,
         "forged heartbeats with epoch 2^62 and 2^53-1 (agent credentials), then maestro restart",
         pages_expected=0,
         pages_sent=len(firing(fake_discord)),
@@ -286,7 +297,8 @@ def test_agents_with_wrong_clocks_still_raise_metric_alerts_and_a_clock_skew_ale
         lambda m: {a.agent: a.summary for a in m.alerts.active_alerts() if a.rule == "clock_skew"}
     )
     wait_for(lambda: len(firing(fake_discord)) >= 5, 10, "the pages")
-    reliability.record(
+    record(
+        reliability,
         "agents under libfaketime -45 s and +2 h (mem_high at 1 %, clock_skew for_s 2 s)",
         detection_s=detection,
         pages_expected=5,
@@ -337,7 +349,8 @@ def test_two_real_outages_soon_after_each_other_are_both_paged(  # noqa: PLR0917
         wait_for(resolved(fake_discord, outage + 1), 15, f"recovery of outage {outage + 1}")
         time.sleep(12)  # up for a while: the next outage is a new one, within reopen_s
     kinds = [kind for _, kind in pages(fake_discord)]
-    reliability.record(
+    record(
+        reliability,
         "two real outages 15 s apart, within reopen_s (60 s; scaled from 150 s / 600 s)",
         detection_s=max(detections),
         pages_expected=2,
@@ -382,7 +395,8 @@ def test_samples_that_stop_while_heartbeats_go_on_raise_metrics_stalled(  # noqa
         time.sleep(1)
     detection = time.monotonic() - stalled_at
     assert maestro.state_of("a1") == "online", "heartbeats keep it online"
-    reliability.record(
+    record(
+        reliability,
         "samples stop while heartbeats go on (metrics_stalled threshold 5 s)",
         detection_s=detection,
         pages_expected=1,
@@ -414,7 +428,8 @@ def test_one_identity_used_from_two_machines_raises_identity_conflict(  # noqa: 
     wait_for(lambda: "identity_conflict" in firing(fake_discord), 40, "identity_conflict")
     detection = time.monotonic() - began
     alert = next(a for a in maestro.app.alerts.active_alerts("a1") if a.rule == "identity_conflict")
-    reliability.record(
+    record(
+        reliability,
         "one agent identity run on two machines at once (UTS namespaces pc-a, pc-b)",
         detection_s=detection,
         pages_expected=1,
@@ -459,7 +474,8 @@ def test_a_cut_agent_is_critical_then_offline_within_the_documented_bounds(  # n
     cut = time.monotonic()
     critical = maestro.wait_state("a1", "critical", timeout=25)
     offline = critical + maestro.wait_state("a1", "offline", timeout=40 - critical)
-    reliability.record(
+    record(
+        reliability,
         "agent link cut (iptables DROP), keepalive 15 s, heartbeat 5 s: critical, then offline",
         detection_s=critical,
         notes=f"critical after {critical:.1f} s (bound 3 x 5 + 1.25 = 16.25 s + tick), "
@@ -530,7 +546,8 @@ def test_a_silent_cut_of_the_maestros_own_link_is_one_broker_incident(  # noqa: 
     since = (cut - 1,)
     fired = query("SELECT rule, agent FROM alerts WHERE fired_at >= ?", since)
     moves = {new for (new,) in query("SELECT new FROM agent_events WHERE ts >= ?", since)}
-    reliability.record(
+    record(
+        reliability,
         "maestro's own link blackholed (iptables DROP) for 25 s, keepalive 5 s, 3 agents",
         pages_expected=1,
         pages_sent=len(fired),
