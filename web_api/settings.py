@@ -48,7 +48,8 @@ class WebSettings(BaseSettings):
         1024 * 1024,
         ge=1024,
         le=64 * 1024 * 1024,
-        description="Largest request body; a larger one gets 413 before it is read.",
+        description="Largest request body (a larger one gets 413 before it is read) and"
+        " largest websocket message.",
     )
     dashboard_dir: Path | None = Field(
         None, description="The built dashboard (default: dashboards/web/dist or DATA/dashboard)."
@@ -96,6 +97,8 @@ class WebSettings(BaseSettings):
             "forwarded_allow_ips": list(self.trusted_proxies) or "",
             "server_header": False,
             "ws": "websockets-sansio",
+            # Websocket messages (live-stream requests, terminal keystrokes) are small.
+            "ws_max_size": self.max_body_bytes,
         }
 
     @property

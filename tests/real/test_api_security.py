@@ -3,6 +3,7 @@ guessing, oversized bodies and odd paths."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import websockets
 
 from tests.fixtures.api import ADMIN_PASSWORD, ApiServer
 from web_api.auth.roles import Role
@@ -301,3 +303,25 @@ def test_a_given_password_must_be_changed_before_anything_else(
     )
     assert old.status_code == 401
     assert [e["action"] for e in audited(api, "auth.password")] == ["auth.password"]
+
+
+def test_a_websocket_message_over_the_cap_closes_the_socket(
+    api_server: Callable[..., ApiServer],
+) -> None:
+    api = api_server()
+    url = f"{api.ws_url}/ws?token={api.tokens[Role.VIEWER]}"
+
+    async def oversize() -> int | None:
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.recv()  # hello
+            await ws.send("x" * (2 * 1024 * 1024))
+            try:
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+        return None
+
+    assert asyncio.run(oversize()) == 1009  # message too big
+    assert api.client(Role.VIEWER).get("/auth/me").status_code == 200
