@@ -89,6 +89,7 @@ DISK_RECOVER_EVERY_S = 5.0  # how often a full state disk is checked for room ag
 @dataclass(slots=True)
 class _Live:
     rows: list[OutboxRow]
+    sent_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -287,7 +288,7 @@ class Agent:
                 self._replay_wake.set()
             elif isinstance(event, Disconnected):
                 log.warning("link lost", extra={"kv": {"reason": event.reason}})
-                self._requeue_unacked()
+                self._requeue_unacked(link_lost=True)
                 self._fail_controls()
 
     def _on_published(self, event: Published) -> None:
@@ -300,7 +301,12 @@ class Agent:
                 entry.done.set_result(event.ok)
             return
         if event.ok and self.ack_mode.on:
-            return  # the broker has it; the maestro's stored acknowledgement forgets it
+            # The broker has it; the maestro's stored acknowledgement forgets it.
+            if isinstance(entry, _Live):
+                self.unconfirmed.puback([row.seq for row in entry.rows], entry.sent_at)
+            else:
+                self.unconfirmed.puback(entry.batch.seqs, entry.batch.sent_at)
+            return
         if not event.ok:
             # The broker refused (e.g. ACL): resending would loop forever. Count and drop.
             self.counters.add("samples_refused_by_broker")
@@ -339,8 +345,7 @@ class Agent:
                 # An empty retained message clears a replica's state: nothing to record.
                 if event.payload and not route.digest:
                     status = decode_maestro_status(event.payload)
-                    if self.hub.on_status(route.agent_id, status):
-                        self._resend_unconfirmed("maestro online")
+                    self.hub.on_status(route.agent_id, status, time.monotonic())
                 return True
         except PayloadError as exc:
             self.counters.add("delivery_messages_bad")
@@ -368,13 +373,13 @@ class Agent:
         self._replay_cursor = 0
         self._replay_wake.set()
 
-    def _requeue_unacked(self, *, timed_out: bool = False) -> None:
+    def _requeue_unacked(self, *, timed_out: bool = False, link_lost: bool = False) -> None:
         """Unconfirmed live samples go to the outbox, in order; PUBACKs still due are
         ignored from now on (after a lost link, a re-send, or at shutdown)."""
         for key, entry in list(self._inflight.items()):
             if not isinstance(entry, _Control):
                 del self._inflight[key]
-        live = self.unconfirmed.take_all(timed_out=timed_out)
+        live = self.unconfirmed.take_all(timed_out=timed_out, link_lost=link_lost)
         if live:
             self._to_outbox(live)
 
@@ -439,10 +444,11 @@ class Agent:
         sent = self.link.publish(self.topics.metrics(self.settings.id), payload, qos=qos)
         if sent is None:
             return False
+        now = time.monotonic()
         if qos:
-            self._inflight[sent] = _Live([row])
+            self._inflight[sent] = _Live([row], now)
         if qos or self.ack_mode.on:  # QoS 0 without a maestro: fire and forget
-            self.unconfirmed.sent_live(row, time.monotonic())
+            self.unconfirmed.sent_live(row, now)
         return True
 
     def _to_outbox(self, rows: list[OutboxRow], *, count_lost: bool = True) -> bool:
@@ -512,6 +518,9 @@ class Agent:
             if self.link.connected and self._confirmation_overdue():
                 self._resend_unconfirmed("timeout", timed_out=True)
                 self._replay_wake.clear()
+            if self._lost_before_online():
+                self._resend_unconfirmed("maestro online")
+                self._replay_wake.clear()
             while self.link.connected and self.unconfirmed.replay_count < REPLAY_WINDOW:
                 try:
                     rows = self.state.outbox_batch(self._replay_cursor, batch)
@@ -520,6 +529,12 @@ class Agent:
                     break
                 if not rows:
                     break
+                if self.unconfirmed.broker_has:  # their confirmation may still come
+                    kept = [row for row in rows if not self.unconfirmed.held_back(row.seq)]
+                    if not kept:
+                        self._replay_cursor = rows[-1].seq
+                        continue
+                    rows = kept
                 rows = _within_bytes(rows, REPLAY_MAX_BYTES)
                 payload = encode_metrics(
                     epoch=self._epoch,
@@ -536,6 +551,14 @@ class Agent:
                 self._inflight[sent] = _Replay(
                     self.unconfirmed.sent_batch(seqs, time.monotonic()), seqs
                 )
+
+    def _lost_before_online(self) -> bool:
+        """A moment after a replica's new online, samples sent before it (before it had
+        subscribed again) are still unconfirmed: the broker may have dropped them."""
+        online_at = self.hub.recheck_due(time.monotonic())
+        if online_at is None or not self.link.connected:
+            return False
+        return self.unconfirmed.oldest_sent() < online_at
 
     def _confirmation_overdue(self) -> bool:
         """The oldest unconfirmed sample waited too long, and a maestro may answer."""

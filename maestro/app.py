@@ -87,7 +87,12 @@ class Maestro:
         s = self.settings
         self.store, self.influx = await wiring.to_thread_open(s)
         inbox = LoopInbox(loop, self._deliver)
-        self.stored_acks = StoredAcks(self.topics, s.replica, self._publish_nowait)
+        self.stored_acks = StoredAcks(
+            self.topics,
+            s.replica,
+            self._publish_nowait,
+            generation=lambda: self.link.generation,  # built below, called later
+        )
         self.ingest = Ingest(
             self.topics,
             s.replica,

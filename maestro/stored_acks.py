@@ -9,7 +9,10 @@ one per sample, which matters at ten thousand agents a second (a publish costs t
 maestro ~30 µs of its busiest core). A merged confirmation is only late, never lost:
 the samples are stored already; an agent that stops meanwhile gets it at once, because
 its ``stopping`` status makes the maestro confirm that agent without delay for a while.
-The first confirmation to each agent (since this maestro started) goes out at once.
+The first confirmation to each agent (since this maestro started) goes out at once, and
+so does every confirmation for :data:`PROMPT_S` after the broker link (re)connects: that
+is when agents hold samples the broker may have dropped, and they re-send whatever is
+still unconfirmed a few seconds after this replica's ``online``.
 
 Publishing is QoS 0 (see docs/topics.md, "stored"): a lost confirmation costs one more
 send of the samples, which the store keeps once.
@@ -43,6 +46,7 @@ class StoredAcks:
         publish: Callable[[str, bytes], object],
         *,
         merge_s: float = MERGE_S,
+        generation: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -56,6 +60,9 @@ class StoredAcks:
         self._waiting: dict[str, tuple[float, list[int]]] = {}  # agent -> (since, seqs)
         self._prompt: dict[str, float] = {}  # agent -> confirm at once until (monotonic)
         self._topic_of: dict[str, str] = {}
+        self._generation = generation  # the broker link's connection count
+        self._generation_seen = 0  # MaestroLink.generation before its first connection
+        self._all_at_once_until = 0.0
         self.published = 0
 
     def stored(self, agent_id: str, seqs: list[int], *, at_once: bool = False) -> None:
@@ -63,7 +70,11 @@ class StoredAcks:
         if not seqs:
             return
         now = self._monotonic()
+        generation = self._generation()
         with self._lock:
+            if generation != self._generation_seen:  # a new broker connection
+                self._generation_seen = generation
+                self._all_at_once_until = now + PROMPT_S
             prompt = self._prompt.get(agent_id)
             if prompt is not None and prompt < now:
                 del self._prompt[agent_id]
@@ -73,9 +84,8 @@ class StoredAcks:
             # An agent's first confirmation goes out at once: until it has one, it counts
             # the broker's PUBACK as enough (edge_agent.delivery.AckMode).
             first = agent_id not in self._topic_of
-            if not (at_once or first or prompt is not None or self.merge_s <= 0) and (
-                len(waiting) < MERGE_MAX
-            ):
+            at_once = at_once or first or prompt is not None or now < self._all_at_once_until
+            if not (at_once or self.merge_s <= 0) and len(waiting) < MERGE_MAX:
                 self._waiting[agent_id] = (since, waiting)
                 return
             self._waiting.pop(agent_id, None)

@@ -20,13 +20,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from tests.faults.conftest import Reliability
 from tests.fixtures.agent import FAST_ENV, AgentProc
 from tests.fixtures.broker import Broker
 from tests.fixtures.faults import Netns
-from tests.fixtures.maestro import MaestroProc
+from tests.fixtures.maestro import MaestroProc, MaestroThread
 from tests.fixtures.procs import Proc, port_open, wait_for
+from tests.fixtures.victoria import Victoria
 
 SEQS = "SELECT s.seq FROM samples s JOIN agents a ON a.id = s.agent_id WHERE a.name = ?"
 AGENTS = ("a0", "a1")
@@ -42,7 +44,13 @@ class Count:
     duplicates: int
 
 
-def stored(maestro: MaestroProc, agent_id: str) -> list[int]:
+class Store(Protocol):
+    """A maestro's SQLite store, or several replicas' together."""
+
+    def query(self, sql: str, params: tuple[Any, ...] = ...) -> list[tuple[Any, ...]]: ...
+
+
+def stored(maestro: Store, agent_id: str) -> list[int]:
     return [row[0] for row in maestro.query(SEQS, (agent_id,))]
 
 
@@ -87,7 +95,7 @@ def wait_confirming(state_dir: Path) -> None:
     wait_for(flag.exists, 10, "the agent's first stored acknowledgement", step=0.1)
 
 
-def caught_up(maestro: MaestroProc, state_dirs: dict[str, Path], since: float) -> float:
+def caught_up(maestro: Store, state_dirs: dict[str, Path], since: float) -> float:
     """Seconds (from ``since``) until every agent's outbox is empty and its samples stored."""
 
     def done() -> bool:
@@ -102,7 +110,7 @@ def caught_up(maestro: MaestroProc, state_dirs: dict[str, Path], since: float) -
 
 
 def stop_and_count(
-    maestro: MaestroProc, agents: dict[str, Proc], state_dirs: dict[str, Path]
+    maestro: Store, agents: dict[str, Proc], state_dirs: dict[str, Path]
 ) -> dict[str, Count]:
     """Stop the agents cleanly (SIGTERM), wait for their last samples, count them."""
     for proc in agents.values():
@@ -313,3 +321,95 @@ def test_a_20_s_link_blackhole_of_an_agent_loses_no_sample(
         catch_up,
         f"{len(during)} samples taken while cut off",
     )
+
+
+def test_broker_kill_9_with_two_replicas_sharing_the_ingest_loses_no_sample(
+    broker: Broker,
+    start_agent: Callable[..., AgentProc],
+    start_maestro: Callable[..., MaestroProc],
+    reliability: Reliability,
+) -> None:
+    replicas = [start_maestro("r1"), start_maestro("r2")]
+    agents = [start_agent(agent_id) for agent_id in AGENTS]
+    for agent in agents:
+        wait_confirming(agent.state_dir)
+    assert broker.proc is not None
+    broker.proc.signal(signal.SIGKILL)
+    wait_port_closed(broker)
+    time.sleep(10.0)
+    broker.start()
+    up = time.monotonic()
+    procs, dirs = agent_procs(agents)
+    catch_up = caught_up(ShardedStore(replicas), dirs, up)
+    counts = stop_and_count(ShardedStore(replicas), procs, dirs)
+    shares = {r.replica: len(stored(r, "a0")) for r in replicas}
+    assert all(shares.values()), f"both replicas stored a share: {shares}"
+    record(
+        reliability,
+        "broker kill -9, restart after 10 s, two maestro replicas",
+        counts,
+        catch_up,
+        f"the $share subscriptions split a0 as {shares}",
+    )
+
+
+class ShardedStore:
+    """The samples of several replicas' stores together (each stores its share)."""
+
+    def __init__(self, replicas: list[MaestroProc]) -> None:
+        self.replicas = replicas
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return [row for replica in self.replicas for row in replica.query(sql, params)]
+
+
+def test_an_influxdb_outage_loses_no_sample_in_either_store(
+    broker: Broker,
+    start_agent: Callable[..., AgentProc],
+    maestro_thread: Callable[..., MaestroThread],
+    victoria: Victoria,
+    reliability: Reliability,
+) -> None:
+    maestro = maestro_thread(
+        influx={"url": victoria.url, "flush_s": 0.2, "retry_min_s": 0.2, "retry_max_s": 1.0}
+    )
+    agents = [start_agent(agent_id) for agent_id in AGENTS]
+    for agent in agents:
+        wait_confirming(agent.state_dir)
+    victoria.stop()
+    time.sleep(15.0)
+    victoria.start()
+    up = time.monotonic()
+    procs, dirs = agent_procs(agents)
+    db = ThreadStore(maestro)
+    catch_up = caught_up(db, dirs, up)
+    counts = stop_and_count(db, procs, dirs)
+
+    def in_victoria() -> bool:
+        return all(len(victoria.export("arete_cpu", a)) >= c.last for a, c in counts.items())
+
+    wait_for(in_victoria, 30, "the sink to deliver every point", step=0.5)
+    for agent_id, count in counts.items():
+        stamps = [ts for ts, _ in victoria.export("arete_cpu", agent_id)]
+        count.lost += max(0, count.last - len(set(stamps)))
+        count.duplicates += len(stamps) - len(set(stamps))
+    record(
+        reliability,
+        "InfluxDB (VictoriaMetrics) down for 15 s",
+        counts,
+        catch_up,
+        "SQLite and VictoriaMetrics both hold every sample once",
+    )
+
+
+class ThreadStore:
+    """Reads the store of a maestro running in a thread of the test."""
+
+    def __init__(self, maestro: MaestroThread) -> None:
+        self.maestro = maestro
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.maestro.app.store.read_now(
+            lambda conn: conn.execute(sql, params).fetchall()
+        )
+        return rows

@@ -21,7 +21,13 @@ from arete.stored import (
     seq_ranges,
 )
 from arete.topics import Kind, Topics
-from edge_agent.delivery import ACK_TIMEOUT_S, AckMode, HubWatch, Unconfirmed
+from edge_agent.delivery import (
+    ACK_TIMEOUT_S,
+    RESEND_GRACE_S,
+    AckMode,
+    HubWatch,
+    Unconfirmed,
+)
 from edge_agent.state import OutboxRow
 from maestro.stored_acks import MERGE_MAX, PROMPT_S, StoredAcks
 
@@ -155,21 +161,30 @@ def status(state: MaestroState, ts: float) -> MaestroStatus:
     return MaestroStatus(replica="main", state=state, ts=ts)
 
 
-def test_a_new_online_of_a_replica_triggers_a_resend_but_its_retained_copy_does_not() -> None:
+def test_a_new_online_of_a_replica_calls_for_a_look_but_its_retained_copy_does_not() -> None:
     hub = HubWatch()
-    assert hub.on_status("main", status(MaestroState.ONLINE, 100.0))
-    assert not hub.on_status("main", status(MaestroState.ONLINE, 100.0)), "retained again"
-    assert not hub.on_status("main", status(MaestroState.OFFLINE, 100.0))
-    assert hub.on_status("main", status(MaestroState.ONLINE, 160.0)), "it came back"
+    assert hub.on_status("main", status(MaestroState.ONLINE, 100.0), now=5.0)
+    assert not hub.on_status("main", status(MaestroState.ONLINE, 100.0), now=6.0), "retained"
+    assert not hub.on_status("main", status(MaestroState.OFFLINE, 100.0), now=6.0)
+    assert hub.on_status("main", status(MaestroState.ONLINE, 160.0), now=7.0), "it came back"
+
+
+def test_the_look_comes_a_grace_after_the_first_online_of_a_burst() -> None:
+    hub = HubWatch()
+    hub.on_status("r1", status(MaestroState.ONLINE, 100.0), now=5.0)
+    hub.on_status("r2", status(MaestroState.ONLINE, 100.0), now=6.0)
+    assert hub.recheck_due(6.0 + RESEND_GRACE_S - 0.1) is None
+    assert hub.recheck_due(6.0 + RESEND_GRACE_S) == 5.0, "samples sent before 5.0 are at risk"
+    assert hub.recheck_due(100.0) is None, "once"
 
 
 def test_all_offline_only_when_every_known_replica_said_offline() -> None:
     hub = HubWatch()
     assert not hub.all_offline, "no replica known: do not assume it is down"
-    hub.on_status("r1", status(MaestroState.ONLINE, 1.0))
-    hub.on_status("r2", status(MaestroState.OFFLINE, 1.0))
+    hub.on_status("r1", status(MaestroState.ONLINE, 1.0), now=0.0)
+    hub.on_status("r2", status(MaestroState.OFFLINE, 1.0), now=0.0)
     assert not hub.all_offline
-    hub.on_status("r1", status(MaestroState.OFFLINE, 2.0))
+    hub.on_status("r1", status(MaestroState.OFFLINE, 2.0), now=0.0)
     assert hub.all_offline
 
 
@@ -190,14 +205,18 @@ class Clock:
         return self.now
 
 
-def maestro_acks(merge_s: float = 5.0) -> tuple[StoredAcks, list[tuple[str, Stored]], Clock]:
+def maestro_acks(
+    merge_s: float = 5.0, generation: list[int] | None = None
+) -> tuple[StoredAcks, list[tuple[str, Stored]], Clock]:
     sent: list[tuple[str, Stored]] = []
     clock = Clock()
+    link = generation if generation is not None else [0]
     acks = StoredAcks(
         Topics("lab"),
         "main",
         lambda topic, payload: sent.append((topic, decode_stored(payload))),
         merge_s=merge_s,
+        generation=lambda: link[0],
         clock=lambda: 1_764_050_000.0,
         monotonic=clock,
     )
@@ -280,3 +299,40 @@ def test_without_merging_every_message_is_confirmed_at_once() -> None:
     acks, sent, _ = maestro_acks(merge_s=0)
     acks.stored("a1", [1])
     assert len(sent) == 1
+
+
+def test_after_a_broker_reconnect_every_confirmation_goes_out_at_once_for_a_while() -> None:
+    link = [1]  # connected once
+    acks, sent, clock = maestro_acks(generation=link)
+    acks.stored("a1", [0])
+    acks.stored("a1", [1])
+    assert len(sent) == 2, "the first connection counts as a reconnect"
+    clock.now += PROMPT_S + 1
+    acks.stored("a1", [2])
+    assert len(sent) == 2, "merged again"
+    link[0] = 2  # the broker came back
+    acks.stored("a1", [3])
+    assert [ack.ranges for _, ack in sent[2:]] == [[(2, 3)]]
+
+
+def test_after_a_lost_link_what_the_broker_acknowledged_is_held_back_not_resent() -> None:
+    pending = Unconfirmed()
+    pending.sent_live(row(1), now=0.0)
+    pending.sent_live(row(2), now=0.0)
+    pending.puback([1], sent_at=0.0)  # 2 was still in flight when the link dropped
+    rows = pending.take_all(link_lost=True)
+    assert [r.seq for r in rows] == [1, 2], "both go to the outbox"
+    assert pending.held_back(1), "1 may be stored already: wait for its confirmation"
+    assert not pending.held_back(2), "2 is sent again at once"
+    pending.confirm([(1, 1)])
+    assert not pending.held_back(1)
+
+
+def test_held_back_samples_still_time_out_and_a_resend_releases_them() -> None:
+    pending = Unconfirmed(timeout_s=10.0)
+    pending.sent_live(row(1), now=0.0)
+    pending.puback([1], sent_at=0.0)
+    pending.take_all(link_lost=True)
+    assert pending.due(10.0), "a confirmation lost for good must not keep it back for ever"
+    pending.take_all(timed_out=True)
+    assert not pending.held_back(1), "sent again now"

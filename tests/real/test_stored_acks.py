@@ -49,14 +49,13 @@ def test_the_maestro_confirms_every_stored_sample_to_its_agent_and_nobody_else(
     other = mqtt("a2", broker.password_of("a2"))
     other.subscribe(topic)  # the ACL lets the SUBACK through but delivers nothing
     agent = start_agent("a1")
-    # Live samples are confirmed merged, within 5 s (maestro.stored_acks.MERGE_S).
+    # At once for 10 s after the maestro connects, then merged within 5 s (pure tests).
     wait_for(lambda: len(confirmed(acks(watcher, topic))) >= 12, 20, "stored acknowledgements")
 
     stored = [row[0] for row in maestro.query(SEQS, ("a1",))]
     seen = acks(watcher, topic)
     assert {ack.replica for ack in seen} == {"main"}
     assert all(abs(ack.ts - time.time()) < 30 for ack in seen), "the maestro's clock"
-    assert len(seen) < len(confirmed(seen)), "several samples per acknowledgement"
     assert confirmed(seen) <= set(stored), "nothing confirmed that is not stored"
     assert min(stored) in confirmed(seen)
     assert outbox_len(agent) == 0, "confirmed samples do not pile up in the outbox"
