@@ -204,3 +204,31 @@ def test_the_first_admin_password_goes_to_a_private_file_when_output_is_not_a_te
     assert written.read_text() == "one-time-secret-1\n"
     assert written.stat().st_mode & 0o777 == 0o600
     assert "one-time-secret-1" in announce_admin_password(tmp_path, "one-time-secret-1", True)
+
+
+def test_the_store_keeps_one_admin_and_marks_the_first_admins_password_for_change(
+    tmp_path: Path,
+) -> None:
+    from web_api.auth.users import LastAdminError
+
+    password = ensure_admin(tmp_path)
+    assert password is not None
+    store = UserStore(tmp_path / "web" / "users.db", hasher=PasswordHasher(time_cost=1))
+    try:
+        principal = store.verify_password("admin", password)
+        assert principal is not None
+        assert principal.must_change_password
+        with pytest.raises(LastAdminError, match="last admin"):
+            store.remove_user("admin")
+        with pytest.raises(LastAdminError, match="last admin"):
+            store.set_role("admin", "operator")
+        store.set_password("admin", "chosen-by-the-admin")
+        changed = store.verify_password("admin", "chosen-by-the-admin")
+        assert changed is not None
+        assert not changed.must_change_password
+        store.add_user("second", "admin")
+        store.set_role("admin", "viewer")  # another admin exists: allowed
+        with pytest.raises(LastAdminError):
+            store.remove_user("second")
+    finally:
+        store.close()
