@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.chat_servers",
     "tests.fixtures.api",
     "tests.fixtures.faults",
+    "tests.fixtures.browser",
     "tests.fixtures.ci",  # in CI (CI=true) a skip fails: no tier hides behind a missing tool
 ]
 

@@ -5,45 +5,21 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from tests.fixtures.agent import AgentProc
-from tests.fixtures.api import ADMIN_PASSWORD, ApiServer
+from tests.fixtures.api import ApiServer
+from tests.fixtures.browser import CHROMIUM, DIST, SHOTS, logged_in
 from tests.fixtures.display import XvfbServer
 from web_api.auth.users import UserStore
-
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-DIST = Path(__file__).resolve().parents[2] / "dashboards" / "web" / "dist" / "index.html"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
     pytest.mark.skipif(not DIST.exists(), reason="the dashboard is not built (scripts/setup.sh)"),
 ]
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def paint_colour_bars(screen: XvfbServer) -> None:
@@ -59,30 +35,6 @@ def paint_colour_bars(screen: XvfbServer) -> None:
         )
         rows.append(row.ljust(screen.width * 4, b"\0"))
     screen.paint_rows(0, b"".join(rows))
-
-
-def logged_in(
-    browser: Browser,
-    api: ApiServer,
-    user: str = "admin",
-    password: str = ADMIN_PASSWORD,
-    new_password: str | None = None,
-) -> Page:
-    """Sign in; with ``new_password``, first choose it on the change-password form (the
-    first admin's password, printed by ``up``, must be changed before anything else)."""
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(api.base_url + "/")
-    page.get_by_test_id("login-username").fill(user)
-    page.get_by_test_id("login-password").fill(password)
-    page.get_by_test_id("login-submit").click()
-    if new_password is not None:
-        expect(page.get_by_test_id("password-form")).to_be_visible(timeout=15_000)
-        page.get_by_test_id("password-current").fill(password)
-        page.get_by_test_id("password-new").fill(new_password)
-        page.get_by_test_id("password-again").fill(new_password)
-        page.get_by_test_id("password-submit").click()
-    expect(page.get_by_test_id("current-user")).to_be_visible(timeout=15_000)
-    return page
 
 
 def test_log_in_see_the_agent_live_take_a_screenshot_see_it_go_offline_and_handle_its_alert(
