@@ -84,6 +84,11 @@ class LinkGate:
     def up(self) -> bool:
         return self.down_since is None
 
+    @property
+    def generation(self) -> int | None:
+        """The link connection seen last (None before the first)."""
+        return self._generation
+
     def poll(self, now: float, epochs: dict[str, int]) -> list[LinkChange]:
         """Look at the link; ``epochs`` are the connected agents' current epochs (what
         their connections were when the link went down)."""

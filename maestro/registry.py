@@ -51,6 +51,7 @@ log = logging.getLogger("arete.maestro.registry")
 _SILENT = frozenset({Liveness.LATE, Liveness.CRITICAL})
 _TS = HEAD.index("ts")  # the agent's own timestamp of a sample row
 _SEQ = HEAD.index("seq")
+PEER_SETTLE_S = 10.0  # a replica's offline counts once our link stayed up this long
 MAX_UNSAVED = 100_000  # transitions kept for a retry while the store refuses writes
 
 
@@ -126,6 +127,7 @@ class Registry:
         self.stall_after_s: float | None = 30.0
         self.skew_s: float | None = 10.0
         self.reports = Reporter(self.observers)
+        self._peer_held: dict[str, tuple[float, int | None]] = {}  # replica -> (at, link gen)
 
     def now(self) -> float:
         return self._clock()
@@ -180,9 +182,16 @@ class Registry:
         if item.status is not None:
             online = item.status.state is MaestroState.ONLINE
             known = self.peers.get(item.replica)
+            if online:
+                self._peer_held.pop(item.replica, None)
+            elif known is not None and known.online and self.gate.link is not None:
+                # Like an agent's Will: a stopping broker publishes every replica's, and
+                # leadership must not move for it (two replicas would page). It counts
+                # once it waited PEER_SETTLE_S on a link that stayed up.
+                self._peer_held.setdefault(item.replica, (now, self.gate.generation))
+                return
             if known is None or known.online != online:
-                log.info("maestro replica %s is %s", item.replica, item.status.state)
-                self.peers[item.replica] = PeerState(item.replica, online, now)
+                self._set_peer(item.replica, online, now)
         if item.digest is not None:
             merged = self._peer_contacts
             for agent_id, (epoch, at) in item.digest.seen.items():
@@ -192,11 +201,24 @@ class Registry:
                 if known_contact is None or at >= known_contact[1]:
                     merged[agent_id] = (epoch, at)
 
+    def _set_peer(self, replica: str, online: bool, now: float) -> None:
+        log.info("maestro replica %s is %s", replica, "online" if online else "offline")
+        self.peers[replica] = PeerState(replica, online, now)
+
+    def _settle_peers(self, now: float) -> None:
+        for replica, (at, generation) in list(self._peer_held.items()):
+            if generation != self.gate.generation:
+                del self._peer_held[replica]  # our link changed meanwhile: the broker's doing
+            elif now - at >= PEER_SETTLE_S:
+                del self._peer_held[replica]
+                self._set_peer(replica, False, now)
+
     # -- clock ---------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
         if not self._link_ok(now):
             return  # nothing can arrive: silence proves nothing
+        self._settle_peers(now)
         for agent_id, held in self.gate.due(now):
             self._take_status(agent_id, held.status, held.at)
         contacts = self._contacts

@@ -556,3 +556,42 @@ def test_a_silent_cut_of_the_maestros_own_link_is_one_broker_incident(  # noqa: 
     assert fired == [("broker_unreachable", "maestro:main")]
     assert moves <= {"online"}
     assert states() == dict.fromkeys(AGENTS, "online")
+
+
+def test_with_two_replicas_a_broker_outage_is_still_paged_once(  # noqa: PLR0917 - fixtures
+    broker: Broker,
+    start_agent: Callable[..., AgentProc],
+    maestro_thread: Callable[..., MaestroThread],
+    fake_telegram: FakeTelegram,
+    fake_discord: FakeDiscord,
+    reliability: Reliability,
+) -> None:
+    # Every replica loses its link; the broker's clean stop also publishes the leader's
+    # Will, which must not make the other replica a second leader (two pages).
+    options = {
+        "notify": notify_to(fake_telegram, fake_discord),
+        "alerts": {"group_wait_s": 0.3, "builtin": {"broker_unreachable": {"for_s": 5}}},
+    }
+    leader = maestro_thread("main", **options)
+    follower = maestro_thread("r2", **options)
+    wait_for(lambda: follower.sync(lambda m: not m.registry.is_leader()), 10, "one leader")
+    start_fleet(start_agent, leader, AGENTS)
+    broker.stop()
+    wait_for(lambda: firing(fake_discord) == ["broker_unreachable"], 15, "the broker page")
+    time.sleep(10)
+    broker.start()
+    wait_for(lambda: ("broker_unreachable", "RESOLVED") in pages(fake_discord), 20, "resolved")
+    time.sleep(15)  # past the follower's settle delay for the leader's retained Will
+    leads = [r.sync(lambda m: m.registry.is_leader()) for r in (leader, follower)]
+    record(
+        reliability,
+        "broker stopped cleanly for 15 s with two maestro replicas (3 agents)",
+        pages_expected=1,
+        pages_sent=len(firing(fake_discord)),
+        notes=f"messages: {pages(fake_discord)}; leaders after: {leads}",
+    )
+    assert pages(fake_discord) == [
+        ("broker_unreachable", "FIRING"),
+        ("broker_unreachable", "RESOLVED"),
+    ], "one incident, one firing and one resolved message, from one replica"
+    assert leads == [True, False]

@@ -360,3 +360,40 @@ def test_one_agent_falling_silent_is_judged_at_once() -> None:
     fleet.run(7, live={"a1": 11, "a2": 21})
     assert fleet.state("a3") == "late"
     assert fleet.registry.gate.silences == 0
+
+
+def peer_status(fleet: Fleet, replica: str, state: str) -> None:
+    from arete.payloads import MaestroState, MaestroStatus
+    from maestro.ingest import PeerIn
+
+    status = MaestroStatus(replica=replica, state=MaestroState(state), ts=fleet.now, version="t")
+    fleet.registry.on_peer(PeerIn(replica, status=status))
+
+
+def test_a_stopping_broker_publishing_the_leaders_will_does_not_move_leadership() -> None:
+    fleet = online_fleet()
+    fleet.registry.replica = "r2"
+    peer_status(fleet, "main", "online")
+    assert not fleet.registry.is_leader()
+    peer_status(fleet, "main", "offline")  # the broker stops: main's Will first...
+    fleet.run(0.5)
+    fleet.link.connected = False  # ...then our own link
+    fleet.run(20)
+    assert not fleet.registry.is_leader(), "main still leads: one page for the outage"
+    fleet.link.connected, fleet.link.generation = True, 2
+    peer_status(fleet, "main", "offline")  # its retained Will, handed out again
+    fleet.run(3, live=ALL)
+    peer_status(fleet, "main", "online")  # main is back too
+    fleet.run(15, live=ALL)
+    assert not fleet.registry.is_leader()
+
+
+def test_a_replica_that_really_went_away_hands_over_after_the_settle_delay() -> None:
+    fleet = online_fleet()
+    fleet.registry.replica = "r2"
+    peer_status(fleet, "main", "online")
+    peer_status(fleet, "main", "offline")
+    fleet.run(9.5, live=ALL)
+    assert not fleet.registry.is_leader()
+    fleet.run(1, live=ALL)
+    assert fleet.registry.is_leader()
