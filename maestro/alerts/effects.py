@@ -70,6 +70,13 @@ class Job:
     outgoing: dict[int, Notice] = field(default_factory=dict)  # index of a Notify -> sent
 
 
+def never_fired(change: AlertChanged) -> bool:
+    """A pending incident whose condition cleared before ``for_s``: it is dropped, not
+    kept as a "resolved" one (a busy box would list dozens of alerts that never fired)."""
+    alert = change.alert
+    return change.change == "resolved" and alert.fired_at is None
+
+
 def _own_disk_only(notice: Notice) -> Notice | None:
     """What a replica that does not send notifications (not the leader) still sends: its
     own ``maestro_disk_full``, which no other replica knows of."""
@@ -248,7 +255,9 @@ class Effects:
     def _store_job(self, conn: sqlite3.Connection, *, job: Job) -> None:
         """Runs on the writer thread, inside one transaction."""
         for index, action in enumerate(job.actions):
-            if isinstance(action, AlertChanged):
+            if isinstance(action, AlertChanged) and never_fired(action):
+                tables.forget_alert(conn, action.alert.id)
+            elif isinstance(action, AlertChanged):
                 tables.save_alert(conn, action.alert)
             elif isinstance(action, SilenceChanged):
                 tables.save_silence(conn, action.silence)

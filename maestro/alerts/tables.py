@@ -90,6 +90,11 @@ def save_alert(conn: sqlite3.Connection, alert: AlertRecord) -> None:
     )
 
 
+def forget_alert(conn: sqlite3.Connection, alert_id: str) -> None:
+    """Drop an incident that never fired (pending, then cleared): it is no history."""
+    conn.execute("DELETE FROM alerts WHERE id = ?", (alert_id,))
+
+
 def _alert(row: Any) -> AlertRecord:
     (id_, rule, agent, severity, phase, started, since, summary, value, fired, resolved,
      acked_by, acked_at, told, told_at, flaps) = row  # fmt: skip
@@ -138,10 +143,11 @@ def list_alerts(
     agent: str | None = None,
     limit: int = 100,
 ) -> list[AlertRecord]:
-    """Newest first."""
+    """Newest first. Incidents that never fired (pending, then cleared) are not listed:
+    they are no history (a store written before they were dropped may still hold some)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise AlertError(f"limit must be between 1 and {MAX_LIMIT}")
-    where: list[str] = []
+    where: list[str] = ["(phase != 'resolved' OR fired_at IS NOT NULL)"]
     params: list[Any] = []
     if phase is not None:
         where.append("phase = ?")
@@ -149,7 +155,7 @@ def list_alerts(
     if agent is not None:
         where.append("agent = ?")
         params.append(agent)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    clause = f" WHERE {' AND '.join(where)}"
     rows = conn.execute(
         f"SELECT {_ALERT_COLUMNS} FROM alerts{clause}"  # noqa: S608 - constant columns
         " ORDER BY started_at DESC, id LIMIT ?",
@@ -160,7 +166,8 @@ def list_alerts(
 
 def prune_resolved(conn: sqlite3.Connection, before: float) -> int:
     cursor = conn.execute(
-        "DELETE FROM alerts WHERE phase = 'resolved' AND resolved_at < ?", (before,)
+        "DELETE FROM alerts WHERE phase = 'resolved' AND (resolved_at < ? OR fired_at IS NULL)",
+        (before,),
     )
     conn.execute("DELETE FROM alert_silences WHERE ends_at < ?", (before,))
     return cursor.rowcount
