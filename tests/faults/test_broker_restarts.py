@@ -159,7 +159,8 @@ def record(
         duplicates=duplicates,
         notes=(
             f"{len(counts)} agents at 0.5 s, {produced} samples, all stored "
-            f"{catch_up_s:.1f} s after recovery; {extra}"
+            f"{catch_up_s:.1f} s after recovery; {extra}; pages not counted here"
+            " (test_true_pages does)"
         ),
     )
     assert lost == 0, f"samples lost: {counts}"
