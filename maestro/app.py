@@ -108,6 +108,7 @@ class Maestro:
             self.events,
             contacts=self.ingest.contacts,
             latest=self.ingest.latest,
+            detail=self.ingest.detail,
             persist=wiring.registry_persister(self.store),
             publisher=self.link,
             policy=Policy(

@@ -53,7 +53,7 @@ from arete.payloads import (
 from arete.stored import salvage_seqs
 from arete.topics import BROKER_DROPPED, Kind, ParsedTopic, TermDirection, Topics
 from maestro.broker_drops import parse_counter
-from maestro.store.rows import SampleRow, to_row
+from maestro.store.rows import SampleRow, detail_values, to_row
 from maestro.stored_acks import StoredAcks
 
 log = logging.getLogger("arete.maestro.ingest")
@@ -154,6 +154,10 @@ class Ingest:
         # {agent: (receive time, row)} of the sample received last (live before replayed):
         # receive order and the maestro's clock, never the agent's seq or timestamp.
         self.latest: dict[str, tuple[float, SampleRow]] = {}
+        # The same newest sample whole (every field), for the Prometheus exporter.
+        self.latest_sample: dict[str, Sample] = {}
+        # {agent: per-core, per-mount, per-sensor... readings of its newest live sample}
+        self.detail: dict[str, dict[str, float]] = {}
         self.agent_dropped: dict[str, int] = {}
         # Counters (exported to Prometheus at scrape time).
         self.messages: Counter[str] = Counter()
@@ -237,9 +241,12 @@ class Ingest:
             # what the agent sends live, so it stands in only until a live sample comes.
             if agent_id not in self.latest:
                 self.latest[agent_id] = (now, newest)
+                self.latest_sample[agent_id] = samples[-1]
         else:
             self._contact(agent_id, epoch)
             self.latest[agent_id] = (now, newest)
+            self.latest_sample[agent_id] = samples[-1]
+            self.detail[agent_id] = detail_values(samples[-1])
         if metrics.dropped:
             self.agent_dropped[agent_id] = metrics.dropped
         # Once committed (on the store's writer thread): the broker's ack, then the

@@ -65,6 +65,11 @@ class MaestroCollector(Collector):
         yield _gauge(
             "arete_maestro_store_pending_rows", "Samples waiting for the store", writer.pending_rows
         )
+        yield _counter(
+            "arete_maestro_stored_acks",
+            "Stored acknowledgements published to agents (stored/<agent>)",
+            m.stored_acks.published,
+        )
         yield _gauge(
             "arete_maestro_store_lag_seconds",
             "Age of the oldest sample not yet stored",

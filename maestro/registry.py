@@ -86,6 +86,7 @@ class Registry:
         *,
         contacts: dict[str, tuple[int, float]],
         latest: dict[str, tuple[float, SampleRow]],
+        detail: dict[str, dict[str, float]] | None = None,
         persist: Persist | None = None,
         publisher: Publisher | None = None,
         policy: Policy | None = None,
@@ -107,6 +108,7 @@ class Registry:
         self._publisher = publisher
         self._contacts = contacts  # written by the ingest thread
         self._latest = latest
+        self._detail = detail if detail is not None else {}
         self._peer_contacts: dict[str, tuple[int, float]] = {}
         self._shared: dict[str, tuple[int, float]] = {}
         self.states: dict[str, AgentLive] = {}
@@ -423,9 +425,12 @@ class Registry:
             "host": status.host if status else None,
             "version": status.version if status else None,
             "labels": dict(status.labels) if status else {},
-            "metrics": row_values(latest[1]) | {"ts": latest[1][2], "rx_ts": latest[0]}
+            "metrics": self._detail.get(agent_id, {})
+            | row_values(latest[1])
+            | {"ts": latest[1][2], "rx_ts": latest[0]}
             if latest
             else None,
+            "disk_full": status.disk_full if status else False,
             "clock_offset_s": _rounded(self.watch.offset(agent_id)),  # agent minus maestro
         }
 

@@ -101,6 +101,9 @@ class AgentPublic(BaseModel):
         "samples (positive: ahead); None before any sample. The clock_skew alert fires past "
         "its threshold (10 s).",
     )
+    disk_full: bool = Field(
+        False, description="The agent reports its state disk full (its outbox keeps nothing)."
+    )
     alerts: int = Field(description="Pending and firing alerts of this agent.")
 
 

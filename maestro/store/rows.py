@@ -65,3 +65,38 @@ def to_row(agent_id: str, epoch: int, sample: Sample) -> SampleRow:
 def row_values(row: SampleRow) -> dict[str, Any]:
     """``{field: value}`` of a row, without the ``None`` ones."""
     return {name: value for name, value in zip(FIELDS, row[4:], strict=True) if value is not None}
+
+
+def detail_values(sample: Sample) -> dict[str, float]:
+    """The per-item readings of a sample that no stored column keeps, flattened for charts.
+
+    ``cpu.<core>``, ``mount:<path>`` (percent used), ``temp:<sensor>`` (degrees C),
+    ``gpu.<i>.util`` / ``gpu.<i>.mem`` (percent) / ``gpu.<i>.temp``, plus ``uptime_s``,
+    ``mem_used``, ``mem_total``, ``load5``, ``load15``, ``disk_read_iops`` and
+    ``disk_write_iops``. Only what the agent sent.
+    """
+    out: dict[str, float] = {
+        "uptime_s": sample.uptime_s,
+        "disk_read_iops": sample.disk_read_iops,
+        "disk_write_iops": sample.disk_write_iops,
+    }
+    if sample.mem_total:
+        out["mem_used"] = float(sample.mem_used)
+        out["mem_total"] = float(sample.mem_total)
+    if sample.load is not None:
+        out["load5"] = sample.load[1]
+        out["load15"] = sample.load[2]
+    for core, pct in enumerate(sample.cpus):
+        out[f"cpu.{core}"] = pct
+    for mount in sample.mounts:
+        out[f"mount:{mount.mount}"] = mount.pct
+    for sensor, celsius in (sample.temps or {}).items():
+        out[f"temp:{sensor}"] = celsius
+    for gpu in sample.gpu or []:
+        if gpu.util is not None:
+            out[f"gpu.{gpu.index}.util"] = gpu.util
+        if gpu.mem_used is not None and gpu.mem_total:
+            out[f"gpu.{gpu.index}.mem"] = round(100.0 * gpu.mem_used / gpu.mem_total, 1)
+        if gpu.temp is not None:
+            out[f"gpu.{gpu.index}.temp"] = gpu.temp
+    return out
