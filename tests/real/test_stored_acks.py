@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Callable
 
 from arete.payloads import MaestroState, MaestroStatus, decode_metrics, encode
@@ -63,6 +64,14 @@ def test_the_maestro_confirms_every_stored_sample_to_its_agent_and_nobody_else(
     assert not [m for m in other.messages if m.topic == topic], "a2 reads no a1 ack"
     forged = mqtt("a1", broker.password_of("a1")).publish(topic, b"{}")
     assert forged == NOT_AUTHORIZED, "only the maestro writes acknowledgements"
+    url = f"http://127.0.0.1:{maestro.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        scraped = answer.read().decode()
+    published = [
+        line for line in scraped.splitlines() if line.startswith("arete_maestro_stored_acks_total ")
+    ]
+    assert published, "counted for Prometheus"
+    assert float(published[0].split()[1]) >= len(seen)
 
 
 def test_two_replicas_each_confirm_the_samples_they_stored(
