@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CHECKED = ["edge_agent", "mosquitto", "maestro", "web_api", "arete_cli", "bench"]
 
-_KINDS = r"(status|metrics|heartbeat|cmd|reply|term|alerts)"
+_KINDS = r"(status|metrics|heartbeat|cmd|reply|term|alerts|stored)"
 STRAY_TOPIC = re.compile(
     # "arete/status/{...}", 'cmd/%u', "reply/+" ... (the before-stop hook's pattern)
     rf"[\"'](arete/)?{_KINDS}/[{{%+#]"
@@ -41,6 +41,7 @@ def strays_in(text: str) -> list[str]:
     [
         'topic = f"arete/status/{agent_id}"',
         "sub = 'arete/metrics/+'",
+        'ack = f"arete/stored/{agent_id}"',
         'acl = "pattern write arete/reply/%u"',
         'client.subscribe("cmd/#")',
         'topic = f"{self.root}/heartbeat/{agent_id}"',
