@@ -89,24 +89,59 @@ def _call(settings: DockerSettings, work: Callable[[Any], T], container: str | N
             client = docker.DockerClient(base_url=settings.url, timeout=settings.timeout_s)
     except docker.errors.DockerException as exc:
         raise CommandFailed(
-            "docker_unavailable", f"no Docker engine reachable at {where}: {exc}"
+            "docker_unavailable", f"no Docker engine reachable at {where}: {why(exc)}"
         ) from None
     try:
         return work(client)
     except docker.errors.NotFound:
         raise CommandFailed("not_found", f"no container named or with id {container!r}") from None
     except docker.errors.APIError as exc:
-        raise CommandFailed("docker_error", f"engine refused: {exc.explanation or exc}") from None
+        raise CommandFailed("docker_error", f"the engine refused: {_explanation(exc)}") from None
     except requests.exceptions.Timeout:
         raise CommandFailed(
             "timeout", f"the Docker engine at {where} did not answer in time"
         ) from None
     except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
         raise CommandFailed(
-            "docker_unavailable", f"lost the Docker engine at {where}: {exc}"
+            "docker_unavailable", f"lost the Docker engine at {where}: {why(exc)}"
         ) from None
     finally:
         client.close()
+
+
+def why(exc: BaseException) -> str:
+    """Why the engine could not be reached, as a short phrase a user reads (never the
+    SDK's exception text, which nests reprs like ``FileNotFoundError(2, ...)``)."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 20:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or item in seen:
+            continue
+        seen.append(item)
+        todo.extend([item.__cause__, item.__context__, *item.args])
+    text = " ".join(str(e) for e in seen)
+    kinds = {type(e) for e in seen}
+    if FileNotFoundError in kinds or "No such file or directory" in text:
+        return "its socket does not exist (is the engine running?)"
+    if PermissionError in kinds or "Permission denied" in text:
+        return "permission denied on its socket (the agent's user needs access to it)"
+    if ConnectionRefusedError in kinds or "Connection refused" in text:
+        return "the connection was refused (is the engine running?)"
+    if ConnectionResetError in kinds or "Connection aborted" in text:
+        return "the engine closed the connection"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "its host name does not resolve"
+    return "it did not answer as a Docker engine does"
+
+
+def _explanation(exc: Any) -> str:
+    """The engine's own message (a sentence it wrote), else its HTTP status."""
+    text = exc.explanation if isinstance(getattr(exc, "explanation", None), str) else ""
+    if text:
+        return text[:MAX_TEXT]
+    status = getattr(exc, "status_code", None)
+    return f"HTTP status {status}" if status else "no reason given"
 
 
 def _info(row: dict[str, Any]) -> ContainerInfo:

@@ -128,7 +128,9 @@ def test_no_engine_at_the_url_is_docker_unavailable_at_once(tmp_path: Path) -> N
         ps(DockerSettings(url=url, timeout_s=5))
     assert time.monotonic() - started < 2
     assert failure.value.code == "docker_unavailable"
-    assert failure.value.message.startswith(f"no Docker engine reachable at {url}")
+    assert failure.value.message == (
+        f"no Docker engine reachable at {url}: its socket does not exist (is the engine running?)"
+    ), "a sentence, not the SDK's nested exception reprs"
     restart = restart_refused(DockerSettings(url=url), "web")
     assert restart.code == "docker_unavailable"
 

@@ -1,5 +1,6 @@
 import { commandSummary, screenshotIsBlank, screenshotUrl } from "../lib/commands";
 import { formatDuration, formatTime } from "../lib/format";
+import { commandFailure } from "../lib/sentences";
 import { commandStateClass, isFinalCommandState } from "../lib/states";
 import type { CommandRun } from "../useCommand";
 
@@ -20,7 +21,7 @@ export function CommandPanel({ run }: { run: CommandRun }) {
           {c.state}
         </span>
         {!isFinalCommandState(c.state) && <span className="animate-pulse text-slate-500">…</span>}
-        <span className="text-slate-400" data-testid="command-summary">{commandSummary(c)}</span>
+        <span className="text-slate-400" data-testid="command-summary">{commandFailure(c) ?? commandSummary(c)}</span>
         <span className="ml-auto text-xs text-slate-500">
           {formatTime(c.created_at)} by {c.actor}{took ? ` · ${took}` : ""}
         </span>

@@ -3,6 +3,7 @@ import { CommandPanel } from "../components/CommandPanel";
 import { ConfirmDialog, type ConfirmRequest } from "../components/ConfirmDialog";
 import { useApp } from "../context";
 import { commandSummary, containersOf } from "../lib/commands";
+import { commandFailure } from "../lib/sentences";
 import { commandStateClass, isFinalCommandState } from "../lib/states";
 import { useCommand } from "../useCommand";
 
@@ -37,7 +38,7 @@ export function ContainersTab({ agent }: { agent: string }) {
         </button>
         {list.command && (
           <span className={`text-sm ${commandStateClass(list.command.state)}`} data-testid="containers-state" data-state={list.command.state}>
-            {commandSummary(list.command)}
+            {commandFailure(list.command) ?? commandSummary(list.command)}
           </span>
         )}
         {list.error && <span className="text-sm text-red-400" data-testid="containers-error">{list.error}</span>}
