@@ -131,4 +131,7 @@ def labelled(
 def make_registry(maestro: Any) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MaestroCollector(maestro))
+    from maestro.exporter import FleetCollector
+
+    registry.register(FleetCollector(maestro))  # the fleet's own metrics (maestro.exporter)
     return registry
