@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { appendFrame, emptyLive, historyToPlot, liveToPlot, maxOf } from "./chart";
+import {
+  appendFrame, appendFrameAll, axisWidth, emptyLive, historyToPlot, liveToPlot, liveWindow, maxOf,
+  mergeSeed, niceMax, seedLive, timeLabel, timeTicks,
+} from "./chart";
 import type { History } from "./types";
 
 const history: History = {
@@ -47,5 +50,56 @@ describe("live buffer", () => {
   });
   it("finds the largest value for the y axis", () => {
     expect(maxOf([[1, 2], [3, null], [9, 4]])).toBe(9);
+  });
+});
+
+describe("axes", () => {
+  it("never ticks below a second for two points a second apart", () => {
+    const { splits, incr } = timeTicks(1000, 1001, 600);
+    expect(incr).toBeGreaterThanOrEqual(1);
+    expect(splits.every((s) => Number.isInteger(s))).toBe(true);
+  });
+  it("keeps ticks apart so dates do not overlap", () => {
+    const { splits } = timeTicks(0, 7 * 86_400, 600);
+    expect(splits.length).toBeLessThanOrEqual(600 / 90);
+    expect(splits.length).toBeGreaterThanOrEqual(2);
+  });
+  it("labels seconds only for second ticks and the date only when it varies", () => {
+    const t = new Date(2026, 11, 6, 7, 30, 15).getTime() / 1000;
+    expect(timeLabel(t, 15, 300)).toBe("07:30:15");
+    expect(timeLabel(t, 600, 3600)).toBe("07:30");
+    expect(timeLabel(t, 21_600, 7 * 86_400)).toBe("12-06 07:30");
+    expect(timeLabel(t, 86_400, 30 * 86_400)).toBe("12-06");
+  });
+  it("gives a y axis room for its widest label", () => {
+    expect(axisWidth(["0 B/s", "20.0 MB/s"])).toBeGreaterThanOrEqual(9 * 7 + 10);
+    expect(axisWidth([])).toBe(40);
+  });
+  it("rounds the y top up to 1, 2, 2.5 or 5 times a power of ten", () => {
+    expect(niceMax(0)).toBe(1);
+    expect(niceMax(17e6)).toBe(20e6);
+    expect(niceMax(2.2)).toBe(2.5);
+    expect(niceMax(61)).toBe(100);
+  });
+  it("puts the live window at the agent's now, so an offline agent is not stretched over years", () => {
+    expect(liveWindow(10_000, null, 300)).toEqual([9700, 10_000]);
+    expect(liveWindow(10_000, 7200, 300)).toEqual([16_900, 17_200]);
+  });
+});
+
+describe("live seeding", () => {
+  it("seeds from history and adds later frames and new keys", () => {
+    const seed = seedLive(history, 10);
+    expect(seed.ts).toEqual([0, 10, 40]);
+    const live = appendFrameAll(
+      appendFrameAll(emptyLive([]), { agent: "a", ts: 30, values: { cpu: 5 } }, 10),
+      { agent: "a", ts: 50, values: { cpu: 6, "cpu.0": 7, rx_ts: 51 } }, 10,
+    );
+    expect(live.values["cpu.0"]).toEqual([null, 7]);
+    expect(live.values.rx_ts).toBeUndefined();
+    const merged = mergeSeed(seed, live, 10);
+    expect(merged.ts).toEqual([0, 10, 40, 50]);
+    expect(merged.values.cpu).toEqual([10, 20, 30, 6]);
+    expect(merged.values["cpu.0"]).toEqual([null, null, null, 7]);
   });
 });

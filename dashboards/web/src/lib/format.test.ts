@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { formatAgo, formatDuration, formatLabels, formatPercent, formatRate } from "./format";
+import {
+  formatAgo, formatBytes, formatCelsius, formatDuration, formatLabels, formatOffset, formatPercent,
+  formatRate, formatUptime,
+} from "./format";
 
 describe("formatAgo", () => {
   it("says seconds, minutes, hours and days ago", () => {
@@ -42,5 +45,15 @@ describe("formatDuration and formatLabels", () => {
   it("lists labels as k=v sorted by key", () => {
     expect(formatLabels({ zone: "b", role: "web" })).toEqual(["role=web", "zone=b"]);
     expect(formatLabels(null)).toEqual([]);
+  });
+});
+
+describe("more units", () => {
+  it("formats bytes, offsets and uptimes", () => {
+    expect(formatBytes(4e9)).toBe("4.0 GB");
+    expect(formatOffset(7260)).toBe("2 h ahead");
+    expect(formatOffset(-45)).toBe("45 s behind");
+    expect(formatUptime(42)).toBe("42 s");
+    expect(formatCelsius(null)).toBe("—");
   });
 });

@@ -61,3 +61,61 @@ export function formatLabels(labels: Record<string, string> | null | undefined):
     .sort()
     .map((k) => `${k}=${labels[k]}`);
 }
+
+/** Degrees Celsius: 54.5 → "54.5 °C". */
+export function formatCelsius(value: number | null | undefined): string {
+  if (value == null || !Number.isFinite(value)) return "—";
+  return `${value.toFixed(Math.abs(value) >= 100 ? 0 : 1)} °C`;
+}
+
+/** A count of things (processes): 1234.6 → "1235". */
+export function formatCount(value: number | null | undefined): string {
+  if (value == null || !Number.isFinite(value)) return "—";
+  return Math.abs(value) >= 10_000 ? `${(value / 1000).toFixed(0)}k` : String(Math.round(value));
+}
+
+/** Operations per second: 12.34 → "12.3 IO/s". */
+export function formatIops(value: number | null | undefined): string {
+  if (value == null || !Number.isFinite(value) || value < 0) return "—";
+  return `${value >= 100 ? value.toFixed(0) : value.toFixed(1)} IO/s`;
+}
+
+/** A load average: 0.5 → "0.50". */
+export function formatLoad(value: number | null | undefined): string {
+  if (value == null || !Number.isFinite(value)) return "—";
+  return value >= 100 ? value.toFixed(0) : value.toFixed(2);
+}
+
+const BYTE_UNITS = ["B", "kB", "MB", "GB", "TB", "PB"];
+
+/** Bytes with a decimal unit: 4e9 → "4.0 GB". */
+export function formatBytes(value: number | null | undefined): string {
+  if (value == null || !Number.isFinite(value) || value < 0) return "—";
+  let v = value;
+  let unit = 0;
+  while (v >= 1000 && unit < BYTE_UNITS.length - 1) {
+    v /= 1000;
+    unit += 1;
+  }
+  return `${v.toFixed(unit === 0 || v >= 100 ? 0 : 1)} ${BYTE_UNITS[unit]}`;
+}
+
+/** An uptime: 93_784 → "1 d 2 h", 3700 → "1 h 1 min", 42 → "42 s". */
+export function formatUptime(seconds: number | null | undefined): string {
+  if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "—";
+  const d = Math.floor(seconds / 86_400);
+  const h = Math.floor((seconds % 86_400) / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} min`;
+  if (m > 0) return `${m} min`;
+  return `${Math.floor(seconds)} s`;
+}
+
+/** A clock offset for people: 7260 → "2 h ahead", -45 → "45 s behind". */
+export function formatOffset(seconds: number): string {
+  const a = Math.abs(seconds);
+  const size = a >= 86_400 ? `${Math.round(a / 86_400)} d` : a >= 3600 ? `${Math.round(a / 3600)} h`
+    : a >= 60 ? `${Math.round(a / 60)} min` : `${Math.round(a)} s`;
+  return `${size} ${seconds > 0 ? "ahead" : "behind"}`;
+}
