@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from maestro.alerts.service import AlertService
     from maestro.commands.service import CommandService
     from maestro.diskstate import DiskMonitor
+    from maestro.homeassistant import Discovery
     from maestro.influx import InfluxSink
     from maestro.notify.service import Notifiers
     from maestro.store.core import Store
@@ -58,6 +59,7 @@ class Maestro:
         self.alerts: AlertService
         self.notifier: Notifiers
         self.influx: InfluxSink | None = None
+        self.homeassistant: Discovery | None = None  # opt-in (settings.homeassistant)
         self.terminals: TerminalHub
         self.disk: DiskMonitor
         self.broker_drops = BrokerDrops()
@@ -155,6 +157,13 @@ class Maestro:
         self._spawn("disk", self.disk.run())
         if self.influx is not None:
             self._spawn("influx", self.influx.run())
+        if s.homeassistant.enabled:
+            from maestro.homeassistant import Discovery
+
+            self.homeassistant = Discovery(
+                s.homeassistant, self.topics, self.link, self.registry, self.ingest
+            )
+            self._spawn("homeassistant", self.homeassistant.run())
         self.prometheus = make_registry(self)
         if s.metrics_port:
             from prometheus_client import start_http_server

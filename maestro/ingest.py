@@ -159,6 +159,8 @@ class Ingest:
         # {agent: per-core, per-mount, per-sensor... readings of its newest live sample}
         self.detail: dict[str, dict[str, float]] = {}
         self.agent_dropped: dict[str, int] = {}
+        # Agents whose retained status was cleared (an empty payload): removed agents.
+        self.cleared: set[str] = set()
         # Counters (exported to Prometheus at scrape time).
         self.messages: Counter[str] = Counter()
         self.samples = 0
@@ -191,8 +193,10 @@ class Ingest:
                 self._contact(route.agent_id, beat.epoch)
             elif kind is Kind.STATUS:
                 if message.payload:  # an empty retained message clears the status
+                    self.cleared.discard(route.agent_id)
                     self._status(route.agent_id, message, generation)
                     return
+                self.cleared.add(route.agent_id)  # the agent was removed (Home Assistant)
             elif kind is Kind.REPLY:
                 reply = decode_reply(message.payload)
                 props = message.properties

@@ -31,6 +31,7 @@ from maestro.alerts.settings import AlertSettings
 from maestro.commands.settings import CommandSettings
 from maestro.diskstate import DiskSettings
 from maestro.errors import ConfigError
+from maestro.homeassistant import HomeAssistantSettings
 from maestro.influx.settings import InfluxSettings
 from maestro.notify.settings import NotifySettings
 from maestro.secrets import is_placeholder, read_secret_file
@@ -106,6 +107,7 @@ class MaestroSettings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     commands: CommandSettings = CommandSettings()
     disk: DiskSettings = DiskSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     # -- derived -----------------------------------------------------------------------
     @property

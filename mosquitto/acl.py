@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from arete.homeassistant import DEFAULT_PREFIX
 from arete.topics import BROKER_DROPPED, Kind, Topics
 
 MAESTRO: Final = "maestro"
 VIEWER: Final = "viewer"
+HA_DISCOVERY: Final = f"{DEFAULT_PREFIX}/#"
 SERVICE_ACCOUNTS: Final = (MAESTRO, VIEWER)
 
 # Never readable by the viewer: commands, replies (shell output, screenshots) and
@@ -70,6 +72,8 @@ def render_acl(topics: Topics) -> str:
         f"user {MAESTRO}",
         f"topic readwrite {topics.everything()}",
         f"topic read {BROKER_DROPPED}",
+        "# Home Assistant MQTT discovery configs (opt-in, maestro.homeassistant).",
+        f"topic readwrite {HA_DISCOVERY}",
         "",
         "# Dashboards and mobile apps: read-only, and never commands, replies or terminal",
         "# traffic. The deny lines take back what the agent patterns below would grant to",
@@ -82,6 +86,7 @@ def render_acl(topics: Topics) -> str:
     lines.extend(f"topic deny {topic}" for topic in denied)
     # One level (`+`): every topic the viewer may read is <root>/<kind>/<id>.
     lines.extend(f"topic read {topics.all_of(kind)}" for kind in VIEWER_READS)
+    lines.append(f"topic read {HA_DISCOVERY}")  # Home Assistant connects as the viewer
     lines += [
         "",
         "# Every other user is an agent whose username is its agent id (%u).",
