@@ -23,7 +23,18 @@ from web_api.errors import install_error_handlers
 from web_api.jobs import JobRunner
 from web_api.logredact import install_log_redaction
 from web_api.middleware import BodyLimitMiddleware, GuardMiddleware
-from web_api.routers import agents, alerts, audit, auth, commands, health, jobs, users, ws
+from web_api.routers import (
+    agents,
+    alerts,
+    audit,
+    auth,
+    commands,
+    health,
+    jobs,
+    notifiers,
+    users,
+    ws,
+)
 from web_api.settings import WebSettings
 from web_api.state import AppState
 
@@ -80,7 +91,7 @@ def create_app(
     # Added last is outermost: the rate limit runs first, then the body cap.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(GuardMiddleware)
-    for module in (health, auth, agents, commands, jobs, alerts, audit, users, ws):
+    for module in (health, auth, agents, commands, jobs, alerts, notifiers, audit, users, ws):
         app.include_router(module.router)
     terminal = _terminal_router()
     if terminal is not None:

@@ -71,6 +71,7 @@ class Job:
     finished_at: float | None = None
     failures: int = 0
     stopped_reason: str | None = None
+    aborted_by: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def to_dict(self, counts: Mapping[str, int]) -> dict[str, Any]:
@@ -156,6 +157,18 @@ class JobRunner:
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
 
+    def abort(self, job: Job, actor: str) -> bool:
+        """Stop a running job: no further command is sent; those already sent finish
+        or time out on their own. False if the job had already ended."""
+        if job.state != "running":
+            return False
+        job.state = "stopped"
+        job.aborted_by = actor
+        job.stopped_reason = f"aborted by {actor}"
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+        return True
+
     async def counts(self, job: Job) -> dict[str, int]:
         counts = await self.maestro.commands.job_counts(job.id)
         return {str(state): n for state, n in counts.items()}
@@ -196,6 +209,14 @@ class JobRunner:
                     break
             else:
                 job.state = "done"
+        except asyncio.CancelledError:
+            if job.aborted_by is None:
+                job.state = "stopped"
+                job.stopped_reason = "the web API stopped"
+                raise  # shutting down
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # an abort: the summary below is still written
         except Exception as exc:  # a store or link failure ends the job, visibly
             log.exception("job failed job_id=%s", job.id)
             job.state = "stopped"

@@ -251,3 +251,43 @@ class AuditPublic(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, bool] = Field(default_factory=dict)
+
+
+# -- alert rules, notifiers, job abort -------------------------------------------------
+class RulePublic(BaseModel):
+    name: str
+    kind: Literal["state", "metric", "condition"] = Field(
+        description="state: an agent's liveness; metric: a sampled value against a"
+        " threshold; condition: reported by the maestro."
+    )
+    builtin: bool
+    enabled: bool
+    severity: str
+    for_s: float = Field(description="How long the condition holds before it fires.")
+    clear_for_s: float = Field(description="How long it stays clear before it resolves.")
+    field: str | None = Field(None, description="Metric rules: the sampled field.")
+    op: str | None = None
+    threshold: float | None = None
+    labels: dict[str, str] = Field(description="Only agents whose labels include these.")
+    states: list[str] = Field(default_factory=list, description="State rules: these fire.")
+    scope: Literal["agent", "maestro"]
+    summary: str
+
+
+class NotifierPublic(BaseModel):
+    channel: str = Field(description="telegram:<chat id> or discord.")
+    kind: str
+    status: Literal["ok", "retrying", "failing"]
+    queued: int = Field(description="Notifications waiting for this channel.")
+    oldest_queued_at: float | None
+    last_sent_at: float | None
+    last_failed_at: float | None = Field(description="Last one that failed for good.")
+    last_error: str | None
+    sent: int = Field(description="Delivered since the maestro started.")
+    failed: int
+    retried: int
+
+
+class NotifiersPublic(BaseModel):
+    configured: bool = Field(description="Whether any channel is configured.")
+    channels: list[NotifierPublic]

@@ -16,11 +16,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from maestro.notify.callbacks import AlertActions, CallbackPoller
 from maestro.notify.channel import Channel
 from maestro.notify.discord import DiscordChannel
 from maestro.notify.dispatcher import Dispatcher
+from maestro.notify.health import ChannelHealth, read_health
 from maestro.notify.outbox import Outbox
 from maestro.notify.settings import NotifySettings
 from maestro.notify.telegram import TelegramBot
@@ -78,6 +80,21 @@ class Notifiers:
             if telegram is not None and telegram.settings.callbacks and actions is not None:
                 self.poller = CallbackPoller(telegram, self._store, actions, gate=self.gate)
                 group.create_task(self.poller.run(), name="notify-telegram-buttons")
+
+    async def health(self) -> list[ChannelHealth]:
+        """Each configured channel: last delivery, last failure and why, queue length."""
+        names = sorted(self.dispatcher.channels)
+        figures = await self._store.read(lambda conn: read_health(conn, names))
+        d = self.dispatcher
+        return [
+            replace(
+                figures[name],
+                sent=d.sent.get(name, 0),
+                failed=d.failed.get(name, 0),
+                retried=d.retried.get(name, 0),
+            )
+            for name in names
+        ]
 
     async def aclose(self) -> None:
         await self.dispatcher.aclose()

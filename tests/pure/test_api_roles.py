@@ -78,6 +78,9 @@ def test_the_matrix_covers_the_api() -> None:
     assert needs[("POST", "/users")] == (Role.ADMIN, None)
     assert needs[("DELETE", "/users/a1")] == (Role.ADMIN, None)
     assert needs[("GET", "/agents")] == (Role.VIEWER, None)
+    assert needs[("GET", "/alerts/rules")] == (Role.VIEWER, None)
+    assert needs[("GET", "/notifiers")] == (Role.OPERATOR, None)
+    assert needs[("POST", "/jobs/a1/abort")] == (Role.OPERATOR, None)
     # Anyone manages their own API tokens; only an admin those of others.
     assert needs[("GET", "/users/a1/tokens")] == (Role.VIEWER, Role.ADMIN)
     assert needs[("POST", "/users/a1/tokens")] == (Role.VIEWER, Role.ADMIN)

@@ -130,6 +130,13 @@ def test_every_route_does_its_work_for_the_lowest_role_it_documents(
     )
     done = run.call(V, "GET", "/jobs/a1", 200, path=f"/jobs/{job['id']}").json()
     assert (done["state"], done["counts"]) == ("done", {"ok": 1})
+    finished = run.call(OP, "POST", "/jobs/a1/abort", 409, path=f"/jobs/{job['id']}/abort")
+    assert "already ended" in finished.json()["detail"], "the operator got the real answer"
+
+    # -- alert rules and notifier health ----------------------------------------------------
+    rules = {r["name"]: r for r in run.call(V, "GET", "/alerts/rules", 200).json()}
+    assert rules["cpu_high"]["threshold"] == 90
+    assert run.call(OP, "GET", "/notifiers", 200).json() == {"configured": False, "channels": []}
 
     # -- observability, audit, own identity -------------------------------------------------
     assert "arete_" in run.call(V, "GET", "/metrics", 200).text

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from maestro.alerts.rules import BUILTIN_RULES, Rule
 from maestro.errors import AlertError, StoreError
 from web_api.auth.roles import Role
 from web_api.deps import CurrentUser, Fleet, Operator, needs
 from web_api.errors import ApiError
-from web_api.models import AlertPublic, AlertSilenceCreate, SilenceCreate, SilencePublic
+from web_api.models import (
+    AlertPublic,
+    AlertSilenceCreate,
+    RulePublic,
+    SilenceCreate,
+    SilencePublic,
+)
 
 router = APIRouter(tags=["alerts"])
 
@@ -24,6 +32,33 @@ def alert_error(exc: AlertError | StoreError) -> ApiError:
     if text.startswith("no "):
         return ApiError(404, text)
     return ApiError(422, text, "invalid")
+
+
+def rule_rows(enabled: Sequence[Rule]) -> list[dict[str, Any]]:
+    """The enabled rules in their order, then the built-ins switched off."""
+    on = {rule.name for rule in enabled}
+    off = [rule for rule in BUILTIN_RULES if rule.name not in on]
+    return [_rule_row(r, True) for r in enabled] + [_rule_row(r, False) for r in off]
+
+
+def _rule_row(rule: Rule, enabled: bool) -> dict[str, Any]:
+    kind = "metric" if rule.is_metric else "condition" if rule.condition else "state"
+    return {
+        "name": rule.name,
+        "kind": kind,
+        "builtin": rule.builtin,
+        "enabled": enabled,
+        "severity": str(rule.severity),
+        "for_s": rule.for_s,
+        "clear_for_s": rule.clear_for_s,
+        "field": rule.field,
+        "op": rule.op,
+        "threshold": rule.threshold,
+        "labels": dict(rule.labels),
+        "states": sorted(rule.states),
+        "scope": rule.scope,
+        "summary": rule.summary,
+    }
 
 
 @router.get("/alerts", **needs(Role.VIEWER))
@@ -42,6 +77,13 @@ async def list_alerts(
     except (AlertError, StoreError) as exc:
         raise alert_error(exc) from None
     return [AlertPublic.model_validate(a.to_json()) for a in alerts]
+
+
+@router.get("/alerts/rules", **needs(Role.VIEWER))
+async def list_rules(user: CurrentUser, m: Fleet) -> list[RulePublic]:
+    """Every alert rule, built-in and custom, with its thresholds and timings; built-ins
+    switched off are listed with ``enabled`` false."""
+    return [RulePublic.model_validate(row) for row in rule_rows(m.alerts.rules)]
 
 
 @router.get("/alerts/{alert_id}", **needs(Role.VIEWER, 404))

@@ -65,3 +65,19 @@ async def get_job(
     if job is None:
         raise ApiError(404, f"no job {job_id!r} (jobs are kept in memory until a restart)")
     return await _public(runner, job, user.role)
+
+
+@router.post("/jobs/{job_id}/abort", **needs(Role.OPERATOR, 404, 409))
+async def abort_job(
+    user: Operator, m: Fleet, runner: Jobs, job_id: Annotated[str, Path(max_length=128)]
+) -> JobPublic:
+    """Stop a running job: no further command is sent (those already sent finish or
+    time out on their own). 409 if it had already ended."""
+    job = runner.get(job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id!r} (jobs are kept in memory until a restart)")
+    require_command_role(user, job.name)
+    if not runner.abort(job, user.actor):
+        raise ApiError(409, f"job {job_id!r} already ended ({job.state})")
+    await audit(m, user.actor, "job.abort", job.id, {"name": job.name})
+    return await _public(runner, job, user.role)
