@@ -10,6 +10,10 @@ import { AgentPage } from "./pages/AgentPage";
 import { AlertsPage } from "./pages/AlertsPage";
 import { FleetPage } from "./pages/FleetPage";
 import { HistoryPage } from "./pages/HistoryPage";
+import { JobsPage } from "./pages/JobsPage";
+import { NotifiersPage } from "./pages/NotifiersPage";
+import { RulesPage } from "./pages/RulesPage";
+import { UsersPage } from "./pages/UsersPage";
 import { LoginPage } from "./pages/LoginPage";
 import { PasswordPage } from "./pages/PasswordPage";
 
@@ -100,6 +104,14 @@ function Authenticated({ me, route, onLogout }: { me: Me; route: Route; onLogout
           <AlertsPage />
         ) : route.page === "history" ? (
           <HistoryPage />
+        ) : route.page === "jobs" ? (
+          <JobsPage />
+        ) : route.page === "users" ? (
+          <UsersPage />
+        ) : route.page === "rules" ? (
+          <RulesPage />
+        ) : route.page === "notifiers" ? (
+          <NotifiersPage />
         ) : (
           <FleetPage />
         )}

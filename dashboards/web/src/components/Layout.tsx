@@ -6,6 +6,10 @@ const LINKS: { page: Route["page"]; href: string; label: string }[] = [
   { page: "fleet", href: "#/", label: "Fleet" },
   { page: "alerts", href: "#/alerts", label: "Alerts" },
   { page: "history", href: "#/history", label: "History" },
+  { page: "jobs", href: "#/jobs", label: "Jobs" },
+  { page: "rules", href: "#/rules", label: "Rules" },
+  { page: "notifiers", href: "#/notifiers", label: "Notifiers" },
+  { page: "users", href: "#/users", label: "Users" },
 ];
 
 export function Layout({ route, children }: { route: Route; children: ReactNode }) {

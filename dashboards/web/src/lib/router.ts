@@ -6,6 +6,10 @@ export type Route =
   | { page: "agent"; id: string; tab: AgentTab }
   | { page: "alerts" }
   | { page: "history" }
+  | { page: "jobs" }
+  | { page: "users" }
+  | { page: "rules" }
+  | { page: "notifiers" }
   | { page: "login" };
 
 export type AgentTab = "overview" | "containers" | "terminal";
@@ -26,6 +30,7 @@ export function parseHash(hash: string): Route {
   }
   if (head === "alerts") return { page: "alerts" };
   if (head === "history") return { page: "history" };
+  if (head === "jobs" || head === "users" || head === "rules" || head === "notifiers") return { page: head };
   if (head === "login") return { page: "login" };
   return { page: "fleet" };
 }
