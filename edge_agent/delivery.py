@@ -22,7 +22,9 @@ confirmed again:
   replica is offline (what it has not read waits in its broker session; its next
   ``online`` triggers the re-send).
 
-The maestro stores on (agent, seq) once, so a re-sent sample is never stored twice.
+A replica stores each (agent, seq) once, so a re-sent sample is never stored twice by
+one replica; the rules above keep re-sends from reaching a second replica after broker
+and maestro restarts (docs/topics.md says when one still can).
 
 An agent that has never received a stored acknowledgement counts the PUBACK as
 confirmation, as before: with no maestro, or one too old to confirm, nobody ever would,
