@@ -72,21 +72,36 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             "--ws-port",
             min=1,
             max=65535,
-            help="Also listen for MQTT over websockets (needs --ws-all-interfaces the first "
-            "time; default: the last run's, if any).",
+            help="Also listen for MQTT over websockets, for browsers and apps (default: the "
+            "last run's, if any).",
         ),
     ] = None,
     no_ws: Annotated[
         bool,
         typer.Option("--no-ws", help="Drop the websockets listener a previous run had."),
     ] = False,
+    ws_host: Annotated[
+        str | None,
+        typer.Option(
+            "--ws-host",
+            help="IP address of the websockets listener (default: the last run's, else --host).",
+        ),
+    ] = None,
     ws_all_interfaces: Annotated[
         bool,
         typer.Option(
             "--ws-all-interfaces",
-            help="Accept that Mosquitto 2.0.11 binds the websockets port on ALL interfaces.",
+            help="Accept a websockets listener on ALL interfaces (--ws-host 0.0.0.0 or ::).",
         ),
     ] = False,
+    wss: Annotated[
+        bool | None,
+        typer.Option(
+            "--wss/--no-wss",
+            help="Websockets with TLS (wss://), with the broker's certificate (default: the "
+            "last run's, else off).",
+        ),
+    ] = None,
     max_queued_messages: Annotated[
         int | None,
         typer.Option(
@@ -125,6 +140,7 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
         MAX_QUEUED_MESSAGES,
         SYS_INTERVAL_S,
         BrokerOptions,
+        ws_address,
     )
     from mosquitto.layout import Layout
     from mosquitto.runner import PreparedBroker, run_broker
@@ -157,6 +173,8 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             tls_port=tls_port if tls_port is not None else remembered_tls,
             ws_port=ws_port if ws_port is not None else remembered_ws,
             # A remembered websockets port was acknowledged when it was first given.
+            ws_host=ws_host if ws_host is not None else (previous.ws_host if previous else None),
+            ws_tls=wss if wss is not None else bool(previous and previous.ws_tls and remembered_ws),
             ws_all_interfaces=ws_all_interfaces or (ws_port is None and remembered_ws is not None),
             max_queued_messages=max_queued_messages
             if max_queued_messages is not None
@@ -173,11 +191,10 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             "agent configs written before still use the old root",
             err=True,
         )
-    if options.ws_port is not None:
+    if options.ws_port is not None and ws_address(options.ws_bind).is_unspecified:
         typer.echo(
             f"warning: the websockets listener on port {options.ws_port} is reachable on "
-            "ALL network interfaces (Mosquitto 2.0.11 ignores the bind address); "
-            "firewall it if that is not what you want",
+            "ALL network interfaces; firewall it if that is not what you want",
             err=True,
         )
 
@@ -194,7 +211,8 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
         if options.tls_port is not None:
             listeners.append(f"mqtts://{options.host}:{options.tls_port}")
         if options.ws_port is not None:
-            listeners.append(f"ws://*:{options.ws_port}")
+            scheme = "wss" if options.ws_tls else "ws"
+            listeners.append(f"{scheme}://{_url_host(options.ws_bind)}:{options.ws_port}")
         typer.echo(f"broker: {' '.join(listeners)} (root {options.root!r}, data {layout.data_dir})")
 
     try:
@@ -260,3 +278,7 @@ def tls_init(
             f"kept the existing certificate {layout.server_cert} for: {', '.join(result.names)} "
             "(--force re-issues it)"
         )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -74,12 +74,20 @@ class BrokerOptions:
     root: str = DEFAULT_ROOT
     tls_port: int | None = None
     ws_port: int | None = None
-    # Mosquitto 2.0.11 binds a websockets listener on every interface, whatever address
-    # it is given; the operator must say they know.
+    # The websockets listener's address (an IP: Mosquitto 2.0.11 binds a websockets
+    # listener to its address only with a matching ``socket_domain``, and to every
+    # interface otherwise); None: ``host``. 0.0.0.0 or :: needs ws_all_interfaces.
+    ws_host: str | None = None
     ws_all_interfaces: bool = False
+    # Websockets with TLS (wss://), with the certificate of the TLS listener.
+    ws_tls: bool = False
     # Per client; 0 would mean "no limit" to Mosquitto, so it is refused.
     max_queued_messages: int = MAX_QUEUED_MESSAGES
     sys_interval_s: int = SYS_INTERVAL_S
+
+    @property
+    def ws_bind(self) -> str:
+        return self.ws_host if self.ws_host is not None else self.host
 
     def __post_init__(self) -> None:
         validate_port(self.port)
@@ -95,12 +103,17 @@ class BrokerOptions:
             ports.append(validate_port(self.tls_port, "TLS port"))
         if self.ws_port is not None:
             ports.append(validate_port(self.ws_port, "websockets port"))
-            if not self.ws_all_interfaces:
+            if not isinstance(self.ws_host, str | None) or not isinstance(self.ws_tls, bool):
+                raise BrokerConfigError("ws_host must be an IP address and ws_tls true or false")
+            address = ws_address(self.ws_bind)
+            if address.is_unspecified and not self.ws_all_interfaces:
                 raise BrokerConfigError(
-                    "Mosquitto 2.0.11 binds the websockets listener on ALL network "
-                    "interfaces, even when told 127.0.0.1; pass --ws-all-interfaces to "
-                    "accept that (and firewall the port), or leave websockets off"
+                    f"the websockets listener would listen on ALL network interfaces "
+                    f"({self.ws_bind}); pass --ws-all-interfaces to accept that (and "
+                    "firewall the port), or give --ws-host 127.0.0.1"
                 )
+        elif self.ws_tls:
+            raise BrokerConfigError("websockets TLS (--wss) needs a websockets port (--ws-port)")
         if len(set(ports)) != len(ports):
             raise BrokerConfigError(f"the listener ports must differ, got {ports}")
 
@@ -185,11 +198,33 @@ def render_config(layout: Layout, options: BrokerOptions, *, user: str | None = 
             "tls_version tlsv1.2",
         ]
     if options.ws_port is not None:
+        address = ws_address(options.ws_bind)
         lines += [
             "",
-            "# MQTT over websockets. Mosquitto 2.0.11 binds this on ALL interfaces whatever",
-            "# address is given, so none is: firewall this port (see docs/broker.md).",
-            f"listener {options.ws_port}",
+            "# MQTT over websockets (browsers, apps). Mosquitto 2.0.11 binds a websockets",
+            "# listener to its address only with socket_domain; without, on ALL interfaces.",
+            f"listener {options.ws_port} {address}",
+            f"socket_domain ipv{address.version}",
             "protocol websockets",
         ]
+        if options.ws_tls:
+            lines += [
+                "# wss:// with the CA and server certificate of `arete broker tls-init`.",
+                f"cafile {layout.ca_cert}",
+                f"certfile {layout.server_cert}",
+                f"keyfile {layout.server_key}",
+                "tls_version tlsv1.2",
+            ]
     return "\n".join(lines) + "\n"
+
+
+def ws_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The websockets listener's address: an IP address (Mosquitto cannot bind a
+    websockets listener to a host name)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        raise BrokerConfigError(
+            f"the websockets listener needs an IP address to bind, not {host!r}: "
+            "give --ws-host (e.g. 127.0.0.1, or 0.0.0.0 with --ws-all-interfaces)"
+        ) from None

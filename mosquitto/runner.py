@@ -140,7 +140,7 @@ def _prepare(layout: Layout, options: BrokerOptions, executable: str) -> Prepare
             )
     created = ensure_service_accounts(layout)
     tls_created = False
-    if options.tls_port is not None:
+    if options.tls_port is not None or options.ws_tls:
         from mosquitto.tls import init_tls, tls_ready
 
         if not tls_ready(layout):

@@ -28,6 +28,8 @@ class BrokerInfo:
     root: str
     tls_port: int | None = None
     ws_port: int | None = None
+    ws_host: str | None = None  # None: host (files written before it existed)
+    ws_tls: bool = False
     pid: int | None = None  # Mosquitto's pid while `arete broker run` is running
     # Not about reaching the broker, but remembered like the listeners (a file written
     # before they existed gets the defaults).
@@ -42,6 +44,8 @@ class BrokerInfo:
             root=options.root,
             tls_port=options.tls_port,
             ws_port=options.ws_port,
+            ws_host=options.ws_host,
+            ws_tls=options.ws_tls,
             pid=pid,
             max_queued_messages=options.max_queued_messages,
             sys_interval_s=options.sys_interval_s,
@@ -80,14 +84,16 @@ def load_info(layout: Layout) -> BrokerInfo:
         for name in ("host", "root"):
             if not isinstance(getattr(info, name), str):
                 raise TypeError(f"{name} must be a string")
-        # Re-validate what a hand edit could have broken; a recorded websockets port was
-        # acknowledged (--ws-all-interfaces) when it was recorded.
+        # Re-validate what a hand edit could have broken; a recorded websockets listener
+        # on all interfaces was acknowledged (--ws-all-interfaces) when it was recorded.
         BrokerOptions(
             port=info.port,
             host=info.host,
             root=info.root,
             tls_port=info.tls_port,
             ws_port=info.ws_port,
+            ws_host=info.ws_host,
+            ws_tls=info.ws_tls,
             ws_all_interfaces=True,
             max_queued_messages=info.max_queued_messages,
             sys_interval_s=info.sys_interval_s,

@@ -167,12 +167,31 @@ def test_tls_listener_uses_the_generated_ca_and_server_certificate() -> None:
     assert value_of(config, "tls_version") == "tlsv1.2"
 
 
-def test_websockets_is_refused_unless_all_interfaces_are_acknowledged() -> None:
-    with pytest.raises(BrokerConfigError, match="ALL network interfaces"):
-        BrokerOptions(ws_port=9001)
-    config = render_config(LAYOUT, BrokerOptions(ws_port=9001, ws_all_interfaces=True), user="u")
-    assert ("listener", "9001") in directives(config), "no bind address that would mislead"
+def test_websockets_binds_its_address_through_socket_domain() -> None:
+    config = render_config(LAYOUT, BrokerOptions(ws_port=9001), user="u")
+    assert ("listener", "9001 127.0.0.1") in directives(config)
+    assert ("socket_domain", "ipv4") in directives(config)
     assert ("protocol", "websockets") in directives(config)
+    v6 = render_config(LAYOUT, BrokerOptions(ws_port=9001, ws_host="::1"), user="u")
+    assert ("socket_domain", "ipv6") in directives(v6)
+
+
+def test_websockets_on_all_interfaces_or_a_host_name_is_refused_unless_acknowledged() -> None:
+    with pytest.raises(BrokerConfigError, match="ALL network interfaces"):
+        BrokerOptions(ws_port=9001, ws_host="0.0.0.0")
+    with pytest.raises(BrokerConfigError, match="needs an IP address"):
+        BrokerOptions(ws_port=9001, host="broker.example")
+    with pytest.raises(BrokerConfigError, match="needs a websockets port"):
+        BrokerOptions(ws_tls=True)
+    everywhere = BrokerOptions(ws_port=9001, ws_host="0.0.0.0", ws_all_interfaces=True)
+    assert ("listener", "9001 0.0.0.0") in directives(render_config(LAYOUT, everywhere))
+
+
+def test_websockets_with_tls_uses_the_brokers_certificate() -> None:
+    config = render_config(LAYOUT, BrokerOptions(ws_port=9001, ws_tls=True), user="u")
+    ws = config[config.index("listener 9001") :]
+    assert "certfile /srv/arete/broker/tls/server.crt" in ws
+    assert "keyfile /srv/arete/broker/tls/server.key" in ws
 
 
 def test_a_plain_config_has_no_tls_or_websockets_listener() -> None:
@@ -771,12 +790,11 @@ def test_broker_run_remembers_every_listener_until_told_otherwise(
     tmp_path: Path, fake_mosquitto: None
 ) -> None:
     data = tmp_path / "data"
-    run_fake_broker(
-        data, "--port", "18831", "--tls-port", "18832", "--ws-port", "18833", "--ws-all-interfaces"
-    )
+    run_fake_broker(data, "--port", "18831", "--tls-port", "18832", "--ws-port", "18833", "--wss")
     output = run_fake_broker(data)
     assert "mqtts://127.0.0.1:18832" in output
-    assert "ws://*:18833" in output
+    assert "wss://127.0.0.1:18833" in output
+    assert recorded(data).ws_tls
     assert (recorded(data).port, recorded(data).tls_port, recorded(data).ws_port) == (
         18831,
         18832,
