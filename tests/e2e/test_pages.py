@@ -1,0 +1,161 @@
+"""Tier 3: Mission Control's Jobs, Users, Rules and Notifiers pages in real Chromium
+against a real web API, maestro, broker and agents. Saves a screenshot of each page."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.fixtures.agent import AgentProc
+from tests.fixtures.api import ApiServer
+from tests.fixtures.browser import CHROMIUM, DIST, SHOTS, logged_in
+from tests.fixtures.chat_servers import FakeDiscord
+from web_api.auth.roles import Role
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(not DIST.exists(), reason="the dashboard is not built (scripts/setup.sh)"),
+]
+
+
+def open_page(page: Page, name: str) -> None:
+    page.get_by_test_id(f"nav-{name}").click()
+    expect(page).to_have_url(re.compile(f"#/{name}$"))
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_job_by_label_selector_runs_on_the_matching_agents_and_finishes(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+) -> None:
+    for agent_id, role in (("web1", "web"), ("web2", "web"), ("db1", "db")):
+        start_agent(agent_id, env={"ARETE_AGENT_LABELS__ROLE": role})
+    api = api_server()
+    page = logged_in(browser, api)
+    for agent_id in ("web1", "web2", "db1"):
+        expect(page.get_by_test_id(f"agent-card-{agent_id}")).to_have_attribute(
+            "data-state", "online", timeout=20_000
+        )
+    open_page(page, "jobs")
+    page.get_by_test_id("job-selector").fill("role=web")
+    expect(page.get_by_test_id("job-matches")).to_have_text("2 agents match")
+    page.get_by_test_id("job-selector").fill("role")
+    expect(page.get_by_test_id("job-matches")).to_have_text('"role" is not key=value')
+    page.get_by_test_id("job-selector").fill("role=web")
+    page.get_by_test_id("job-command").select_option("metrics")
+    page.get_by_test_id("job-batch").fill("1")
+    page.get_by_test_id("job-max-failures").fill("0")
+    page.get_by_test_id("job-start").click()
+    expect(page.get_by_test_id("confirm-dialog")).to_contain_text("Run metrics on 2 agents?")
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_test_id("job-note")).to_have_text("Started metrics on 2 agents.")
+    job = page.locator("[data-testid^='job-job-']").first
+    expect(job).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(job.get_by_test_id("job-summary")).to_have_text("done: 2 ok")
+    expect(job.get_by_test_id("job-counts")).to_contain_text("2 of 2 finished")
+    expect(job.get_by_test_id("job-counts")).to_contain_text("web1, web2")
+    [listed] = api.client(Role.VIEWER).get("/jobs").json()
+    assert sorted(listed["agents"]) == ["web1", "web2"], "db1 is not picked by role=web"
+    shot(page, "jobs")
+
+
+def test_an_admin_adds_a_user_and_a_token_then_revokes_the_token(
+    browser: Browser, api_server: Callable[..., ApiServer]
+) -> None:
+    api = api_server()
+    page = logged_in(browser, api)
+    open_page(page, "users")
+    expect(page.get_by_test_id("user-admin")).to_be_visible()
+    page.get_by_test_id("user-name").fill("ci-bot")
+    page.get_by_test_id("user-role").select_option("operator")
+    page.get_by_test_id("user-add").click()
+    expect(page.get_by_test_id("users-note")).to_have_text("Added ci-bot (operator).")
+    first = page.get_by_test_id("token-secret-value").inner_text()
+    me = httpx.get(f"{api.base_url}/auth/me", headers={"Authorization": f"Bearer {first}"})
+    assert me.json() == {"user": "ci-bot", "role": "operator", "must_change_password": False}
+
+    tokens = page.get_by_test_id("tokens-ci-bot")
+    expect(tokens.locator("li[data-testid^='token-']")).to_have_count(1)
+    page.get_by_test_id("token-label").fill("deploy pipeline")
+    page.get_by_test_id("token-add").click()
+    expect(page.get_by_test_id("users-note")).to_have_text("New token for ci-bot.")
+    second = page.get_by_test_id("token-secret-value").inner_text()
+    assert second != first
+    assert second.startswith("arete_")
+    token_id = second.split("_")[1]
+    row = page.get_by_test_id(f"token-{token_id}")
+    expect(row).to_contain_text("deploy pipeline")
+    shot(page, "users")
+    auth = {"Authorization": f"Bearer {second}"}
+    assert httpx.get(f"{api.base_url}/auth/me", headers=auth).status_code == 200
+
+    page.get_by_test_id(f"token-revoke-{token_id}").click()
+    expect(page.get_by_test_id("users-note")).to_have_text(f"Revoked token {token_id} of ci-bot.")
+    expect(row).to_have_count(0)
+    assert httpx.get(f"{api.base_url}/auth/me", headers=auth).status_code == 401
+    still = httpx.get(f"{api.base_url}/auth/me", headers={"Authorization": f"Bearer {first}"})
+    assert still.status_code == 200, "the other token still works"
+    expect(page.get_by_test_id("user-role-admin")).to_be_disabled()  # the last admin
+
+
+def test_rules_with_thresholds_a_silence_of_any_duration_and_notifier_health(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+    fake_discord: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ARETE_MAESTRO_ALERTS__BUILTIN__CPU_HIGH__THRESHOLD", "80")
+    monkeypatch.setenv("ARETE_MAESTRO_ALERTS__BUILTIN__DISK_HIGH__ENABLED", "false")
+    monkeypatch.setenv("ARETE_MAESTRO_NOTIFY__DISCORD__WEBHOOK_URL", fake_discord.webhook_url)
+    start_agent("r1")
+    api = api_server()
+    page = logged_in(browser, api)
+    expect(page.get_by_test_id("agent-card-r1")).to_have_attribute(
+        "data-state", "online", timeout=20_000
+    )
+    open_page(page, "rules")
+    expect(page.get_by_test_id("rule-condition-cpu_high")).to_have_text(
+        "Fires when cpu > 80 % for 5 min"
+    )
+    expect(page.get_by_test_id("rule-condition-agent_offline")).to_have_text(
+        "Fires when agent offline"
+    )
+    expect(page.get_by_test_id("rule-disk_high")).to_have_attribute("data-enabled", "false")
+
+    page.get_by_test_id("silence-agent").select_option("r1")
+    page.get_by_test_id("silence-rule").select_option("cpu_high")
+    page.get_by_test_id("silence-duration").fill("forever")
+    page.get_by_test_id("silence-add").click()
+    expect(page.get_by_test_id("rules-note")).to_contain_text("Duration: e.g. 30m")
+    page.get_by_test_id("silence-duration").fill("1h30m")
+    page.get_by_test_id("silence-reason").fill("kernel upgrade")
+    page.get_by_test_id("silence-add").click()
+    expect(page.get_by_test_id("rules-note")).to_have_text(
+        "Silenced cpu_high on r1 for 1 h 30 min."
+    )
+    expect(page.get_by_test_id("rules-silences")).to_contain_text("kernel upgrade")
+    expect(page.get_by_test_id("silence-ends-in")).to_have_text(
+        re.compile(r"ends in 1 h (29|30) min")
+    )
+    [silence] = api.client(Role.VIEWER).get("/silences").json()
+    assert (silence["agent"], silence["rule"]) == ("r1", "cpu_high")
+    assert silence["ends_at"] - silence["starts_at"] == pytest.approx(5400)
+    shot(page, "rules")
+
+    open_page(page, "notifiers")
+    card = page.get_by_test_id("notifier-discord")
+    expect(card).to_have_attribute("data-status", "ok")
+    expect(card.get_by_test_id("notifier-sentence")).to_have_text("Ready: nothing sent yet.")
+    expect(card.get_by_test_id("notifier-queued")).to_have_text("0")
+    shot(page, "notifiers")
