@@ -54,7 +54,7 @@ def test_log_in_see_the_agent_live_take_a_screenshot_see_it_go_offline_and_handl
 
     card.click()
     expect(page.get_by_test_id("agent-page")).to_be_visible()
-    live = page.get_by_test_id("chart-live-pct")
+    live = page.get_by_test_id("chart-live-cpu")
     expect(live).to_be_visible(timeout=15_000)
     first = int(live.get_attribute("data-points") or 0)
     deadline = time.monotonic() + 15

@@ -21,14 +21,15 @@ describe("metric families", () => {
   });
   it("charts each mount and sensor by its name, GPU temperatures beside the others", () => {
     const fams = Object.fromEntries(familiesOf(FULL_SAMPLE).map((f) => [f.id, f]));
-    expect(fams.disk!.labels).toEqual(["/", "/data"]);
+    expect(fams.disk!.labels).toEqual(["fullest mount", "/", "/data"]);
     expect(fams.temps!.labels).toEqual(["GPU 0", "cpu"]);
+    expect(fams.gpu!.labels).toEqual(["GPU 0 memory", "GPU 0 busy"]);
   });
   it("has no GPU or temperature chart on a machine without them", () => {
     const ids = familiesOf(["cpu", "mem", "disk", "net_rx_bps"]).map((f) => f.id);
     expect(ids).toEqual(["cpu", "memory", "disk", "net"]);
   });
-  it("falls back to the stored summaries for history", () => {
+  it("shows the stored summaries (all history has) first", () => {
     const fams = familiesOf(["disk", "temp_max", "gpu_util"]);
     expect(fams.map((f) => [f.id, f.labels])).toEqual([
       ["disk", ["fullest mount"]], ["temps", ["hottest sensor"]], ["gpu", ["busiest GPU"]],

@@ -48,9 +48,15 @@ function prefixed(keys: ReadonlySet<string>, test: (k: string) => boolean, label
   return [fields, fields.map(label)];
 }
 
+function join(a: [string[], string[]], b: [string[], string[]]): [string[], string[]] {
+  return [[...a[0], ...b[0]], [...a[1], ...b[1]]];
+}
+
 /**
  * The families among `keys` (field names), in page order; a family none of whose fields is
- * present is left out (no GPU chart on a machine without one).
+ * present is left out (no GPU chart on a machine without one). The stored summary of a
+ * family (fullest mount, hottest sensor, busiest GPU) comes first, so a chart seeded from
+ * history has a line from the start.
  */
 export function familiesOf(keys: Iterable<string>): Family[] {
   const k = new Set(keys);
@@ -63,17 +69,17 @@ export function familiesOf(keys: Iterable<string>): Family[] {
   add("cpu", cores[0].length ? "CPU per core" : "CPU", "percent", [[...cpu[0], ...cores[0]], [...cpu[1], ...cores[1]]]);
   add("memory", "Memory and swap", "percent", pick(k, [["mem", "memory"], ["swap", "swap"]]));
   const mounts = prefixed(k, (f) => f.startsWith("mount:"), (f) => f.slice(6));
-  add("disk", "Disk use per mount", "percent", mounts[0].length ? mounts : pick(k, [["disk", "fullest mount"]]));
+  add("disk", mounts[0].length ? "Disk use per mount" : "Disk use", "percent", join(pick(k, [["disk", "fullest mount"]]), mounts));
   add("diskio", "Disk I/O", "rate", pick(k, [["disk_read_bps", "read"], ["disk_write_bps", "write"]]));
   add("diskops", "Disk operations", "iops", pick(k, [["disk_read_iops", "reads"], ["disk_write_iops", "writes"]]));
   add("net", "Network", "rate", pick(k, [["net_rx_bps", "in"], ["net_tx_bps", "out"]]));
   add("load", "Load average", "load", pick(k, [["load1", "1 min"], ["load5", "5 min"], ["load15", "15 min"]]));
   const sensors = prefixed(k, (f) => f.startsWith("temp:") || /^gpu\.\d+\.temp$/.test(f),
     (f) => (f.startsWith("temp:") ? f.slice(5) : `GPU ${f.split(".")[1]}`));
-  add("temps", "Temperatures", "celsius", sensors[0].length ? sensors : pick(k, [["temp_max", "hottest sensor"]]));
+  add("temps", "Temperatures", "celsius", join(pick(k, [["temp_max", "hottest sensor"]]), sensors));
   const gpus = prefixed(k, (f) => /^gpu\.\d+\.(util|mem)$/.test(f),
     (f) => `GPU ${f.split(".")[1]} ${f.endsWith("util") ? "busy" : "memory"}`);
-  add("gpu", "GPU", "percent", gpus[0].length ? gpus : pick(k, [["gpu_util", "busiest GPU"]]));
+  add("gpu", "GPU", "percent", join(pick(k, [["gpu_util", "busiest GPU"]]), gpus));
   add("procs", "Processes", "count", pick(k, [["procs", "processes"]]));
   add("uptime", "Uptime", "uptime", pick(k, [["uptime_s", "uptime"]]));
   return out;

@@ -1,33 +1,20 @@
-import { useEffect, useMemo, useState } from "react";
-import { Chart, type ChartSeries } from "../components/Chart";
+import { useCallback, useEffect, useState } from "react";
+import { HistoryCharts, LiveCharts } from "../components/AgentCharts";
 import { CommandPanel } from "../components/CommandPanel";
 import { ConfirmDialog, type ConfirmRequest } from "../components/ConfirmDialog";
+import { MoreCommands } from "../components/MoreCommands";
 import { StateBadge } from "../components/StateBadge";
 import { Terminal } from "../components/Terminal";
 import { useApp, useNow } from "../context";
+import { type Agent, clockWarning, commandBlock, dataAge, isStale } from "../lib/agentLive";
 import { ApiError, errorText, get } from "../lib/api";
-import { appendFrame, emptyLive, historyToPlot, liveToPlot } from "../lib/chart";
 import { roleAllows } from "../lib/commands";
-import { formatAgo, formatLabels, formatPercent, formatRate } from "../lib/format";
-import { historyRefreshMs, historyUrl, RANGES } from "../lib/ranges";
+import {
+  formatAgo, formatCount, formatDuration, formatLabels, formatPercent, formatRate, formatUptime,
+} from "../lib/format";
 import { routeHash, type AgentTab } from "../lib/router";
-import type { Agent, History, MetricsFrame } from "../lib/types";
 import { useCommand } from "../useCommand";
 import { ContainersTab } from "./ContainersTab";
-
-const PCT_FIELDS = ["cpu", "mem", "disk"] as const;
-const NET_FIELDS = ["net_rx_bps", "net_tx_bps"] as const;
-const LIVE_POINTS = 300; // five minutes of 1 s frames
-
-const PCT_SERIES: ChartSeries[] = [
-  { label: "CPU", color: "#38bdf8", format: formatPercent },
-  { label: "Memory", color: "#a78bfa", format: formatPercent },
-  { label: "Disk", color: "#fbbf24", format: formatPercent },
-];
-const NET_SERIES: ChartSeries[] = [
-  { label: "Net in", color: "#34d399", format: formatRate },
-  { label: "Net out", color: "#f472b6", format: formatRate },
-];
 
 export function AgentPage({ id, tab }: { id: string; tab: AgentTab }) {
   const { fleet, me } = useApp();
@@ -43,7 +30,7 @@ export function AgentPage({ id, tab }: { id: string; tab: AgentTab }) {
       );
   }, [id]);
 
-  const agent = fleet.agents[id] ?? fetched;
+  const agent: Agent | null = fleet.agents[id] ?? fetched;
   if (!agent) {
     return <p className="text-slate-400" data-testid="agent-missing">{missing || "Loading…"}</p>;
   }
@@ -64,6 +51,24 @@ export function AgentPage({ id, tab }: { id: string; tab: AgentTab }) {
           seen {formatAgo(agent.last_seen, now)}
         </span>
         {agent.reason && <span className="text-sm text-slate-500">({agent.reason})</span>}
+        {clockWarning(agent.clock_offset_s) && (
+          <span
+            className="rounded bg-amber-900/60 px-1.5 py-0.5 text-xs font-medium text-amber-200"
+            data-testid="agent-clock"
+            title="The agent's clock minus the maestro's, measured from live samples"
+          >
+            {clockWarning(agent.clock_offset_s)}
+          </span>
+        )}
+        {agent.disk_full && (
+          <span
+            className="rounded bg-red-900/60 px-1.5 py-0.5 text-xs font-medium text-red-200"
+            data-testid="agent-disk-full"
+            title="The agent's state disk is full: it keeps no more samples while offline"
+          >
+            state disk full
+          </span>
+        )}
         <div className="flex flex-wrap gap-1">
           {formatLabels(agent.labels).map((l) => (
             <span key={l} className="rounded bg-slate-800 px-1.5 py-0.5 text-xs text-slate-300">{l}</span>
@@ -93,11 +98,19 @@ export function AgentPage({ id, tab }: { id: string; tab: AgentTab }) {
   );
 }
 
-function MetricValue({ label, value, testId }: { label: string; value: string; testId: string }) {
+function MetricValue({
+  label, value, testId, stale,
+}: { label: string; value: string; testId: string; stale: boolean }) {
   return (
-    <div className="rounded-lg border border-slate-800 bg-slate-900 px-4 py-3">
+    <div className="rounded-lg border border-slate-800 bg-slate-900 px-4 py-3" data-stale={stale}>
       <div className="text-xs text-slate-400">{label}</div>
-      <div className="text-xl font-semibold tabular-nums text-slate-100" data-testid={testId}>{value}</div>
+      <div
+        className={`text-xl font-semibold tabular-nums ${stale ? "text-slate-500 line-through decoration-slate-600" : "text-slate-100"}`}
+        data-testid={testId}
+        data-stale={stale}
+      >
+        {value}
+      </div>
     </div>
   );
 }
@@ -106,7 +119,13 @@ function Overview({ agent }: { agent: Agent }) {
   const { live, me } = useApp();
   const run = useCommand(live);
   const [confirm, setConfirm] = useState<ConfirmRequest | null>(null);
+  const [interval, setIntervalS] = useState<number | null>(null);
+  const onInterval = useCallback((s: number | null) => setIntervalS(s), []);
+  const now = useNow();
   const m = agent.metrics;
+  const stale = isStale(agent, now, interval);
+  const age = dataAge(agent, now);
+  const blocked = commandBlock(agent);
 
   function ask(name: "restart" | "stop" | "screenshot") {
     const texts = {
@@ -123,13 +142,22 @@ function Overview({ agent }: { agent: Agent }) {
 
   return (
     <div className="space-y-6">
-      <div className="grid grid-cols-2 gap-3 md:grid-cols-3 lg:grid-cols-6">
-        <MetricValue label="CPU" value={formatPercent(m?.cpu)} testId="metric-cpu" />
-        <MetricValue label="Memory" value={formatPercent(m?.mem)} testId="metric-mem" />
-        <MetricValue label="Disk" value={formatPercent(m?.disk)} testId="metric-disk" />
-        <MetricValue label="Load (1 min)" value={m?.load1 == null ? "—" : m.load1.toFixed(2)} testId="metric-load1" />
-        <MetricValue label="Net in" value={formatRate(m?.net_rx_bps)} testId="metric-net-rx" />
-        <MetricValue label="Net out" value={formatRate(m?.net_tx_bps)} testId="metric-net-tx" />
+      {stale && (
+        <p className="rounded border border-amber-800 bg-amber-950/40 px-3 py-2 text-sm text-amber-200" data-testid="metrics-stale">
+          Stale: these are the last values received, {age == null ? "a while" : formatDuration(age)} ago
+          {agent.state === "offline" ? " (the agent is offline)" : ""}.
+        </p>
+      )}
+      <div className="grid grid-cols-2 gap-3 md:grid-cols-3 lg:grid-cols-5 xl:grid-cols-9">
+        <MetricValue label="CPU" value={formatPercent(m?.cpu)} testId="metric-cpu" stale={stale} />
+        <MetricValue label="Memory" value={formatPercent(m?.mem)} testId="metric-mem" stale={stale} />
+        <MetricValue label="Swap" value={formatPercent(m?.swap)} testId="metric-swap" stale={stale} />
+        <MetricValue label="Disk" value={formatPercent(m?.disk)} testId="metric-disk" stale={stale} />
+        <MetricValue label="Load (1 min)" value={m?.load1 == null ? "—" : m.load1.toFixed(2)} testId="metric-load1" stale={stale} />
+        <MetricValue label="Net in" value={formatRate(m?.net_rx_bps)} testId="metric-net-rx" stale={stale} />
+        <MetricValue label="Net out" value={formatRate(m?.net_tx_bps)} testId="metric-net-tx" stale={stale} />
+        <MetricValue label="Uptime" value={formatUptime(m?.uptime_s)} testId="metric-uptime" stale={stale} />
+        <MetricValue label="Processes" value={formatCount(m?.procs)} testId="metric-procs" stale={stale} />
       </div>
 
       {roleAllows(me.role, "operator") && (
@@ -141,105 +169,27 @@ function Overview({ agent }: { agent: Agent }) {
                 key={name}
                 type="button"
                 data-testid={`cmd-${name}`}
-                disabled={run.busy}
+                disabled={run.busy || blocked !== null}
+                title={blocked ?? undefined}
                 onClick={() => ask(name)}
                 className={`rounded px-3 py-1.5 text-sm font-medium disabled:opacity-50 ${name === "screenshot" ? "bg-sky-700 text-white hover:bg-sky-600" : "bg-slate-700 text-slate-100 hover:bg-slate-600"}`}
               >
                 {name[0]!.toUpperCase() + name.slice(1)}
               </button>
             ))}
+            {blocked && (
+              <span className="text-sm text-slate-400" data-testid="cmd-blocked">
+                Unavailable: {blocked}
+              </span>
+            )}
           </div>
           <CommandPanel run={run} />
+          <MoreCommands agent={agent} />
         </section>
       )}
       <ConfirmDialog request={confirm} onClose={() => setConfirm(null)} />
-      <LiveCharts agent={agent.id} />
+      <LiveCharts agent={agent.id} clockOffset={agent.clock_offset_s} stale={stale} onInterval={onInterval} />
       <HistoryCharts agent={agent.id} />
     </div>
-  );
-}
-
-function LiveCharts({ agent }: { agent: string }) {
-  const { live } = useApp();
-  const fields = [...PCT_FIELDS, ...NET_FIELDS];
-  const [buffer, setBuffer] = useState(() => emptyLive(fields));
-
-  useEffect(() => {
-    const unsubscribe = live.subscribe([agent]);
-    const off = live.onEvent((event) => {
-      if (event.kind !== "metrics") return;
-      const frame = event.data as unknown as MetricsFrame;
-      if (frame.agent !== agent || typeof frame.ts !== "number" || !frame.values) return;
-      setBuffer((b) => appendFrame(b, frame, LIVE_POINTS));
-    });
-    return () => {
-      off();
-      unsubscribe();
-    };
-  }, [live, agent]);
-
-  const pct = useMemo(() => liveToPlot(buffer, PCT_FIELDS), [buffer]);
-  const net = useMemo(() => liveToPlot(buffer, NET_FIELDS), [buffer]);
-  return (
-    <section className="rounded-lg border border-slate-800 bg-slate-900 p-4" data-testid="live-charts">
-      <h2 className="mb-2 text-sm font-semibold text-slate-300">
-        Live <span className="font-normal text-slate-500">(1 s, last 5 min)</span>
-      </h2>
-      {buffer.ts.length === 0 && <p className="mb-2 text-xs text-slate-500" data-testid="live-waiting">Waiting for samples…</p>}
-      <div className="grid gap-4 xl:grid-cols-2">
-        <Chart data={pct} series={PCT_SERIES} yRange={[0, 100]} testId="chart-live-pct" />
-        <Chart data={net} series={NET_SERIES} testId="chart-live-net" />
-      </div>
-    </section>
-  );
-}
-
-function HistoryCharts({ agent }: { agent: string }) {
-  const [range, setRange] = useState("1h");
-  const [history, setHistory] = useState<History | null>(null);
-  const [error, setError] = useState("");
-  const [reload, setReload] = useState(0);
-
-  useEffect(() => {
-    let cancelled = false;
-    setError("");
-    get<History>(historyUrl(agent, range, Date.now() / 1000, [...PCT_FIELDS, ...NET_FIELDS]))
-      .then((h) => !cancelled && setHistory(h))
-      .catch((exc: unknown) => !cancelled && setError(errorText(exc)));
-    const timer = setTimeout(() => setReload((n) => n + 1), historyRefreshMs(range));
-    return () => {
-      cancelled = true;
-      clearTimeout(timer);
-    };
-  }, [agent, range, reload]);
-
-  const pct = useMemo(() => (history ? historyToPlot(history, PCT_FIELDS) : null), [history]);
-  const net = useMemo(() => (history ? historyToPlot(history, NET_FIELDS) : null), [history]);
-  return (
-    <section className="rounded-lg border border-slate-800 bg-slate-900 p-4" data-testid="history-charts">
-      <div className="mb-2 flex items-center gap-2">
-        <h2 className="mr-3 text-sm font-semibold text-slate-300">History</h2>
-        {RANGES.map((r) => (
-          <button
-            key={r.key}
-            type="button"
-            data-testid={`range-${r.key}`}
-            aria-pressed={range === r.key}
-            onClick={() => setRange(r.key)}
-            className={`rounded px-2.5 py-1 text-xs ${range === r.key ? "bg-sky-700 text-white" : "bg-slate-800 text-slate-300 hover:bg-slate-700"}`}
-          >
-            {r.label}
-          </button>
-        ))}
-        {history && <span className="ml-auto text-xs text-slate-500">step {history.step} s · {history.source}</span>}
-      </div>
-      {error && <p className="text-sm text-red-400" data-testid="history-error">{error}</p>}
-      {pct && net && (
-        <div className="grid gap-4 xl:grid-cols-2">
-          <Chart data={pct} series={PCT_SERIES} yRange={[0, 100]} testId="chart-history-pct" />
-          <Chart data={net} series={NET_SERIES} testId="chart-history-net" />
-        </div>
-      )}
-    </section>
   );
 }
