@@ -91,6 +91,15 @@ def up(
         str | None,
         typer.Option("--agent-id", help="Id of the local agent (default: the host name)."),
     ] = None,
+    ws_port: Annotated[
+        int,
+        typer.Option(
+            "--ws-port",
+            min=0,
+            max=65535,
+            help="MQTT over websockets on 127.0.0.1, for browsers and apps (0: off).",
+        ),
+    ] = 9001,
 ) -> None:
     """Run the whole stack for this machine until Ctrl-C: the broker, the maestro with
     the web API and dashboard, and a local agent.
@@ -121,8 +130,17 @@ def up(
         )
         raise typer.Exit(1)
 
+    if ws_port and (ws_port in (mqtt_port, http_port) or not _port_free(ws_port)):
+        typer.echo(
+            f"error: port {ws_port} on 127.0.0.1 is in use; choose one with --ws-port "
+            "(0 turns websockets off)",
+            err=True,
+        )
+        raise typer.Exit(1)
+
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stack = _Stack(data_dir, local_id)
+    stack.ws_port = ws_port
 
     def on_signal(signum: int, frame: object) -> None:
         stack.stopping = True
@@ -152,11 +170,12 @@ class _Stack:
         self.web: subprocess.Popen[bytes] | None = None
         self.agent: subprocess.Popen[bytes] | None = None
         self.stopping = False
+        self.ws_port = 0  # MQTT over websockets on 127.0.0.1 (0: off)
 
     def start(self, mqtt_port: int, http_port: int) -> None:
         data = str(self.data_dir)
         self.broker = subprocess.Popen(
-            _arete("broker", "run", "--data-dir", data, "--port", str(mqtt_port))
+            _arete("broker", "run", "--data-dir", data, "--port", str(mqtt_port), *self._ws_args())
         )
         if not _wait_port(mqtt_port, self.broker):
             typer.echo("error: the broker did not start; see its messages above", err=True)
@@ -184,7 +203,13 @@ class _Stack:
             agent_id=self.agent_id,
             config=self.config,
             admin_password=admin_password,
+            ws_port=self.ws_port,
         )
+
+    def _ws_args(self) -> list[str]:
+        if not self.ws_port:
+            return ["--no-ws"]
+        return ["--ws-port", str(self.ws_port), "--ws-host", "127.0.0.1", "--no-wss"]
 
     def _start_agent(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(_arete("agent", "run", "--config", str(self.config)), env=self.env)
@@ -228,6 +253,7 @@ def _banner(
     agent_id: str,
     config: Path,
     admin_password: str | None,
+    ws_port: int = 0,
 ) -> None:
     if admin_password is not None:
         login = (
@@ -246,6 +272,12 @@ def _banner(
         f"XDG_CONFIG_HOME={shlex.quote(str(options_dir))} mosquitto_sub -h 127.0.0.1 "
         f"-p {port} -V mqttv5 -t '{Topics().everything()}' -v"
     )
+    websockets = (
+        f"  websockets   ws://127.0.0.1:{ws_port}   (browsers and apps: user viewer,"
+        " client id viewer:NAME)\n"
+        if ws_port
+        else ""
+    )
     typer.echo(
         f"""
 Areté is running (Ctrl-C stops everything).
@@ -254,7 +286,7 @@ Areté is running (Ctrl-C stops everything).
   {login}
 
   broker       mqtt://127.0.0.1:{port}   (data in {data_dir})
-  local agent  {agent_id}   (config {config})
+{websockets}  local agent  {agent_id}   (config {config})
 
 Watch the fleet live with the read-only viewer account:
 

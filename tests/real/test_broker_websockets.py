@@ -19,7 +19,7 @@ from tests.fixtures.broker import Broker, make_broker
 from tests.fixtures.procs import Proc
 
 
-def _listening_addresses(port: int) -> set[str]:
+def listening_addresses(port: int) -> set[str]:
     out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
     found = set()
     for line in out.splitlines():
@@ -31,7 +31,15 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def _ws_status(broker: Broker, agent_id: str, *, ca: Path | None = None) -> dict[str, object]:
-    """The agent's retained status, read as the viewer over (secure) websockets."""
+    assert broker.ws_port is not None
+    topic = broker.topics.status(agent_id)
+    return ws_status_of(broker.ws_port, broker.viewer_password, topic, ca=ca)
+
+
+def ws_status_of(
+    port: int, viewer_password: str, topic: str, *, ca: Path | None = None
+) -> dict[str, object]:
+    """A retained status, read as the viewer over (secure) websockets."""
     got: list[bytes] = []
     done = threading.Event()
     client = paho.Client(
@@ -40,7 +48,7 @@ def _ws_status(broker: Broker, agent_id: str, *, ca: Path | None = None) -> dict
         protocol=paho.MQTTv5,
         transport="websockets",
     )
-    client.username_pw_set("viewer", broker.viewer_password)
+    client.username_pw_set("viewer", viewer_password)
     if ca is not None:
         client.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
 
@@ -50,9 +58,8 @@ def _ws_status(broker: Broker, agent_id: str, *, ca: Path | None = None) -> dict
             done.set()
 
     client.on_message = on_message
-    client.on_connect = lambda c, *_: c.subscribe(broker.topics.status(agent_id), qos=1)
-    assert broker.ws_port is not None
-    client.connect("localhost" if ca else "127.0.0.1", broker.ws_port)
+    client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+    client.connect("localhost" if ca else "127.0.0.1", port)
     client.loop_start()
     try:
         assert done.wait(15), "no retained status over websockets"
@@ -74,7 +81,7 @@ def test_the_websockets_listener_binds_loopback_only_and_serves_the_viewer(
     ws_broker: Broker, start_agent: Callable[..., AgentProc]
 ) -> None:
     assert ws_broker.ws_port is not None
-    assert _listening_addresses(ws_broker.ws_port) == {"127.0.0.1"}
+    assert listening_addresses(ws_broker.ws_port) == {"127.0.0.1"}
     config = ws_broker.config_file.read_text()
     assert re.search(rf"^listener {ws_broker.ws_port} 127\.0\.0\.1$", config, re.M)
     start_agent("a1", config=ws_broker.add_agent("a1"))

@@ -35,6 +35,8 @@ def start_up(
             str(http_port or free_port()),
             "--agent-id",
             "this-pc",
+            "--ws-port",
+            str(free_port()),
         ],
         name,
         env={"ARETE_AGENT_INTERVAL_S": "0.5"},
