@@ -1,6 +1,7 @@
 import type { ReactNode } from "react";
 import { useApp, useLiveStatus } from "../context";
 import type { Route } from "../lib/router";
+import { ThemeToggle } from "./ThemeToggle";
 
 const LINKS: { page: Route["page"]; href: string; label: string }[] = [
   { page: "fleet", href: "#/", label: "Fleet" },
@@ -17,11 +18,11 @@ export function Layout({ route, children }: { route: Route; children: ReactNode 
   const status = useLiveStatus(live);
   return (
     <div className="min-h-full flex flex-col">
-      <header className="flex items-center gap-6 border-b border-slate-800 bg-slate-900 px-6 py-3">
+      <header className="flex flex-wrap items-center gap-x-6 gap-y-2 border-b border-slate-800 bg-slate-900 px-3 py-2 sm:px-6 sm:py-3">
         <a href="#/" className="text-lg font-semibold tracking-wide text-slate-100">
-          Areté <span className="text-slate-400 font-normal">Mission Control</span>
+          Areté <span className="hidden font-normal text-slate-400 sm:inline">Mission Control</span>
         </a>
-        <nav className="flex gap-1">
+        <nav className="order-last flex w-full flex-wrap gap-1 md:order-none md:w-auto">
           {LINKS.map((l) => {
             const active = route.page === l.page || (l.page === "fleet" && route.page === "agent");
             return (
@@ -29,21 +30,22 @@ export function Layout({ route, children }: { route: Route; children: ReactNode 
                 key={l.page}
                 href={l.href}
                 data-testid={`nav-${l.page}`}
-                className={`rounded px-3 py-1.5 text-sm ${active ? "bg-slate-700 text-white" : "text-slate-300 hover:bg-slate-800"}`}
+                className={`rounded px-3 py-1.5 text-sm ${active ? "bg-slate-700 text-slate-50" : "text-slate-300 hover:bg-slate-800"}`}
               >
                 {l.label}
               </a>
             );
           })}
         </nav>
-        <div className="ml-auto flex items-center gap-4 text-sm">
+        <div className="ml-auto flex flex-wrap items-center gap-x-3 gap-y-1 text-sm sm:gap-x-4">
           <span className="flex items-center gap-2 text-slate-400" data-testid="ws-status" data-status={status}>
             <span className={`inline-block h-2 w-2 rounded-full ${status === "open" ? "bg-emerald-500" : status === "lost" ? "bg-red-500" : "bg-amber-400"}`} />
             {status === "open" ? "live" : status}
           </span>
           <span className="text-slate-300" data-testid="current-user">
-            {me.user} <span className="text-slate-500">({me.role})</span>
+            {me.user} <span className="hidden text-slate-500 sm:inline">({me.role})</span>
           </span>
+          <ThemeToggle />
           <button
             type="button"
             onClick={logout}
@@ -58,12 +60,12 @@ export function Layout({ route, children }: { route: Route; children: ReactNode 
         <div
           role="status"
           data-testid="ws-banner"
-          className="bg-amber-600 px-6 py-2 text-sm font-medium text-slate-950"
+          className="bg-amber-600 px-3 py-2 text-sm font-medium text-slate-950 sm:px-6"
         >
           Live updates lost — reconnecting…
         </div>
       )}
-      <main className="flex-1 px-6 py-5">{children}</main>
+      <main className="min-w-0 flex-1 px-3 py-4 sm:px-6 sm:py-5">{children}</main>
     </div>
   );
 }

@@ -44,9 +44,11 @@ export function applyEvent(state: FleetState, event: LiveEvent): FleetState {
     if (agent.metrics && agent.metrics.ts > frame.ts) return state; // older than what we show
     const metrics = { ...agent.metrics, ...frame.values, ts: frame.ts };
     const lastSeen = Math.max(agent.last_seen ?? 0, frame.ts);
+    const gap = agent.metrics ? frame.ts - agent.metrics.ts : 0;
+    const sample_s = gap > 0 ? gap : agent.sample_s;
     return {
       ...state,
-      agents: { ...state.agents, [frame.agent]: { ...agent, metrics, last_seen: lastSeen } },
+      agents: { ...state.agents, [frame.agent]: { ...agent, metrics, last_seen: lastSeen, sample_s } },
     };
   }
   return state;
@@ -55,7 +57,13 @@ export function applyEvent(state: FleetState, event: LiveEvent): FleetState {
 export function fleetReducer(state: FleetState, action: FleetAction): FleetState {
   switch (action.type) {
     case "loaded":
-      return { loaded: true, agents: Object.fromEntries(action.agents.map((a) => [a.id, a])) };
+      return {
+        loaded: true,
+        // The sample interval is learnt from live frames: a reload keeps it.
+        agents: Object.fromEntries(
+          action.agents.map((a) => [a.id, { ...a, sample_s: a.sample_s ?? state.agents[a.id]?.sample_s }]),
+        ),
+      };
     case "event":
       return applyEvent(state, action.event);
     case "reset":

@@ -28,6 +28,8 @@ export interface Agent {
   labels: Record<string, string>;
   metrics: AgentMetrics | null;
   alerts?: number;
+  /** Seconds between the last two live samples seen by this page (dashboard only). */
+  sample_s?: number;
 }
 
 export interface Series {

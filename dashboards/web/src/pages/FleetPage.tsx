@@ -1,28 +1,39 @@
 import { useEffect, useMemo, useState } from "react";
-import { StateBadge } from "../components/StateBadge";
+import { AgentCard } from "../components/AgentCard";
+import { FleetTable } from "../components/FleetTable";
 import { useApp, useNow } from "../context";
 import { countByState, visibleAgents } from "../lib/fleet";
-import { formatAgo, formatLabels, formatPercent } from "../lib/format";
+import { groupAgents, labelKeys, parseLayout, parseSortKey, sortAgents, SORT_KEYS } from "../lib/fleetView";
 import { agentStateStyle, STATE_ORDER } from "../lib/states";
-import type { Agent } from "../lib/types";
+import { useStored } from "../useStored";
 
-const LIVE_CARDS = 100; // metric streams asked for at most this many visible cards
+const LIVE_AGENTS = 100; // metric streams asked for at most this many visible agents
+
+const CONTROL = "rounded border border-slate-700 bg-slate-900 px-2 py-1.5 text-sm text-slate-100 outline-none focus:border-sky-500";
 
 export function FleetPage() {
   const { fleet, live } = useApp();
   const [state, setState] = useState("");
   const [text, setText] = useState("");
+  const [sort, setSort] = useStored("arete.fleet.sort", parseSortKey);
+  const [layout, setLayout] = useStored("arete.fleet.layout", parseLayout);
+  const [group, setGroup] = useStored("arete.fleet.group", (raw) => raw ?? "");
   const now = useNow();
-  const agents = useMemo(() => visibleAgents(fleet, { state, text }), [fleet, state, text]);
+  const all = useMemo(() => Object.values(fleet.agents), [fleet]);
+  const keys = useMemo(() => labelKeys(all), [all]);
+  const groupKey = keys.includes(group) ? group : "";
+  const agents = useMemo(() => sortAgents(visibleAgents(fleet, { state, text }), sort), [fleet, state, text, sort]);
+  const groups = useMemo(() => groupAgents(agents, groupKey), [agents, groupKey]);
   const counts = useMemo(() => countByState(fleet), [fleet]);
-  const total = Object.keys(fleet.agents).length;
+  const total = all.length;
 
-  const liveIds = agents.slice(0, LIVE_CARDS).map((a) => a.id).join("\n");
+  const shown = groups.flatMap((g) => g.agents);
+  const liveIds = shown.slice(0, LIVE_AGENTS).map((a) => a.id).join("\n");
   useEffect(() => (liveIds ? live.subscribe(liveIds.split("\n")) : undefined), [live, liveIds]);
 
   return (
     <div>
-      <div className="mb-5 flex flex-wrap items-center gap-3">
+      <div className="mb-3 flex flex-wrap items-center gap-3">
         <h1 className="mr-4 text-xl font-semibold text-slate-100">Fleet</h1>
         <div className="flex flex-wrap gap-1" role="group" aria-label="Filter by state">
           <FilterChip active={state === ""} onClick={() => setState("")} testId="filter-state-all">
@@ -41,8 +52,30 @@ export function FleetPage() {
           value={text}
           onChange={(e) => setText(e.target.value)}
           data-testid="fleet-search"
-          className="ml-auto w-72 rounded border border-slate-700 bg-slate-900 px-3 py-1.5 text-sm text-slate-100 outline-none focus:border-sky-500"
+          className={`w-full sm:ml-auto sm:w-72 ${CONTROL} px-3`}
         />
+      </div>
+      <div className="mb-5 flex flex-wrap items-center gap-x-4 gap-y-2 text-sm text-slate-400">
+        <label className="flex items-center gap-2">
+          Sort
+          <select value={sort} onChange={(e) => setSort(parseSortKey(e.target.value))} data-testid="fleet-sort" className={CONTROL}>
+            {SORT_KEYS.map((s) => <option key={s.key} value={s.key}>{s.label}</option>)}
+          </select>
+        </label>
+        <label className="flex items-center gap-2">
+          Group by
+          <select value={groupKey} onChange={(e) => setGroup(e.target.value)} data-testid="fleet-group-by" className={CONTROL}>
+            <option value="">nothing</option>
+            {keys.map((k) => <option key={k} value={k}>label {k}</option>)}
+          </select>
+        </label>
+        <div className="flex gap-1 sm:ml-auto" role="group" aria-label="View">
+          {(["cards", "table"] as const).map((v) => (
+            <FilterChip key={v} active={layout === v} onClick={() => setLayout(v)} testId={`fleet-view-${v}`}>
+              {v === "cards" ? "Cards" : "Table"}
+            </FilterChip>
+          ))}
+        </div>
       </div>
       {!fleet.loaded ? (
         <p className="text-slate-400" data-testid="fleet-loading">Loading agents…</p>
@@ -51,9 +84,22 @@ export function FleetPage() {
           {total === 0 ? "No agent has reported yet." : "No agent matches the filter."}
         </p>
       ) : (
-        <div className="grid gap-3 [grid-template-columns:repeat(auto-fill,minmax(280px,1fr))]" data-testid="fleet-grid">
-          {agents.map((a) => (
-            <AgentCard key={a.id} agent={a} now={now} />
+        <div className="space-y-6" data-testid="fleet-view" data-layout={layout}>
+          {groups.map((g) => (
+            <section key={g.title || "all"} data-testid="fleet-group" data-group={g.title}>
+              {g.title && (
+                <h2 className="mb-2 text-sm font-semibold text-slate-300">
+                  {g.title} <span className="font-normal text-slate-500">{g.agents.length}</span>
+                </h2>
+              )}
+              {layout === "table" ? (
+                <FleetTable agents={g.agents} now={now} testId="fleet-table" />
+              ) : (
+                <div className="grid gap-3 [grid-template-columns:repeat(auto-fill,minmax(min(280px,100%),1fr))]" data-testid="fleet-grid">
+                  {g.agents.map((a) => <AgentCard key={a.id} agent={a} now={now} />)}
+                </div>
+              )}
+            </section>
           ))}
         </div>
       )}
@@ -74,68 +120,5 @@ function FilterChip({
     >
       {children}
     </button>
-  );
-}
-
-function Gauge({ label, value, testId }: { label: string; value: number | null | undefined; testId: string }) {
-  const pct = value == null || !Number.isFinite(value) ? 0 : Math.min(100, Math.max(0, value));
-  const colour = pct >= 90 ? "bg-red-500" : pct >= 75 ? "bg-amber-400" : "bg-sky-500";
-  return (
-    <div>
-      <div className="flex justify-between text-xs">
-        <span className="text-slate-400">{label}</span>
-        <span className="tabular-nums text-slate-200" data-testid={testId}>{formatPercent(value)}</span>
-      </div>
-      <div className="mt-1 h-1.5 rounded bg-slate-800">
-        <div className={`h-1.5 rounded ${colour}`} style={{ width: `${pct}%` }} />
-      </div>
-    </div>
-  );
-}
-
-function AgentCard({ agent, now }: { agent: Agent; now: number }) {
-  const style = agentStateStyle(agent.state);
-  const m = agent.metrics;
-  const dim = agent.state === "offline" ? "opacity-60" : "";
-  const alerts = agent.alerts ?? 0;
-  return (
-    <a
-      href={`#/agents/${encodeURIComponent(agent.id)}`}
-      data-testid={`agent-card-${agent.id}`}
-      data-state={agent.state}
-      className={`block rounded-lg border-l-4 border border-slate-800 bg-slate-900 p-4 hover:bg-slate-800/70 ${style.border} ${dim}`}
-    >
-      <div className="mb-1 flex items-center gap-2">
-        <span className="truncate font-medium text-slate-100" title={agent.id}>{agent.id}</span>
-        {alerts > 0 && (
-          <span
-            data-testid={`agent-alerts-${agent.id}`}
-            className="rounded-full bg-red-600 px-2 text-xs font-semibold text-white"
-            title={`${alerts} open alert${alerts === 1 ? "" : "s"}`}
-          >
-            {alerts}
-          </span>
-        )}
-        <span className="ml-auto">
-          <StateBadge state={agent.state} testId={`agent-state-${agent.id}`} />
-        </span>
-      </div>
-      <div className="mb-3 flex justify-between text-xs text-slate-400">
-        <span className="truncate">{agent.host ?? "—"}</span>
-        <span data-testid={`agent-last-seen-${agent.id}`}>{formatAgo(agent.last_seen, now)}</span>
-      </div>
-      <div className="space-y-2">
-        <Gauge label="CPU" value={m?.cpu} testId={`agent-cpu-${agent.id}`} />
-        <Gauge label="Memory" value={m?.mem} testId={`agent-mem-${agent.id}`} />
-        <Gauge label="Disk" value={m?.disk} testId={`agent-disk-${agent.id}`} />
-      </div>
-      {formatLabels(agent.labels).length > 0 && (
-        <div className="mt-3 flex flex-wrap gap-1">
-          {formatLabels(agent.labels).map((l) => (
-            <span key={l} className="rounded bg-slate-800 px-1.5 py-0.5 text-[11px] text-slate-300">{l}</span>
-          ))}
-        </div>
-      )}
-    </a>
   );
 }
