@@ -28,6 +28,16 @@ def _query(port: int, promql: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
+def _dashboard_queries() -> list[str]:
+    folder = Path(__file__).resolve().parents[2] / "dashboards" / "grafana" / "prometheus"
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        found += [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert found
+    return found
+
+
 @pytest.fixture
 def prometheus(tmp_path: Path, procs: Callable[..., Proc]) -> Callable[[int], int]:
     """Start ``prometheus`` scraping 127.0.0.1:TARGET every second; its HTTP port."""
@@ -96,6 +106,12 @@ def test_prometheus_gets_an_agents_cpu_and_liveness_back_through_promql(
     assert float(load[0]["value"][1]) >= 0.0
     by_role = _query(port, "avg by (role) (arete_agent_cpu_percent)")
     assert [s["metric"] for s in by_role] == [{"role": "web"}]
+
+    # Every query of the PromQL dashboards parses and runs; the main panels have data.
+    for expr in _dashboard_queries():
+        answer = _query(port, expr.replace("$agent", "a1"))
+        if any(name in expr for name in ("cpu_percent", "memory_used_percent", "node_load1")):
+            assert answer, f"no data for the dashboard query {expr!r}"
 
     agent.proc.stop()  # a clean stop: offline at once
 
