@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from arete.payloads import AgentState, MaestroState, PeerDigest, Status, encode
 from arete.topics import Topics
 from maestro.agent_watch import AgentWatch, Reporter, conditions
@@ -51,6 +53,7 @@ log = logging.getLogger("arete.maestro.registry")
 _SILENT = frozenset({Liveness.LATE, Liveness.CRITICAL})
 _TS = HEAD.index("ts")  # the agent's own timestamp of a sample row
 _SEQ = HEAD.index("seq")
+STEADY_CONTACTS = 3  # contacts of another epoch that make it the agent's connection
 PEER_SETTLE_S = 10.0  # a replica's offline counts once our link stayed up this long
 MAX_UNSAVED = 100_000  # transitions kept for a retry while the store refuses writes
 
@@ -130,6 +133,8 @@ class Registry:
         self.skew_s: float | None = 10.0
         self.reports = Reporter(self.observers)
         self._peer_held: dict[str, tuple[float, int | None]] = {}  # replica -> (at, link gen)
+        # Contacts of another epoch than the agent's: (epoch, first at, last at, how many).
+        self._foreign: dict[str, tuple[int, float, float, int]] = {}
 
     def now(self) -> float:
         return self._clock()
@@ -238,6 +243,8 @@ class Registry:
             if not state.state.connected:
                 continue
             contact = self._contact_of(agent_id, state)
+            if self._adopt_steady_epoch(agent_id, state, contact):
+                continue
             new, moved = evaluate(agent_id, state, Tick(contact), now, self.policy)
             if (
                 moved is not None
@@ -265,6 +272,39 @@ class Registry:
         ):
             contact = other
         return contact
+
+    def _adopt_steady_epoch(
+        self, agent_id: str, state: AgentLive, contact: tuple[int, float] | None
+    ) -> bool:
+        """A silent agent (late, critical) whose messages keep coming under another epoch
+        (its birth was lost, or a forged one got in) is that connection: after
+        ``STEADY_CONTACTS`` contacts of it over a heartbeat period, the epoch is adopted
+        as if born, so an agent that behaves recovers even without reconnecting."""
+        if contact is None or contact[0] == state.epoch or state.state is Liveness.ONLINE:
+            self._foreign.pop(agent_id, None)
+            return False
+        epoch, at = contact
+        known = self._foreign.get(agent_id)
+        if known is None or known[0] != epoch:
+            known = (epoch, at, at, 1)
+        elif at > known[2]:
+            known = (epoch, known[1], at, known[3] + 1)
+        self._foreign[agent_id] = known
+        _, first, _, count = known
+        status = self.statuses.get(agent_id)
+        if count < STEADY_CONTACTS or at - first < state.heartbeat_s or status is None:
+            return False
+        log.warning(
+            "adopted epoch %d of agent_id=%s from its steady messages (its birth, epoch %d, "
+            "is not the connection that talks)",
+            epoch,
+            agent_id,
+            state.epoch,
+        )
+        self._foreign.pop(agent_id, None)
+        born = msgspec.structs.replace(status, state=AgentState.ONLINE, epoch=epoch)
+        self._take_status(agent_id, born, at)
+        return True
 
     def _newest_contact(self) -> tuple[float, int]:
         """The newest contact from any agent, and how many agents are connected."""

@@ -397,3 +397,22 @@ def test_a_replica_that_really_went_away_hands_over_after_the_settle_delay() -> 
     assert not fleet.registry.is_leader()
     fleet.run(1, live=ALL)
     assert fleet.registry.is_leader()
+
+
+def test_after_a_forged_birth_the_real_agent_recovers_without_reconnecting() -> None:
+    fleet = online_fleet()
+    fleet.birth("a1", 2**53 - 1)  # forged with the agent's credentials (in bounds)
+    fleet.run(14, live=ALL)  # the real a1 keeps talking under its own epoch (11)
+    assert fleet.state("a1") == "online"
+    assert fleet.registry.states["a1"].epoch == 11
+    assert fleet.states_seen("a1")[-2:] == ["late", "online"], "late once, then adopted"
+
+
+def test_a_lone_foreign_heartbeat_is_not_adopted() -> None:
+    fleet = online_fleet()
+    fleet.run(7, live={"a2": 21, "a3": 31})
+    assert fleet.state("a1") == "late"
+    fleet.beat("a1", 2**53 - 1)
+    fleet.run(20, live={"a2": 21, "a3": 31})
+    assert fleet.state("a1") == "critical"
+    assert fleet.registry.states["a1"].epoch == 11
