@@ -20,7 +20,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -45,6 +44,7 @@ from maestro.liveness import (
     is_clean_offline,
 )
 from maestro.outage import LinkGate, LinkState
+from maestro.peers import Peers, PeerState
 from maestro.ports import Publisher
 from maestro.store.rows import HEAD, SampleRow, row_values
 
@@ -54,7 +54,6 @@ _SILENT = frozenset({Liveness.LATE, Liveness.CRITICAL})
 _TS = HEAD.index("ts")  # the agent's own timestamp of a sample row
 _SEQ = HEAD.index("seq")
 STEADY_CONTACTS = 3  # contacts of another epoch that make it the agent's connection
-PEER_SETTLE_S = 10.0  # a replica's offline counts once our link stayed up this long
 MAX_UNSAVED = 100_000  # transitions kept for a retry while the store refuses writes
 
 
@@ -71,13 +70,6 @@ class Observer(Protocol):
 
 
 Persist = Callable[[list[Transition], list[tuple[AgentLive, Status | None]]], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerState:
-    replica: str
-    online: bool
-    since: float
 
 
 class Registry:
@@ -116,7 +108,6 @@ class Registry:
         self._shared: dict[str, tuple[int, float]] = {}
         self.states: dict[str, AgentLive] = {}
         self.statuses: dict[str, Status] = {}
-        self.peers: dict[str, PeerState] = {}
         self.observers: list[Observer] = []
         self._unsaved: list[Transition] = []
         self._dirty: set[str] = set()
@@ -132,7 +123,8 @@ class Registry:
         self.stall_after_s: float | None = 30.0
         self.skew_s: float | None = 10.0
         self.reports = Reporter(self.observers)
-        self._peer_held: dict[str, tuple[float, int | None]] = {}  # replica -> (at, link gen)
+        generation = (lambda: self.gate.generation) if link is not None else None
+        self.peer_view = Peers(replica, generation)
         # Contacts of another epoch than the agent's: (epoch, first at, last at, how many).
         self._foreign: dict[str, tuple[int, float, float, int]] = {}
 
@@ -187,18 +179,7 @@ class Registry:
     def on_peer(self, item: PeerIn) -> None:
         now = self._clock()
         if item.status is not None:
-            online = item.status.state is MaestroState.ONLINE
-            known = self.peers.get(item.replica)
-            if online:
-                self._peer_held.pop(item.replica, None)
-            elif known is not None and known.online and self.gate.link is not None:
-                # Like an agent's Will: a stopping broker publishes every replica's, and
-                # leadership must not move for it (two replicas would page). It counts
-                # once it waited PEER_SETTLE_S on a link that stayed up.
-                self._peer_held.setdefault(item.replica, (now, self.gate.generation))
-                return
-            if known is None or known.online != online:
-                self._set_peer(item.replica, online, now)
+            self.peer_view.on_status(item.replica, item.status.state is MaestroState.ONLINE, now)
         if item.digest is not None:
             merged = self._peer_contacts
             for agent_id, (epoch, at) in item.digest.seen.items():
@@ -208,24 +189,12 @@ class Registry:
                 if known_contact is None or at >= known_contact[1]:
                     merged[agent_id] = (epoch, at)
 
-    def _set_peer(self, replica: str, online: bool, now: float) -> None:
-        log.info("maestro replica %s is %s", replica, "online" if online else "offline")
-        self.peers[replica] = PeerState(replica, online, now)
-
-    def _settle_peers(self, now: float) -> None:
-        for replica, (at, generation) in list(self._peer_held.items()):
-            if generation != self.gate.generation:
-                del self._peer_held[replica]  # our link changed meanwhile: the broker's doing
-            elif now - at >= PEER_SETTLE_S:
-                del self._peer_held[replica]
-                self._set_peer(replica, False, now)
-
     # -- clock ---------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
         if not self._link_ok(now):
             return  # nothing can arrive: silence proves nothing
-        self._settle_peers(now)
+        self.peer_view.settle(now)
         for agent_id, held in self.gate.due(now):
             self._take_status(agent_id, held.status, held.at)
         contacts = self._contacts
@@ -397,12 +366,16 @@ class Registry:
                 self._store_log.reset()
 
     # -- peers -----------------------------------------------------------------------------
+    @property
+    def peers(self) -> dict[str, PeerState]:
+        return self.peer_view.states
+
     def online_replicas(self) -> list[str]:
-        return sorted({self.replica} | {p.replica for p in self.peers.values() if p.online})
+        return self.peer_view.online_replicas()
 
     def is_leader(self) -> bool:
         """The online replica with the smallest name sends notifications."""
-        return self.online_replicas()[0] == self.replica
+        return self.peer_view.is_leader()
 
     async def _publish_digest(self, now: float) -> None:
         if self._publisher is None or len(self.online_replicas()) < 2:

@@ -372,7 +372,7 @@ def peer_status(fleet: Fleet, replica: str, state: str) -> None:
 
 def test_a_stopping_broker_publishing_the_leaders_will_does_not_move_leadership() -> None:
     fleet = online_fleet()
-    fleet.registry.replica = "r2"
+    fleet.registry.replica = fleet.registry.peer_view.replica = "r2"
     peer_status(fleet, "main", "online")
     assert not fleet.registry.is_leader()
     peer_status(fleet, "main", "offline")  # the broker stops: main's Will first...
@@ -390,7 +390,7 @@ def test_a_stopping_broker_publishing_the_leaders_will_does_not_move_leadership(
 
 def test_a_replica_that_really_went_away_hands_over_after_the_settle_delay() -> None:
     fleet = online_fleet()
-    fleet.registry.replica = "r2"
+    fleet.registry.replica = fleet.registry.peer_view.replica = "r2"
     peer_status(fleet, "main", "online")
     peer_status(fleet, "main", "offline")
     fleet.run(9.5, live=ALL)
