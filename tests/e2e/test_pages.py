@@ -159,3 +159,31 @@ def test_rules_with_thresholds_a_silence_of_any_duration_and_notifier_health(
     expect(card.get_by_test_id("notifier-sentence")).to_have_text("Ready: nothing sent yet.")
     expect(card.get_by_test_id("notifier-queued")).to_have_text("0")
     shot(page, "notifiers")
+
+
+def test_the_agent_page_takes_a_sample_now_and_runs_a_shell_command(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+) -> None:
+    start_agent("s1")
+    api = api_server()
+    page = logged_in(browser, api)
+    card = page.get_by_test_id("agent-card-s1")
+    expect(card).to_have_attribute("data-state", "online", timeout=20_000)
+    card.click()
+    more = page.get_by_test_id("more-commands")
+    more.get_by_test_id("cmd-metrics").click()
+    sample = more.get_by_test_id("command-result").first
+    expect(sample.get_by_test_id("command-state")).to_have_attribute(
+        "data-state", "ok", timeout=20_000
+    )
+    more.get_by_test_id("cmd-shell").click()
+    expect(more.get_by_test_id("shell-problem")).to_have_text("Type a command to run.")
+    more.get_by_test_id("shell-line").fill("echo hello-from-$((40 + 2)); echo oops >&2; exit 3")
+    more.get_by_test_id("cmd-shell").click()
+    output = more.get_by_test_id("shell-output")
+    expect(output).to_have_attribute("data-exit-code", "3", timeout=20_000)
+    expect(output.get_by_test_id("shell-stdout")).to_have_text("hello-from-42")
+    expect(output.get_by_test_id("shell-stderr")).to_have_text("oops")
+    shot(page, "agent-commands")

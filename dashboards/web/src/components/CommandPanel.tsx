@@ -1,6 +1,7 @@
 import { commandSummary, screenshotIsBlank, screenshotUrl } from "../lib/commands";
 import { formatDuration, formatTime } from "../lib/format";
 import { commandFailure } from "../lib/sentences";
+import { shellOutput } from "../lib/shell";
 import { commandStateClass, isFinalCommandState } from "../lib/states";
 import type { CommandRun } from "../useCommand";
 
@@ -12,6 +13,7 @@ export function CommandPanel({ run }: { run: CommandRun }) {
   }
   if (!c) return null;
   const image = screenshotUrl(c);
+  const output = shellOutput(c);
   const took = c.finished_at != null ? formatDuration(c.finished_at - c.created_at) : null;
   return (
     <div className="mt-3 text-sm" data-testid="command-result" data-command-id={c.id}>
@@ -26,6 +28,15 @@ export function CommandPanel({ run }: { run: CommandRun }) {
           {formatTime(c.created_at)} by {c.actor}{took ? ` · ${took}` : ""}
         </span>
       </div>
+      {output && (
+        <div className="mt-2 space-y-1" data-testid="shell-output" data-exit-code={output.exitCode ?? ""}>
+          <p className="text-xs text-slate-400">
+            exit code {output.exitCode ?? "none"}{output.note ? ` · ${output.note}` : ""}
+          </p>
+          {output.stdout && <pre className="max-h-80 overflow-auto whitespace-pre-wrap break-all rounded bg-slate-950 p-2 font-mono text-xs text-slate-200" data-testid="shell-stdout">{output.stdout}</pre>}
+          {output.stderr && <pre className="max-h-40 overflow-auto whitespace-pre-wrap break-all rounded bg-slate-950 p-2 font-mono text-xs text-amber-300" data-testid="shell-stderr">{output.stderr}</pre>}
+        </div>
+      )}
       {image && screenshotIsBlank(c) && (
         <p className="mt-3 text-sm text-amber-300" data-testid="screenshot-blank">
           The screen is a single colour: nothing is drawn on it, it is blanked or locked, or the

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from "react";
 import { HistoryCharts, LiveCharts } from "../components/AgentCharts";
 import { CommandPanel } from "../components/CommandPanel";
 import { ConfirmDialog, type ConfirmRequest } from "../components/ConfirmDialog";
+import { MoreCommands } from "../components/MoreCommands";
 import { StateBadge } from "../components/StateBadge";
 import { Terminal } from "../components/Terminal";
 import { useApp, useNow } from "../context";
@@ -183,6 +184,7 @@ function Overview({ agent }: { agent: Agent }) {
             )}
           </div>
           <CommandPanel run={run} />
+          <MoreCommands agent={agent} />
         </section>
       )}
       <ConfirmDialog request={confirm} onClose={() => setConfirm(null)} />
