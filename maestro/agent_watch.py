@@ -11,7 +11,8 @@ Pure bookkeeping, fed by the registry with the maestro's clock:
 * **sample interval**, from the agent's own timestamps and seqs, so that "no samples"
   means several intervals without one (``metrics_stalled``);
 * **births** (online statuses of new connections) with their host: an id whose births
-  alternate between hosts is one identity used from two machines (``identity_conflict``).
+  alternate between hosts is one identity used from two machines (``identity_conflict``);
+* **steady contacts of another epoch** from a silent agent (:class:`SteadyEpochs`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ OFFSET_BUCKET_S: Final = 30.0
 IDENTITY_WINDOW_S: Final = 600.0
 MAX_BIRTHS: Final = 32
 STALL_INTERVALS: Final = 3.0  # "stalled" waits at least this many sample intervals
+STEADY_CONTACTS: Final = 3  # contacts of another epoch that make it the agent's connection
 
 
 @dataclass(slots=True)
@@ -185,3 +187,32 @@ class Reporter:
                 observe(agents)
             except Exception:
                 log.exception("an observer failed on the known agents")
+
+
+class SteadyEpochs:
+    """Contacts of another epoch than a silent (late, critical) agent's own: after
+    ``STEADY_CONTACTS`` of one epoch over a heartbeat period, that epoch is the
+    connection that talks."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, float, float, int]] = {}  # epoch, first, last, n
+
+    def observe(
+        self, agent_id: str, state: AgentLive, contact: tuple[int, float] | None
+    ) -> int | None:
+        """The epoch to adopt now, if any."""
+        if contact is None or contact[0] == state.epoch or state.state is Liveness.ONLINE:
+            self._seen.pop(agent_id, None)
+            return None
+        epoch, at = contact
+        known = self._seen.get(agent_id)
+        if known is None or known[0] != epoch:
+            known = (epoch, at, at, 1)
+        elif at > known[2]:
+            known = (epoch, known[1], at, known[3] + 1)
+        self._seen[agent_id] = known
+        _, first, _, count = known
+        if count < STEADY_CONTACTS or at - first < state.heartbeat_s:
+            return None
+        del self._seen[agent_id]
+        return epoch

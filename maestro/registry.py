@@ -26,7 +26,7 @@ import msgspec
 
 from arete.payloads import AgentState, MaestroState, PeerDigest, Status, encode
 from arete.topics import Topics
-from maestro.agent_watch import AgentWatch, Reporter, conditions
+from maestro.agent_watch import AgentWatch, Reporter, SteadyEpochs, conditions
 from maestro.diskstate import Throttle
 from maestro.errors import MaestroError
 from maestro.events import EventBus
@@ -53,7 +53,6 @@ log = logging.getLogger("arete.maestro.registry")
 _SILENT = frozenset({Liveness.LATE, Liveness.CRITICAL})
 _TS = HEAD.index("ts")  # the agent's own timestamp of a sample row
 _SEQ = HEAD.index("seq")
-STEADY_CONTACTS = 3  # contacts of another epoch that make it the agent's connection
 MAX_UNSAVED = 100_000  # transitions kept for a retry while the store refuses writes
 
 
@@ -125,8 +124,7 @@ class Registry:
         self.reports = Reporter(self.observers)
         generation = (lambda: self.gate.generation) if link is not None else None
         self.peer_view = Peers(replica, generation)
-        # Contacts of another epoch than the agent's: (epoch, first at, last at, how many).
-        self._foreign: dict[str, tuple[int, float, float, int]] = {}
+        self.steady = SteadyEpochs()
 
     def now(self) -> float:
         return self._clock()
@@ -245,23 +243,12 @@ class Registry:
     def _adopt_steady_epoch(
         self, agent_id: str, state: AgentLive, contact: tuple[int, float] | None
     ) -> bool:
-        """A silent agent (late, critical) whose messages keep coming under another epoch
-        (its birth was lost, or a forged one got in) is that connection: after
-        ``STEADY_CONTACTS`` contacts of it over a heartbeat period, the epoch is adopted
-        as if born, so an agent that behaves recovers even without reconnecting."""
-        if contact is None or contact[0] == state.epoch or state.state is Liveness.ONLINE:
-            self._foreign.pop(agent_id, None)
-            return False
-        epoch, at = contact
-        known = self._foreign.get(agent_id)
-        if known is None or known[0] != epoch:
-            known = (epoch, at, at, 1)
-        elif at > known[2]:
-            known = (epoch, known[1], at, known[3] + 1)
-        self._foreign[agent_id] = known
-        _, first, _, count = known
+        """A late agent whose messages keep coming under another epoch (its birth was
+        lost, or a forged one got in) is that connection: adopt it as if born, so an
+        agent that behaves recovers even without reconnecting (:class:`SteadyEpochs`)."""
+        epoch = self.steady.observe(agent_id, state, contact)
         status = self.statuses.get(agent_id)
-        if count < STEADY_CONTACTS or at - first < state.heartbeat_s or status is None:
+        if epoch is None or status is None or contact is None:
             return False
         log.warning(
             "adopted epoch %d of agent_id=%s from its steady messages (its birth, epoch %d, "
@@ -270,9 +257,8 @@ class Registry:
             agent_id,
             state.epoch,
         )
-        self._foreign.pop(agent_id, None)
         born = msgspec.structs.replace(status, state=AgentState.ONLINE, epoch=epoch)
-        self._take_status(agent_id, born, at)
+        self._take_status(agent_id, born, contact[1])
         return True
 
     def _newest_contact(self) -> tuple[float, int]:
