@@ -65,6 +65,20 @@ TOUCH_TARGETS_JS = """() => {
 }"""
 
 
+# The innermost elements reaching past the right edge: what makes a page too wide.
+WIDE_JS = """() => {
+  const out = [];
+  for (const e of document.body.querySelectorAll('*')) {
+    const r = e.getBoundingClientRect();
+    if (r.right <= window.innerWidth + 0.5 || r.width === 0) continue;
+    const edge = window.innerWidth + 0.5;
+    const child = [...e.children].some(c => c.getBoundingClientRect().right > edge);
+    if (!child) out.push(`${Math.round(r.right)} px: ${e.outerHTML.slice(0, 90)}`);
+  }
+  return out.slice(0, 3);
+}"""
+
+
 def router_pages() -> dict[str, str]:
     """Each page of the router (agent tabs each count) -> the hash that opens it."""
     source = ROUTER.read_text(encoding="utf-8")
@@ -189,15 +203,20 @@ def test_no_page_is_wider_than_a_phone_touch_targets_are_40_px_and_every_page_is
                     continue
                 width = scroll_width(page)
                 if width > PHONE_WIDTH:
-                    too_wide.append(f"{name}: {width} px")
+                    too_wide.append(f"{name}: {width} px {page.evaluate(WIDE_JS)}")
                 if theme == "dark":
                     too_small += [f"{name}: {t}" for t in page.evaluate(TOUCH_TARGETS_JS)]
+            # The fleet's compact table too (a list on a phone).
+            page.goto(f"{api.base_url}/#/")
+            page.get_by_test_id("fleet-view-table").click()
+            expect(page.get_by_test_id(f"agent-row-{AGENT}")).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(SHOTS / f"fleet-table-{size}-{theme}.png"), full_page=True)
+            if size == "phone" and scroll_width(page) > PHONE_WIDTH:
+                too_wide.append(f"fleet table: {scroll_width(page)} px")
             page.context.close()
-    assert not too_wide and not too_small, (
-        f"pages wider than a {PHONE_WIDTH} px phone: {too_wide}\n"
-        + "touch targets under 40 px on a phone:\n"
-        + "\n".join(too_small)
-    )
+    assert not too_wide, f"pages wider than a {PHONE_WIDTH} px phone:\n" + "\n".join(too_wide)
+    assert not too_small, "touch targets under 40 px on a phone:\n" + "\n".join(too_small)
 
 
 def test_the_theme_follows_the_system_and_the_toggle_is_remembered(
