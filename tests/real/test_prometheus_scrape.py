@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from tests.fixtures.agent import AgentProc
+from tests.fixtures.api import ApiServer
 from tests.fixtures.broker import Broker
 from tests.fixtures.maestro import MaestroProc
 from tests.fixtures.procs import Proc, free_port, wait_for
+from web_api.auth.roles import Role
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -39,18 +41,25 @@ def _dashboard_queries() -> list[str]:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, procs: Callable[..., Proc]) -> Callable[[int], int]:
+def prometheus(tmp_path: Path, procs: Callable[..., Proc]) -> Callable[..., int]:
     """Start ``prometheus`` scraping 127.0.0.1:TARGET every second; its HTTP port."""
     if PROMETHEUS is None:
         pytest.skip("prometheus is not installed (apt-get install prometheus)")
 
-    def start(target: int) -> int:
+    def start(target: int, token: str | None = None) -> int:
         port = free_port()
         config = tmp_path / "prometheus.yml"
+        auth = ""
+        if token is not None:  # the web API's /metrics: a bearer token, from a 0600 file
+            token_file = tmp_path / "arete.token"
+            token_file.write_text(token)
+            token_file.chmod(0o600)
+            auth = f"    authorization:\n      credentials_file: {token_file}\n"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: arete\n"
-            f"    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+            + auth
+            + f"    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
         )
         proc = procs(
             [
@@ -81,7 +90,7 @@ def test_prometheus_gets_an_agents_cpu_and_liveness_back_through_promql(
     broker: Broker,
     start_agent: Callable[..., AgentProc],
     start_maestro: Callable[..., MaestroProc],
-    prometheus: Callable[[int], int],
+    prometheus: Callable[..., int],
 ) -> None:
     maestro = start_maestro()
     config = broker.add_agent("a1", label=["role=web", "site=paris"])
@@ -121,3 +130,21 @@ def test_prometheus_gets_an_agents_cpu_and_liveness_back_through_promql(
         return [float(s["value"][1]) for s in ups] == [0.0] and cpu == []
 
     wait_for(offline_and_stale, 30, "up 0 and no CPU series once the agent is offline", step=0.5)
+
+
+def test_prometheus_scrapes_the_fleet_from_the_web_api_with_a_viewer_token(
+    broker: Broker,
+    start_agent: Callable[..., AgentProc],
+    api_server: Callable[..., ApiServer],
+    prometheus: Callable[..., int],
+) -> None:
+    api = api_server()
+    start_agent("a1")
+    port = prometheus(api.port, token=api.tokens[Role.VIEWER])
+
+    def scraped() -> bool:
+        return bool(_query(port, 'arete_agent_cpu_percent{agent="a1"}'))
+
+    wait_for(scraped, 40, "the agent's CPU through the web API's /metrics", step=0.5)
+    health = _query(port, 'up{job="arete"}')
+    assert [float(s["value"][1]) for s in health] == [1.0]
