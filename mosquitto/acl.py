@@ -5,11 +5,12 @@ Who may do what (``<root>`` is the topic root, ``%u`` the MQTT username == agent
 ============ ============================================= ===============================
 account      write (publish)                               read (receive)
 ============ ============================================= ===============================
-maestro      everything under ``<root>``                   everything under ``<root>``,
-                                                           the broker's dropped-message
+maestro      everything under ``<root>``, Home Assistant   everything under ``<root>``,
+             discovery (``homeassistant/#``)               the broker's dropped-message
                                                            counter (``$SYS``)
 viewer       nothing                                       status, metrics, heartbeat,
-                                                           alerts, maestro of every agent
+                                                           alerts, maestro of every agent,
+                                                           ``homeassistant/#``
 agent ``%u`` its own status, metrics, heartbeat, reply,    its own cmd, terminal input and
              terminal output                               stored acknowledgement, the
                                                            maestro's status
