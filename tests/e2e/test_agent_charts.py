@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.fixtures.agent import AgentProc
 from tests.fixtures.api import ApiServer
 from tests.fixtures.browser import CHROMIUM, DIST, SHOTS, logged_in
+from tests.fixtures.faults import faketime_env
 
 pytestmark = [
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
@@ -189,3 +190,26 @@ def test_a_killed_agent_is_shown_stale_and_its_commands_are_off_with_the_reason(
     span = float(live.get_attribute("data-xmax") or 0) - float(live.get_attribute("data-xmin") or 0)
     assert span == 300
     page.screenshot(path=str(SHOTS / "agent-offline.png"), full_page=True)
+
+
+def test_an_agent_two_hours_ahead_gets_a_clock_badge_and_live_charts_on_its_own_clock(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+) -> None:
+    api = api_server()
+    start_agent("a1", env={"ARETE_AGENT_INTERVAL_S": "1", **faketime_env("+2h")})
+    page = logged_in(browser, api)
+    expect(page.get_by_test_id("agent-card-a1")).to_have_attribute(
+        "data-state", "online", timeout=20_000
+    )
+    page.goto(api.base_url + "/#/agents/a1")
+    expect(page.get_by_test_id("agent-clock")).to_have_text("clock 2 h ahead", timeout=20_000)
+    # Its samples are fresh (judged by when the maestro got them, not by their stamps)...
+    expect(page.get_by_test_id("metric-cpu")).to_have_attribute("data-stale", "false")
+    # ...and drawn in a 5-minute window of the agent's clock, where they are.
+    live = page.get_by_test_id("chart-live-cpu")
+    expect(live).to_have_attribute("data-points", re.compile(r"^([3-9]|\d\d+)$"), timeout=15_000)
+    xmax = float(live.get_attribute("data-xmax") or 0)
+    assert abs(xmax - (time.time() + 7200)) < 60
+    page.screenshot(path=str(SHOTS / "agent-clock-ahead.png"))

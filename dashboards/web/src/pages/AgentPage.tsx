@@ -16,6 +16,8 @@ import { routeHash, type AgentTab } from "../lib/router";
 import { useCommand } from "../useCommand";
 import { ContainersTab } from "./ContainersTab";
 
+const CLOCK_REFRESH_MS = 15_000;
+
 export function AgentPage({ id, tab }: { id: string; tab: AgentTab }) {
   const { fleet, me } = useApp();
   const [fetched, setFetched] = useState<Agent | null>(null);
@@ -23,14 +25,26 @@ export function AgentPage({ id, tab }: { id: string; tab: AgentTab }) {
   const now = useNow();
 
   useEffect(() => {
-    get<Agent>(`/agents/${encodeURIComponent(id)}`)
-      .then(setFetched)
-      .catch((exc: unknown) =>
-        setMissing(exc instanceof ApiError && exc.status === 404 ? `No agent "${id}".` : errorText(exc)),
-      );
+    let cancelled = false;
+    // Again every 15 s: the clock offset and disk_full change with no live event carrying them.
+    const load = () =>
+      get<Agent>(`/agents/${encodeURIComponent(id)}`)
+        .then((a) => !cancelled && setFetched(a))
+        .catch((exc: unknown) =>
+          !cancelled && setMissing(exc instanceof ApiError && exc.status === 404 ? `No agent "${id}".` : errorText(exc)),
+        );
+    void load();
+    const timer = setInterval(() => void load(), CLOCK_REFRESH_MS);
+    return () => {
+      cancelled = true;
+      clearInterval(timer);
+    };
   }, [id]);
 
-  const agent: Agent | null = fleet.agents[id] ?? fetched;
+  const live: Agent | undefined = fleet.agents[id];
+  const agent: Agent | null = live
+    ? { ...live, clock_offset_s: fetched?.clock_offset_s ?? live.clock_offset_s, disk_full: fetched?.disk_full ?? live.disk_full }
+    : fetched;
   if (!agent) {
     return <p className="text-slate-400" data-testid="agent-missing">{missing || "Loading…"}</p>;
   }
