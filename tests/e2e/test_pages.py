@@ -15,6 +15,7 @@ from tests.fixtures.agent import AgentProc
 from tests.fixtures.api import ApiServer
 from tests.fixtures.browser import CHROMIUM, DIST, SHOTS, logged_in
 from tests.fixtures.chat_servers import FakeDiscord
+from tests.fixtures.procs import wait_for
 from web_api.auth.roles import Role
 
 pytestmark = [
@@ -118,7 +119,7 @@ def test_rules_with_thresholds_a_silence_of_any_duration_and_notifier_health(
     monkeypatch.setenv("ARETE_MAESTRO_ALERTS__BUILTIN__CPU_HIGH__THRESHOLD", "80")
     monkeypatch.setenv("ARETE_MAESTRO_ALERTS__BUILTIN__DISK_HIGH__ENABLED", "false")
     monkeypatch.setenv("ARETE_MAESTRO_NOTIFY__DISCORD__WEBHOOK_URL", fake_discord.webhook_url)
-    start_agent("r1")
+    agent = start_agent("r1")
     api = api_server()
     page = logged_in(browser, api)
     expect(page.get_by_test_id("agent-card-r1")).to_have_attribute(
@@ -158,7 +159,27 @@ def test_rules_with_thresholds_a_silence_of_any_duration_and_notifier_health(
     expect(card).to_have_attribute("data-status", "ok")
     expect(card.get_by_test_id("notifier-sentence")).to_have_text("Ready: nothing sent yet.")
     expect(card.get_by_test_id("notifier-queued")).to_have_text("0")
+
+    agent.kill9()  # agent_offline fires and is paged to Discord
+    wait_for(lambda: bool(fake_discord.delivered()), 30, "the page to Discord")
+    page.reload()
+    expect(card.get_by_test_id("notifier-sentence")).to_have_text(
+        re.compile(r"Working: last delivery (just now|\d+ s ago)\."), timeout=15_000
+    )
     shot(page, "notifiers")
+
+    open_page(page, "alerts")  # the alert's own Silence button takes any duration too
+    alert = page.locator("[data-testid^='alert-'][data-phase='firing']").first
+    expect(alert).to_be_visible(timeout=15_000)
+    page.get_by_test_id("alerts-silence-for").fill("3h")
+    button = alert.locator("[data-testid^='alert-silence-']")
+    expect(button).to_have_text("Silence 3 h")
+    button.click()
+    expect(page.get_by_test_id("alerts-note")).to_have_text("Silenced agent_offline on r1 for 3 h")
+    lengths = [
+        s["ends_at"] - s["starts_at"] for s in api.client(Role.VIEWER).get("/silences").json()
+    ]
+    assert sorted(round(x) for x in lengths) == [5400, 10800]
 
 
 def test_the_agent_page_takes_a_sample_now_and_runs_a_shell_command(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { formatAgo } from "./format";
-import { notifierSentence, parseDuration, ruleCondition, silenceRequest, sortRules, type Notifier, type Rule } from "./rules";
+import { notifierSentence, parseDuration, shortDuration, ruleCondition, silenceRequest, sortRules, type Notifier, type Rule } from "./rules";
 
 function rule(over: Partial<Rule> = {}): Rule {
   return {
@@ -55,6 +55,16 @@ describe("silence durations", () => {
     });
     expect(silenceRequest({ agent: "", rule: "", duration: "1h", reason: "" })).toEqual({ ok: false, error: "Choose an agent, a rule or both." });
     expect(silenceRequest({ agent: "a1", rule: "", duration: "forever", reason: "" }).ok).toBe(false);
+  });
+});
+
+describe("short durations", () => {
+  it("names a silence's length without zero parts", () => {
+    expect(shortDuration(3600)).toBe("1 h");
+    expect(shortDuration(5400)).toBe("1 h 30 min");
+    expect(shortDuration(129600)).toBe("1 d 12 h");
+    expect(shortDuration(45)).toBe("45 s");
+    expect(shortDuration(0)).toBe("0 s");
   });
 });
 

@@ -105,3 +105,18 @@ export function notifierSentence(n: Notifier, nowS: number, ago: (ts: number | n
   if (n.last_sent_at == null) return "Ready: nothing sent yet.";
   return `Working: last delivery ${ago(n.last_sent_at, nowS)}.`;
 }
+
+/** A silence's length, short: 3600 → "1 h", 5400 → "1 h 30 min", 129600 → "1 d 12 h", 45 → "45 s". */
+export function shortDuration(seconds: number): string {
+  const s = Math.round(seconds);
+  const parts: string[] = [];
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = s % 60;
+  if (d) parts.push(`${d} d`);
+  if (h) parts.push(`${h} h`);
+  if (m) parts.push(`${m} min`);
+  if (rest || parts.length === 0) parts.push(`${rest} s`);
+  return parts.join(" ");
+}

@@ -3,11 +3,11 @@ import { useApp, useNow } from "../context";
 import { del, errorText, get, post } from "../lib/api";
 import { roleAllows } from "../lib/commands";
 import { formatAgo, formatDuration, formatTime } from "../lib/format";
+import { parseDuration, shortDuration } from "../lib/rules";
 import { silenceMatches, silenceScope, silencesInForce } from "../lib/silences";
 import { alertSeverityClass } from "../lib/states";
 import type { Alert, Silence } from "../lib/types";
 
-const SILENCE_S = 3600;
 
 export function AlertsPage() {
   const { live, me } = useApp();
@@ -16,6 +16,8 @@ export function AlertsPage() {
   const [phase, setPhase] = useState("");
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
+  const [silenceFor, setSilenceFor] = useState("1h");
+  const silenceS = parseDuration(silenceFor);
   const now = useNow(5000);
 
   const load = useCallback(() => {
@@ -68,6 +70,18 @@ export function AlertsPage() {
             {p || "all"}
           </button>
         ))}
+        {canAct && (
+          <label className="flex items-center gap-2 text-xs text-slate-400">
+            Silence for
+            <input
+              data-testid="alerts-silence-for"
+              value={silenceFor}
+              onChange={(e) => setSilenceFor(e.target.value)}
+              title="Any duration: 30m, 2h, 1d12h (up to 30 days)"
+              className={`w-20 rounded border bg-slate-900 px-2 py-1 text-sm text-slate-100 ${silenceS == null ? "border-red-500" : "border-slate-700"}`}
+            />
+          </label>
+        )}
         {note && <span className="ml-auto text-sm text-slate-400" data-testid="alerts-note">{note}</span>}
       </div>
       {error && <p className="text-sm text-red-400" data-testid="alerts-error">{error}</p>}
@@ -117,10 +131,12 @@ export function AlertsPage() {
                       <button
                         type="button"
                         data-testid={`alert-silence-${a.id}`}
-                        onClick={() => void act(`/alerts/${encodeURIComponent(a.id)}/silence`, { duration_s: SILENCE_S }, `Silenced ${a.rule} on ${a.agent} for 1 h`)}
+                        disabled={silenceS == null}
+                        title={silenceS == null ? "Silence for: e.g. 30m, 2h, 1d" : undefined}
+                        onClick={() => silenceS != null && void act(`/alerts/${encodeURIComponent(a.id)}/silence`, { duration_s: silenceS }, `Silenced ${a.rule} on ${a.agent} for ${shortDuration(silenceS)}`)}
                         className="rounded bg-slate-700 px-2.5 py-1 text-xs text-slate-100 hover:bg-slate-600"
                       >
-                        Silence 1 h
+                        Silence {silenceS == null ? "" : shortDuration(silenceS)}
                       </button>
                     </>
                   )}

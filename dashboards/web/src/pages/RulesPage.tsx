@@ -3,7 +3,7 @@ import { useApp, useNow } from "../context";
 import { del, errorText, get, post } from "../lib/api";
 import { roleAllows } from "../lib/commands";
 import { formatDuration, formatTime } from "../lib/format";
-import { ruleCondition, silenceRequest, sortRules, type Rule } from "../lib/rules";
+import { ruleCondition, shortDuration, silenceRequest, sortRules, type Rule } from "../lib/rules";
 import { silenceScope, silencesInForce } from "../lib/silences";
 import { alertSeverityClass } from "../lib/states";
 import type { Silence } from "../lib/types";
@@ -35,7 +35,7 @@ export function RulesPage() {
     }
     try {
       const made = await post<Silence>("/silences", request.body);
-      setNote(`Silenced ${silenceScope(made)} for ${formatDuration(made.ends_at - made.starts_at)}.`);
+      setNote(`Silenced ${silenceScope(made)} for ${shortDuration(made.ends_at - made.starts_at)}.`);
       setForm({ ...form, reason: "" });
     } catch (exc) {
       setNote(errorText(exc));
