@@ -21,6 +21,7 @@ import typer
 
 from arete.errors import TopicError
 from arete.topics import validate_agent_id
+from arete_cli.options import data_dir_option
 from edge_agent.settings import (
     AgentSettings,
     CommandSettings,
@@ -43,12 +44,7 @@ _LABEL_KEY_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_LABEL_VALUE: Final = 256
 
 DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir",
-        envvar="ARETE_DATA_DIR",
-        help="The broker's data dir (the one given to `arete broker run`).",
-    ),
+    Path, data_dir_option("The broker's data dir (the one given to 'arete broker run').")
 ]
 
 
@@ -225,7 +221,7 @@ def add(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
         typer.Option("--rotate", help="Replace an existing agent's password (the old one dies)."),
     ] = False,
     no_shell: Annotated[
-        bool, typer.Option("--no-shell", help="Disable the `shell` command on this agent.")
+        bool, typer.Option("--no-shell", help="Disable the 'shell' command on this agent.")
     ] = False,
     state_dir: Annotated[
         str | None,

@@ -6,6 +6,7 @@ their heavy dependencies inside the commands, so ``arete --help`` stays fast.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -25,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(broker_app, name="broker")
 app.add_typer(agents_app, name="agents")
@@ -34,6 +36,11 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(web_app, name="web")
 app.command("up")(up)
+# Plain help everywhere: Click's layout wraps at the terminal's width and shows no
+# metavar for flags (Rich's tables showed `<bool>` beside every one).
+for _group in app.registered_groups:
+    if _group.typer_instance is not None:
+        _group.typer_instance.rich_markup_mode = None
 
 
 def _version(value: bool) -> None:
@@ -55,4 +62,20 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """Run the command; a wrong argument is one ``error:`` line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except typer.TyperException as exc:  # Click's usage and parameter errors
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        exit_code = int(getattr(exc, "exit_code", 2))
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `arete users`: the group's help
+            typer.echo(message)
+            sys.exit(exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -23,6 +23,7 @@ import typer
 
 from arete.errors import TopicError
 from arete.topics import Topics, validate_agent_id
+from arete_cli.options import data_dir_option
 from mosquitto.acl import VIEWER
 from mosquitto.layout import Layout
 
@@ -73,10 +74,7 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 
 def up(
     data_dir: Annotated[
-        Path,
-        typer.Option(
-            "--data-dir", envvar="ARETE_DATA_DIR", help="Where config, credentials and data live."
-        ),
+        Path, data_dir_option("Where config, credentials and data live.", create=True)
     ] = Path("data"),
     mqtt_port: Annotated[
         int, typer.Option("--mqtt-port", min=1, max=65535, help="Broker port on 127.0.0.1.")
@@ -105,7 +103,7 @@ def up(
     the web API and dashboard, and a local agent.
 
     The first run creates the data dir with the broker's accounts, the command-signing
-    key, the local agent's config and an `admin` user whose one-time password it prints;
+    key, the local agent's config and an admin user whose one-time password it prints;
     later runs reuse them.
 
     Example: arete up --data-dir ./data --mqtt-port 1883 --http-port 8080

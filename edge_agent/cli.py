@@ -14,7 +14,7 @@ agent_app = typer.Typer(help="Run the edge agent on this machine.", no_args_is_h
 def run(
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Agent TOML file (from `arete agents add`)."),
+        typer.Option("--config", "-c", help="Agent TOML file (from 'arete agents add')."),
     ] = None,
 ) -> None:
     """Run the agent in the foreground until SIGTERM/Ctrl-C.
@@ -22,15 +22,16 @@ def run(
     Settings come from the config file, overridden by ARETE_AGENT_* variables
     (nested keys with a double underscore: ARETE_AGENT_MQTT__HOST=broker.lan).
 
-    Exit status: 0 after SIGTERM/Ctrl-C, 64 after a `stop` command, 75 after a
-    `restart` command under systemd (elsewhere the agent re-executes itself),
+    Exit status: 0 after SIGTERM/Ctrl-C, 64 after a 'stop' command, 75 after a
+    'restart' command under systemd (elsewhere the agent re-executes itself),
     2 for a configuration error.
 
-    `arete agent run` itself is served by a light entry point (edge_agent.entry) that
+    'arete agent run' itself is served by a light entry point (edge_agent.entry) that
     does not load Typer; this command documents it and serves programmatic use.
 
     Example: arete agent run --config /etc/arete/agent.toml
     """
+    from edge_agent.entry import config_problem
     from edge_agent.errors import ConfigError
     from edge_agent.main import run as run_agent
     from edge_agent.settings import load_settings
@@ -38,6 +39,6 @@ def run(
     try:
         settings = load_settings(config)
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {config_problem(exc, config)}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(run_agent(settings))

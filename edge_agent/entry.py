@@ -9,19 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 DESCRIPTION = """\
 Run the edge agent in the foreground until SIGTERM/Ctrl-C.
 
-Settings come from the config file, overridden by ARETE_AGENT_* variables (nested keys
-with a double underscore: ARETE_AGENT_MQTT__HOST=broker.lan).
+Settings come from the config file, overridden by ARETE_AGENT_* variables
+(nested keys with a double underscore: ARETE_AGENT_MQTT__HOST=broker.lan).
 """
 
 EPILOG = """\
-exit status: 0 after SIGTERM/Ctrl-C, 64 after a `stop` command, 75 after a `restart`
-command under systemd (elsewhere the agent re-executes itself), 2 for a configuration
-error or when another agent process already uses the same state directory, 70 for an
-internal error. After SIGTERM the agent exits within 5 s, whatever a command is doing.
+exit status: 0 after SIGTERM/Ctrl-C, 64 after a 'stop' command, 75 after a
+'restart' command under systemd (elsewhere the agent re-executes itself), 2 for
+a configuration error or when another agent process already uses the same
+state directory, 70 for an internal error. After SIGTERM the agent exits
+within 5 s, whatever a command is doing.
 
 example: arete agent run --config /etc/arete/agent.toml
 """
@@ -44,9 +46,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "arete agent run") -> in
     try:
         settings = load_settings(options.config)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {config_problem(exc, options.config)}", file=sys.stderr)
         return 2
     return run(settings)
+
+
+NO_CONFIG: Final = (
+    "no agent config given: run it with the file 'arete agents add ID' wrote, as in "
+    "arete agent run --config DATA_DIR/agents/ID.toml (or set ARETE_AGENT_ID and the "
+    "other ARETE_AGENT_* variables)"
+)
+
+
+def config_problem(exc: Exception, config: object) -> str:
+    """The sentence for a settings error; without ``--config`` it says how to give one."""
+    if config is None and "missing required field" in str(exc):
+        return NO_CONFIG
+    return str(exc)
 
 
 def console() -> None:

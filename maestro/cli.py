@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from arete_cli.options import data_dir_option
+
 maestro_app = typer.Typer(
     help="The maestro: fleet registry and liveness, metric storage, alerts, commands.",
     no_args_is_help=True,
@@ -17,10 +19,9 @@ maestro_app = typer.Typer(
 def run(
     data_dir: Annotated[
         Path,
-        typer.Option(
-            "--data-dir",
-            help="Data dir of `arete broker run` (broker address, root and the maestro's "
-            "password are read from it); the store lives in DATA_DIR/maestro/.",
+        data_dir_option(
+            "Data dir of 'arete broker run' (broker address, root and the maestro's "
+            "password are read from it); the store lives in DATA_DIR/maestro/."
         ),
     ],
     config: Annotated[
@@ -39,11 +40,15 @@ def run(
 
     Examples:
 
+    \b
       arete maestro run --data-dir ~/.local/share/arete
 
+    \b
       ARETE_MAESTRO_NOTIFY__TELEGRAM__TOKEN_FILE=/run/secrets/tg \\
-        arete maestro run --data-dir /var/lib/arete --config /etc/arete/maestro.toml
+        arete maestro run --data-dir /var/lib/arete \\
+        --config /etc/arete/maestro.toml
 
+    \b
       arete maestro run --data-dir /var/lib/arete --replica b   # a second replica
     """
     from maestro.errors import MaestroError
@@ -63,9 +68,7 @@ def run(
 
 @maestro_app.command("retire")
 def retire(
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="Data dir of `arete broker run`, as for run.")
-    ],
+    data_dir: Annotated[Path, data_dir_option("Data dir of 'arete broker run', as for run.")],
     replica: Annotated[str, typer.Option(help="The replica to retire (it must be stopped).")],
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML settings file (see docs/maestro.md).")
@@ -85,6 +88,7 @@ def retire(
 
     Example:
 
+    \b
       arete maestro retire --data-dir /var/lib/arete --replica b
     """
     import asyncio

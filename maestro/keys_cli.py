@@ -7,19 +7,16 @@ from typing import Annotated
 
 import typer
 
+from arete_cli.options import data_dir_option
+
 keys_app = typer.Typer(
     help="Create and show the key pair the maestro signs commands with.",
     no_args_is_help=True,
 )
 
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir",
-        envvar="ARETE_DATA_DIR",
-        help="The data dir shared with `arete broker run` and `arete maestro run`.",
-    ),
-]
+HELP = "The data dir shared with 'arete broker run' and 'arete maestro run'."
+NewDataDir = Annotated[Path, data_dir_option(HELP, create=True)]
+DataDir = Annotated[Path, data_dir_option(HELP)]
 
 
 def _instructions(public_key: str, data_dir: Path) -> str:
@@ -44,7 +41,7 @@ or set it in the agent's environment:
 
 @keys_app.command("create")
 def create(
-    data_dir: DataDir,
+    data_dir: NewDataDir,
     force: Annotated[
         bool,
         typer.Option(
@@ -60,8 +57,10 @@ def create(
 
     Examples:
 
+    \b
       arete keys create --data-dir ~/.local/share/arete
 
+    \b
       arete keys create --data-dir /var/lib/arete --force   # rotate the key
     """
     from maestro.errors import ConfigError
@@ -89,9 +88,12 @@ def show(
 
     Examples:
 
+    \b
       arete keys show --data-dir /var/lib/arete
 
-      ARETE_AGENT_COMMANDS__PUBLIC_KEY=$(arete keys show --data-dir /var/lib/arete --raw)
+    \b
+      ARETE_AGENT_COMMANDS__PUBLIC_KEY=$(arete keys show --raw \\
+        --data-dir /var/lib/arete)
     """
     from maestro.errors import ConfigError
     from maestro.keys import read_public_key

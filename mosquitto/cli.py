@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from arete.topics import DEFAULT_ROOT
+from arete_cli.options import data_dir_option
 from mosquitto.errors import BrokerConfigError, BrokerError, BrokerNotSetUp
 
 broker_app = typer.Typer(
@@ -17,10 +18,9 @@ broker_app = typer.Typer(
 
 DataDir = Annotated[
     Path,
-    typer.Option(
-        "--data-dir",
-        envvar="ARETE_DATA_DIR",
-        help="Directory holding the broker's config, accounts, persistence and TLS files.",
+    data_dir_option(
+        "Directory holding the broker's config, accounts, persistence and TLS files.",
+        create=True,
     ),
 ]
 
@@ -58,8 +58,8 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             min=1,
             max=65535,
             help="Also listen with TLS on this port (default: the last run's, if any; the "
-            "CA and server certificate are generated on first use, see `arete broker "
-            "tls-init`).",
+            "CA and server certificate are generated on first use, see 'arete broker "
+            "tls-init').",
         ),
     ] = None,
     no_tls: Annotated[
@@ -125,7 +125,7 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
     """Run Mosquitto in the foreground until Ctrl-C or SIGTERM.
 
     Every run regenerates mosquitto.conf and the ACL. The first run also
-    creates the `maestro` (full access) and `viewer` (read-only) accounts,
+    creates the 'maestro' (full access) and 'viewer' (read-only) accounts,
     their passwords in DATA/secrets/ (readable only by you). A run without
     an option uses the last run's value (port, host, root, TLS and
     websockets listeners, queue limit, $SYS interval); --no-tls and --no-ws
@@ -249,7 +249,7 @@ def tls_init(
 
     The files go to DATA/broker/tls/ (keys readable only by you). Start the
     broker with --tls-port to use them; agents verify the broker with
-    ca.crt, which `arete agents add` copies beside their configs
+    ca.crt, which 'arete agents add' copies beside their configs
     (DATA/agents/ca.crt). A running broker reads a re-issued certificate
     only when restarted.
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from arete_cli.options import data_dir_option
+
 if TYPE_CHECKING:
     from web_api.auth.users import UserStore
 
@@ -24,18 +26,28 @@ users_app = typer.Typer(
 )
 web_app = typer.Typer(help="The web API and dashboard.", no_args_is_help=True)
 
-DataDir = Annotated[
-    Path, typer.Option("--data-dir", help="The data dir (users live in DATA_DIR/web/users.db).")
-]
+DataDir = Annotated[Path, data_dir_option("The data dir (users live in DATA_DIR/web/users.db).")]
 
 
 @contextlib.contextmanager
-def _users(data_dir: Path) -> Iterator[UserStore]:
-    """The user store, closed after; a UserError is one line on stderr and exit code 2."""
+def _users(data_dir: Path, *, create: bool = False) -> Iterator[UserStore]:
+    """The user store, closed after; a UserError is one line on stderr and exit code 2.
+
+    Only ``create`` (adding a user) may make the store: the other commands on a data
+    dir that has none say so and leave the data dir as it was.
+    """
     from web_api.auth.users import UserError, UserStore
 
+    path = data_dir / "web" / "users.db"
+    if not create and not path.is_file():
+        typer.echo(
+            f"error: {data_dir} has no users yet ({path} does not exist); 'arete web run' "
+            f"or 'arete up' creates admin, or: arete users add NAME --data-dir {data_dir}",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
-        store = UserStore(data_dir / "web" / "users.db")
+        store = UserStore(path)
         try:
             yield store
         finally:
@@ -62,14 +74,16 @@ def add(
 
     Examples:
 
+    \b
       arete users add ci --role operator --data-dir /var/lib/arete
 
+    \b
       arete users add alice --role admin --password --data-dir /var/lib/arete
     """
     secret = (
         typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
     )
-    with _users(data_dir) as store:
+    with _users(data_dir, create=True) as store:
         store.add_user(name, role, secret)
         token = store.create_token(name, "created by arete users add")
     typer.echo(token)
@@ -82,8 +96,9 @@ def passwd(
 ) -> None:
     """Set a user's dashboard password (asked twice, never echoed); ends their sessions.
 
-    Example (after `arete up` printed admin's one-time password):
+    Example (after 'arete up' printed admin's one-time password):
 
+    \b
       arete users passwd admin --data-dir ./data
     """
     secret = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
@@ -123,10 +138,11 @@ def tokens(
 ) -> None:
     """List a user's API tokens: id, label, when made and last used (never the secret).
 
-    The id is the <id> of arete_<id>_<secret>; give it to `arete users revoke`.
+    The id is the <id> of arete_<id>_<secret>; give it to 'arete users revoke'.
 
     Example:
 
+    \b
       arete users tokens ci --data-dir /var/lib/arete
     """
     with _users(data_dir) as store:
@@ -151,6 +167,7 @@ def token_add(
 
     Example:
 
+    \b
       arete users token-add ci --label "nightly deploy" --data-dir /var/lib/arete
     """
     with _users(data_dir) as store:
@@ -162,7 +179,7 @@ def token_add(
 def revoke(
     name: Annotated[str, typer.Argument(help="The user the token belongs to.")],
     token_id: Annotated[
-        str, typer.Argument(help="The token's id (from `arete users tokens NAME`).")
+        str, typer.Argument(help="The token's id (from 'arete users tokens NAME').")
     ],
     data_dir: DataDir,
 ) -> None:
@@ -170,6 +187,7 @@ def revoke(
 
     Example (the id is the 16 hex digits after arete_ in the token):
 
+    \b
       arete users revoke ci 3f2a9c0d4b5e6f71 --data-dir /var/lib/arete
     """
     with _users(data_dir) as store:
@@ -211,30 +229,48 @@ def announce_admin_password(data_dir: Path, password: str, terminal: bool) -> st
 def run(
     data_dir: DataDir,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
 ) -> None:
     """Run the maestro and the web API in one process until SIGTERM or Ctrl-C.
 
-    On the first start an ``admin`` user is created and its one-time password printed.
+    On the first start an admin user is created and its one-time password printed
+    (written to DATA_DIR/web/admin-initial.password when the output is not a terminal).
+    The API serves plain HTTP: put a TLS proxy in front of it to serve other machines.
 
     Examples:
 
+    \b
       arete web run --data-dir ~/.local/share/arete
-
       ARETE_WEB_ALLOWED_ORIGINS='["https://arete.example.org"]' \\
-        arete web run --data-dir /var/lib/arete --host 0.0.0.0 --port 8443
+        arete web run --data-dir /var/lib/arete --host 0.0.0.0 --port 8080
     """
     import uvicorn
+    from pydantic import ValidationError
 
     from maestro.errors import MaestroError
+    from maestro.settings import load_settings, resolve_broker
     from web_api.app import create_app
-    from web_api.auth.users import ensure_admin
+    from web_api.auth.users import UserError, ensure_admin
     from web_api.settings import WebSettings
 
-    settings = WebSettings(data_dir=data_dir, host=host, port=port)
-    password = ensure_admin(data_dir)
-    if password is not None:
-        typer.echo(announce_admin_password(data_dir, password, sys.stdout.isatty()))
+    try:
+        settings = WebSettings(data_dir=data_dir, host=host, port=port)
+        # Everything the maestro needs is checked before admin is made: a start that
+        # cannot succeed must not use up the one-time password.
+        resolve_broker(load_settings(data_dir=data_dir))
+        password = ensure_admin(data_dir)
+        if password is not None:
+            typer.echo(announce_admin_password(data_dir, password, sys.stdout.isatty()))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        typer.echo(f"error: invalid web settings (ARETE_WEB_* or options): {problems}", err=True)
+        raise typer.Exit(2) from None
+    except (MaestroError, UserError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         uvicorn.run(create_app(settings), log_level="info", **settings.server_options())
     except MaestroError as exc:
