@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from maestro.app import Maestro
 from web_api.errors import install_error_handlers
+from web_api.head import HeadAsGetMiddleware
 from web_api.jobs import JobRunner
 from web_api.logredact import install_log_redaction
 from web_api.middleware import BodyLimitMiddleware, GuardMiddleware
@@ -85,19 +86,26 @@ def create_app(
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI is served by the app itself (web_api.apidocs): FastAPI's pages load
+        # it from a CDN, which the CSP blocks and many control planes cannot reach.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     install_log_redaction()
-    # Added last is outermost: the rate limit runs first, then the body cap.
+    # Added last is outermost: HEAD becomes GET first, then the rate limit, then the body cap.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(GuardMiddleware)
+    app.add_middleware(HeadAsGetMiddleware)
     for module in (health, auth, agents, commands, jobs, alerts, notifiers, audit, users, ws):
         app.include_router(module.router)
     terminal = _terminal_router()
     if terminal is not None:
         app.include_router(terminal)
+    from web_api.apidocs import docs_router
     from web_api.dashboard import dashboard_router
 
+    app.include_router(docs_router(app.title))
     app.include_router(dashboard_router(settings.dashboard()))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -75,7 +75,8 @@ def resolve_file(dist: Path, path: str) -> Path | None:
 def dashboard_router(dist: Path | None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
-    @router.get("/{path:path}")
+    # HEAD too: uptime checkers probe pages with it (405 read as "down").
+    @router.api_route("/{path:path}", methods=["GET", "HEAD"])
     async def spa(path: str) -> Response:
         if not is_safe_path(path):
             return error_response(404, "not_found", "no such path")
