@@ -1,6 +1,7 @@
 """Tier 3: the agent page's charts in real Chromium against a real web API, maestro, broker
 and agent: a chart per metric family the agent sends, live charts seeded from history, a
-history view kept in the URL, and an agent killed with -9 shown stale with its commands off."""
+history view kept in the URL, an agent killed with -9 shown stale with its commands off, and
+the clock-offset and state-disk-full badges."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import shutil
 import time
 from collections.abc import Callable
 
+import msgspec
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from arete.payloads import AgentState, Status, encode
 from tests.fixtures.agent import AgentProc
 from tests.fixtures.api import ApiServer
+from tests.fixtures.broker import Broker
 from tests.fixtures.browser import CHROMIUM, DIST, SHOTS, logged_in
 from tests.fixtures.faults import faketime_env
+from tests.fixtures.mqtt import MqttProbe
 
 pytestmark = [
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
@@ -213,3 +218,32 @@ def test_an_agent_two_hours_ahead_gets_a_clock_badge_and_live_charts_on_its_own_
     xmax = float(live.get_attribute("data-xmax") or 0)
     assert abs(xmax - (time.time() + 7200)) < 60
     page.screenshot(path=str(SHOTS / "agent-clock-ahead.png"))
+
+
+def test_an_agent_whose_status_says_its_state_disk_is_full_gets_a_badge(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    broker: Broker,
+    mqtt: Callable[..., MqttProbe],
+) -> None:
+    api = api_server()
+    broker.add_agent("a1")
+    # The agent's own word (its credentials, its status topic), as edge_agent sends it
+    # when its outbox cannot write (tests/faults/test_agent_disk_full.py).
+    probe = mqtt("a1", broker.password_of("a1"), client_id="a1")
+    status = Status(
+        state=AgentState.ONLINE, epoch=1, ts=time.time(), version="0", host="h",
+        heartbeat_s=60, disk_full=True,
+    )  # fmt: skip
+    probe.publish(broker.topics.status("a1"), encode(status), retain=True)
+    page = logged_in(browser, api)
+    expect(page.get_by_test_id("agent-card-a1")).to_be_visible(timeout=20_000)
+    page.goto(api.base_url + "/#/agents/a1")
+    expect(page.get_by_test_id("agent-disk-full")).to_have_text("state disk full", timeout=20_000)
+
+    probe.publish(
+        broker.topics.status("a1"),
+        encode(msgspec.structs.replace(status, disk_full=False, ts=time.time())),
+        retain=True,
+    )
+    expect(page.get_by_test_id("agent-disk-full")).to_have_count(0, timeout=20_000)
