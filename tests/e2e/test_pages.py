@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 from collections.abc import Callable
 
 import httpx
@@ -39,8 +40,10 @@ def test_a_job_by_label_selector_runs_on_the_matching_agents_and_finishes(
     api_server: Callable[..., ApiServer],
     start_agent: Callable[..., AgentProc],
 ) -> None:
-    for agent_id, role in (("web1", "web"), ("web2", "web"), ("db1", "db")):
-        start_agent(agent_id, env={"ARETE_AGENT_LABELS__ROLE": role})
+    agents = {
+        agent_id: start_agent(agent_id, env={"ARETE_AGENT_LABELS__ROLE": role})
+        for agent_id, role in (("web1", "web"), ("web2", "web"), ("db1", "db"))
+    }
     api = api_server()
     page = logged_in(browser, api)
     for agent_id in ("web1", "web2", "db1"):
@@ -67,6 +70,24 @@ def test_a_job_by_label_selector_runs_on_the_matching_agents_and_finishes(
     expect(job.get_by_test_id("job-counts")).to_contain_text("web1, web2")
     [listed] = api.client(Role.VIEWER).get("/jobs").json()
     assert sorted(listed["agents"]) == ["web1", "web2"], "db1 is not picked by role=web"
+
+    # A second job whose first agent does not answer: abort it from the page.
+    agents["web1"].signal(signal.SIGSTOP)
+    try:
+        page.get_by_test_id("job-timeout").fill("30")
+        page.get_by_test_id("job-start").click()
+        page.get_by_test_id("confirm-ok").click()
+        running = page.locator("[data-testid^='job-job-'][data-state='running']")
+        expect(running).to_have_count(1, timeout=10_000)
+        expect(running.get_by_test_id("job-summary")).to_have_text("running: 0 of 2 done")
+        running.locator("[data-testid^='job-abort-']").click()
+        newest = page.locator("[data-testid^='job-job-']").first
+        expect(newest).to_have_attribute("data-state", "stopped", timeout=10_000)
+        expect(newest.get_by_test_id("job-summary")).to_have_text("stopped: aborted by user:admin")
+    finally:
+        agents["web1"].signal(signal.SIGCONT)
+    sent = api.client(Role.VIEWER).get("/commands", params={"agent": "web2"}).json()
+    assert len([c for c in sent if c["job_id"]]) == 1, "only the first job reached web2"
     shot(page, "jobs")
 
 
