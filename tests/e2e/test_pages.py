@@ -154,6 +154,9 @@ def test_rules_with_thresholds_a_silence_of_any_duration_and_notifier_health(
         "Fires when agent offline"
     )
     expect(page.get_by_test_id("rule-disk_high")).to_have_attribute("data-enabled", "false")
+    expect(page.get_by_test_id("rule-summary-cpu_high")).to_have_text(
+        "<agent>: CPU at <value>% (over 80%)"
+    )
 
     page.get_by_test_id("silence-agent").select_option("r1")
     page.get_by_test_id("silence-rule").select_option("cpu_high")

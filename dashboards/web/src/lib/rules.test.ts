@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { formatAgo } from "./format";
-import { notifierSentence, parseDuration, shortDuration, ruleCondition, silenceRequest, sortRules, type Notifier, type Rule } from "./rules";
+import { notifierSentence, parseDuration, ruleSummary, shortDuration, ruleCondition, silenceRequest, sortRules, type Notifier, type Rule } from "./rules";
 
 function rule(over: Partial<Rule> = {}): Rule {
   return {
@@ -17,6 +17,14 @@ describe("rules", () => {
     expect(ruleCondition(rule({ kind: "condition", field: null, threshold: 10, for_s: 60 }))).toBe(
       "reported by the maestro (threshold 10) for 1 min",
     );
+  });
+
+  it("shows the alert's summary with its threshold filled in", () => {
+    expect(ruleSummary(rule({ summary: "{agent}: CPU at {value}% (over {threshold}%)", threshold: 80 }))).toBe(
+      "<agent>: CPU at <value>% (over 80%)",
+    );
+    expect(ruleSummary(rule({ summary: "" }))).toBe("");
+    expect(ruleSummary(rule({ summary: "{unknown} stays" }))).toBe("{unknown} stays");
   });
 
   it("lists enabled built-ins first, then custom, then those switched off", () => {

@@ -1,7 +1,5 @@
 // Alert rules (GET /alerts/rules), silence durations and notifier health. Pure.
 
-import { formatDuration } from "./format";
-
 export interface Rule {
   name: string;
   kind: "state" | "metric" | "condition";
@@ -42,7 +40,7 @@ const UNITS: Record<string, string> = { cpu: "%", mem: "%", disk: "%", swap: "%"
 
 /** When a rule fires, in words: "cpu > 90 % for 5 min", "agent offline", "reported by the maestro (over 10)". */
 export function ruleCondition(rule: Rule): string {
-  const wait = rule.for_s > 0 ? ` for ${formatDuration(rule.for_s)}` : "";
+  const wait = rule.for_s > 0 ? ` for ${shortDuration(rule.for_s)}` : "";
   if (rule.kind === "metric" && rule.field) {
     const unit = UNITS[rule.field] ? ` ${UNITS[rule.field]}` : "";
     return `${rule.field} ${rule.op ?? ""} ${rule.threshold ?? "?"}${unit}${wait}`;
@@ -119,4 +117,19 @@ export function shortDuration(seconds: number): string {
   if (m) parts.push(`${m} min`);
   if (rest || parts.length === 0) parts.push(`${rest} s`);
   return parts.join(" ");
+}
+
+/** A rule's alert summary with its placeholders in words: "{agent}: CPU at {value}% (over {threshold}%)"
+ * → "<agent>: CPU at <value>% (over 90%)". Empty when the rule has no template. */
+export function ruleSummary(rule: Rule): string {
+  const words: Record<string, string> = {
+    agent: "<agent>",
+    rule: rule.name,
+    field: rule.field ?? "",
+    op: rule.op ?? "",
+    threshold: rule.threshold == null ? "?" : String(rule.threshold),
+    value: "<value>",
+    detail: "<detail>",
+  };
+  return rule.summary.replace(/\{(\w+)\}/g, (all, key: string) => words[key] ?? all);
 }

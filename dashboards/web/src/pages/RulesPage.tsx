@@ -3,7 +3,7 @@ import { useApp, useNow } from "../context";
 import { del, errorText, get, post } from "../lib/api";
 import { roleAllows } from "../lib/commands";
 import { formatDuration, formatTime } from "../lib/format";
-import { ruleCondition, shortDuration, silenceRequest, sortRules, type Rule } from "../lib/rules";
+import { ruleCondition, ruleSummary, shortDuration, silenceRequest, sortRules, type Rule } from "../lib/rules";
 import { silenceScope, silencesInForce } from "../lib/silences";
 import { alertSeverityClass } from "../lib/states";
 import type { Silence } from "../lib/types";
@@ -71,8 +71,11 @@ export function RulesPage() {
                 {!r.enabled && <span className="text-xs text-slate-400">switched off</span>}
               </div>
               <p className="mt-1 text-slate-200" data-testid={`rule-condition-${r.name}`}>Fires when {ruleCondition(r)}</p>
+              {r.summary && (
+                <p className="text-xs italic text-slate-400" data-testid={`rule-summary-${r.name}`}>{ruleSummary(r)}</p>
+              )}
               <p className="text-xs text-slate-500">
-                resolves after {formatDuration(r.clear_for_s) === "0 ms" ? "at once" : `${formatDuration(r.clear_for_s)} clear`}
+                resolves {r.clear_for_s <= 0 ? "as soon as it clears" : `after ${shortDuration(r.clear_for_s)} clear`}
                 {Object.keys(r.labels).length ? ` · agents with ${Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(", ")}` : ""}
                 {r.scope === "maestro" ? " · about the maestro itself" : ""}
               </p>
