@@ -212,7 +212,7 @@ def test_after_a_maestro_restart_metric_rules_cover_a_connected_agent_at_once(  
         notes="the agent stayed connected: no liveness change announced it",
     )
     assert maestro.state_of("a1") == "online"
-    assert detection < 10
+    assert detection < 15, "from the restart (the maestro's own start included)"
 
 
 def test_a_forged_heartbeat_with_a_huge_epoch_leaves_the_agent_online(  # noqa: PLR0917
