@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,7 @@ import typer
 
 from arete.errors import TopicError
 from arete.topics import Topics, validate_agent_id
+from arete_cli.console import Output
 from arete_cli.options import data_dir_option
 from mosquitto.acl import VIEWER
 from mosquitto.layout import Layout
@@ -72,7 +74,7 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
-def up(
+def up(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
     data_dir: Annotated[
         Path, data_dir_option("Where config, credentials and data live.", create=True)
     ] = Path("data"),
@@ -98,6 +100,20 @@ def up(
             help="MQTT over websockets on 127.0.0.1, for browsers and apps (0: off).",
         ),
     ] = 9001,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error; debug adds one line per HTTP request.",
+        ),
+    ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="console (HH:MM:SS component | message) or json (one object per line).",
+        ),
+    ] = "console",
 ) -> None:
     """Run the whole stack for this machine until Ctrl-C: the broker, the maestro with
     the web API and dashboard, and a local agent.
@@ -108,6 +124,10 @@ def up(
 
     Example: arete up --data-dir ./data --mqtt-port 1883 --http-port 8080
     """
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter("use debug, info, warning or error", param_hint="--log-level")
+    if log_format not in ("console", "json"):
+        raise typer.BadParameter("use console or json", param_hint="--log-format")
     data_dir = data_dir.resolve()
     local_id = agent_id or _local_agent_id()
     try:
@@ -139,6 +159,7 @@ def up(
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stack = _Stack(data_dir, local_id)
     stack.ws_port = ws_port
+    stack.use_output(Output("json" if log_format == "json" else "console", log_level))
 
     def on_signal(signum: int, frame: object) -> None:
         stack.stopping = True
@@ -150,7 +171,7 @@ def up(
         stack.supervise()
     finally:
         stack.stop()
-    typer.echo("stopped")
+    stack.output.say("stopped")
 
 
 class _Stack:
@@ -169,18 +190,35 @@ class _Stack:
         self.agent: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.ws_port = 0  # MQTT over websockets on 127.0.0.1 (0: off)
+        self.output = Output("console", "info")
+
+    def use_output(self, output: Output) -> None:
+        """Children log JSON at the stack's level; ``output`` prints it, prefixed."""
+        self.output = output
+        for service in ("AGENT", "MAESTRO"):
+            self.env[f"ARETE_{service}_LOG_LEVEL"] = output.level
+            self.env[f"ARETE_{service}_LOG_FORMAT"] = "json"
+
+    def _spawn(self, component: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        assert proc.stdout is not None  # noqa: S101 - asked for just above
+        self.output.follow(component, proc.stdout)
+        return proc
 
     def start(self, mqtt_port: int, http_port: int) -> None:
         data = str(self.data_dir)
-        self.broker = subprocess.Popen(
-            _arete("broker", "run", "--data-dir", data, "--port", str(mqtt_port), *self._ws_args())
+        self.broker = self._spawn(
+            "broker",
+            _arete("broker", "run", "--data-dir", data, "--port", str(mqtt_port), *self._ws_args()),
         )
         if not _wait_port(mqtt_port, self.broker):
             typer.echo("error: the broker did not start; see its messages above", err=True)
             raise typer.Exit(1)
         admin_password = _first_run_secrets(self.data_dir)
-        self.web = subprocess.Popen(
-            _arete("web", "run", "--data-dir", data, "--port", str(http_port))
+        self.web = self._spawn(
+            "web", _arete("web", "run", "--data-dir", data, "--port", str(http_port))
         )
         if not self.config.exists():
             added = subprocess.run(
@@ -202,7 +240,17 @@ class _Stack:
             config=self.config,
             admin_password=admin_password,
             ws_port=self.ws_port,
+            say=self._say_banner,
         )
+
+    def _say_banner(self, text: str) -> None:
+        """The banner as a block on a console; one event per line in JSON."""
+        if self.output.fmt == "console":
+            typer.echo(text)
+            return
+        for line in text.splitlines():
+            if line.strip():
+                self.output.say(line.strip())
 
     def _ws_args(self) -> list[str]:
         if not self.ws_port:
@@ -210,7 +258,7 @@ class _Stack:
         return ["--ws-port", str(self.ws_port), "--ws-host", "127.0.0.1", "--no-wss"]
 
     def _start_agent(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(_arete("agent", "run", "--config", str(self.config)), env=self.env)
+        return self._spawn("agent", _arete("agent", "run", "--config", str(self.config)))
 
     def supervise(self) -> None:
         """Until Ctrl-C: a dead broker or web API ends the stack; the agent restarts."""
@@ -230,6 +278,7 @@ class _Stack:
         _stop(self.agent)
         _stop(self.web)
         _stop(self.broker)
+        self.output.drain()
 
 
 def _first_run_secrets(data_dir: Path) -> str | None:
@@ -252,6 +301,7 @@ def _banner(
     config: Path,
     admin_password: str | None,
     ws_port: int = 0,
+    say: Callable[[str], None] = typer.echo,
 ) -> None:
     if admin_password is not None:
         login = (
@@ -276,7 +326,7 @@ def _banner(
         if ws_port
         else ""
     )
-    typer.echo(
+    say(
         f"""
 Areté is running (Ctrl-C stops everything).
 

@@ -247,6 +247,7 @@ def run(
     import uvicorn
     from pydantic import ValidationError
 
+    from arete.logs import setup_logging
     from maestro.errors import MaestroError
     from maestro.settings import load_settings, resolve_broker
     from web_api.app import create_app
@@ -257,7 +258,8 @@ def run(
         settings = WebSettings(data_dir=data_dir, host=host, port=port)
         # Everything the maestro needs is checked before admin is made: a start that
         # cannot succeed must not use up the one-time password.
-        resolve_broker(load_settings(data_dir=data_dir))
+        maestro_settings = load_settings(data_dir=data_dir)
+        resolve_broker(maestro_settings)
         password = ensure_admin(data_dir)
         if password is not None:
             typer.echo(announce_admin_password(data_dir, password, sys.stdout.isatty()))
@@ -271,8 +273,18 @@ def run(
     except (MaestroError, UserError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    # One logging setup for the maestro, the API and uvicorn (ARETE_MAESTRO_LOG_LEVEL,
+    # ARETE_MAESTRO_LOG_FORMAT); one line per request only at debug.
+    setup_logging(maestro_settings.log_level, maestro_settings.log_format)
+    debug = maestro_settings.log_level == "debug"
     try:
-        uvicorn.run(create_app(settings), log_level="info", **settings.server_options())
+        uvicorn.run(
+            create_app(settings),
+            log_config=None,
+            log_level=maestro_settings.log_level,
+            access_log=debug,
+            **settings.server_options(),
+        )
     except MaestroError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -147,3 +148,71 @@ def test_up_refuses_a_busy_port_clearly(procs: Callable[..., Proc], tmp_path: Pa
         up = start_up(procs, tmp_path / "data", port, "up-busy")
         assert up.wait(20) == 1
     assert "in use" in up.output()
+
+
+CONSOLE_LINE = re.compile(r"^\d\d:\d\d:\d\d (broker |maestro|web    |agent  |up     ) \| \S")
+
+
+def start_up_with(
+    procs: Callable[..., Proc], data_dir: Path, name: str, *options: str
+) -> tuple[Proc, int]:
+    http_port = free_port()
+    argv = [sys.executable, "-m", "arete_cli", "up", "--data-dir", str(data_dir)]
+    argv += ["--mqtt-port", str(free_port()), "--http-port", str(http_port), "--ws-port", "0"]
+    argv += ["--agent-id", "this-pc", *options]
+    proc = procs(argv, name, env={"ARETE_AGENT_INTERVAL_S": "0.5"})
+    wait_for(lambda: "Areté is running" in proc.output(), 60, "the stack to start")
+    return proc, http_port
+
+
+def browse(http_port: int) -> None:
+    """What a user's browser does: pages, the API, a few times."""
+    for _ in range(5):
+        for path in ("/", "/healthz", "/agents", "/docs", "/openapi.json"):
+            httpx.get(f"http://127.0.0.1:{http_port}{path}", timeout=10)
+
+
+def test_up_prints_one_stream_each_line_prefixed_with_its_component_and_no_access_lines(
+    procs: Callable[..., Proc], tmp_path: Path
+) -> None:
+    up, http_port = start_up_with(procs, tmp_path / "data", "up-console")
+    browse(http_port)
+    wait_for(lambda: "agent state" in up.output(), 20, "the maestro to see the agent")
+    up.signal(signal.SIGINT)
+    assert up.wait(30) == 0
+    output = up.output()
+    before, _, rest = output.partition("\nAreté is running")
+    _, _, after = rest.partition("--data-dir " + str(tmp_path / "data") + "\n")
+    lines = [line for line in (before + "\n" + after).splitlines() if line.strip()]
+    assert len(lines) >= 10, output
+    for line in lines:
+        assert CONSOLE_LINE.match(line), f"not prefixed: {line!r}"
+        assert not line.split("| ", 1)[1].startswith("{"), f"raw JSON: {line!r}"
+    seen = {line[9:16].strip() for line in lines}
+    assert {"broker", "maestro", "web", "agent", "up"} <= seen, seen
+    assert "HTTP/1.1" not in output, "one line per request only at --log-level debug"
+    assert "GET /healthz" not in output
+    assert lines[-1].endswith("| stopped")
+
+
+def test_up_log_format_json_is_one_object_per_line_and_debug_adds_access_lines(
+    procs: Callable[..., Proc], tmp_path: Path
+) -> None:
+    up, http_port = start_up_with(
+        procs, tmp_path / "data", "up-json", "--log-format", "json", "--log-level", "debug"
+    )
+    browse(http_port)
+    wait_for(lambda: "/healthz" in up.output(), 20, "the access lines")
+    up.signal(signal.SIGTERM)
+    assert up.wait(30) == 0
+    documents = [json.loads(line) for line in up.output().splitlines() if line.strip()]
+    assert len(documents) >= 10
+    for document in documents:
+        assert document["component"] in {"broker", "maestro", "web", "agent", "up"}, document
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$", document["ts"])
+        assert document["level"] in {"debug", "info", "warning", "error"}, document
+    access = [d for d in documents if d.get("logger") == "uvicorn.access"]
+    assert any("/healthz" in d["event"] for d in access), access[:3]
+    assert all(d["component"] == "web" for d in access)
+    assert any(d["component"] == "up" and "Areté is running" in d["event"] for d in documents)
+    assert documents[-1] == {**documents[-1], "component": "up", "event": "stopped"}
