@@ -225,7 +225,11 @@ class _Stack:
                 _arete("agents", "add", self.agent_id, "--data-dir", data),
                 check=False,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
+            for line in added.stderr.splitlines():
+                self.output.say(line, "error" if line.startswith("error:") else "warning")
             if added.returncode != 0:
                 raise typer.Exit(1)
         self.agent = self._start_agent()
