@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -232,3 +233,28 @@ def test_the_agent_page_takes_a_sample_now_and_runs_a_shell_command(
     expect(output.get_by_test_id("shell-stdout")).to_have_text("hello-from-42")
     expect(output.get_by_test_id("shell-stderr")).to_have_text("oops")
     shot(page, "agent-commands")
+
+
+def test_the_containers_tab_says_in_a_sentence_why_docker_is_unavailable(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+    tmp_path: Path,
+) -> None:
+    socket = tmp_path / "no-engine.sock"
+    start_agent("c1", env={"ARETE_AGENT_DOCKER__URL": f"unix://{socket}"})
+    api = api_server()
+    page = logged_in(browser, api)
+    expect(page.get_by_test_id("agent-card-c1")).to_have_attribute(
+        "data-state", "online", timeout=20_000
+    )
+    page.goto(f"{api.base_url}/#/agents/c1/containers")
+    state = page.get_by_test_id("containers-state")
+    expect(state).to_have_attribute("data-state", "failed", timeout=20_000)
+    expect(state).to_have_text(
+        f"No Docker engine reachable at unix://{socket}: its socket does not exist"
+        " (is the engine running?)."
+    )
+    text = state.inner_text()
+    assert "Error(" not in text
+    assert "docker_unavailable" not in text, "a sentence, not an error code"
