@@ -214,7 +214,7 @@ class _Stack:
             _arete("broker", "run", "--data-dir", data, "--port", str(mqtt_port), *self._ws_args()),
         )
         if not _wait_port(mqtt_port, self.broker):
-            typer.echo("error: the broker did not start; see its messages above", err=True)
+            self.output.say("the broker did not start; see its messages above", "error")
             raise typer.Exit(1)
         admin_password = _first_run_secrets(self.data_dir)
         self.web = self._spawn(
@@ -234,7 +234,7 @@ class _Stack:
                 raise typer.Exit(1)
         self.agent = self._start_agent()
         if not _wait_port(http_port, self.web, timeout=30.0):
-            typer.echo("error: the web API did not start; see its messages above", err=True)
+            self.output.say("the web API did not start; see its messages above", "error")
             raise typer.Exit(1)
         _banner(
             self.data_dir,
@@ -269,11 +269,13 @@ class _Stack:
         while not self.stopping:
             for name, proc in (("the broker", self.broker), ("the maestro and web API", self.web)):
                 if proc is not None and proc.poll() is not None:
-                    typer.echo(f"error: {name} exited ({proc.returncode})", err=True)
+                    self.output.say(f"{name} exited ({proc.returncode}); stopping", "error")
                     raise typer.Exit(1)
             agent = self.agent
             if agent is not None and agent.poll() is not None and agent.returncode != 64:
-                typer.echo(f"the local agent exited ({agent.returncode}); restarting it", err=True)
+                self.output.say(
+                    f"the local agent exited ({agent.returncode}); restarting it", "warning"
+                )
                 time.sleep(1.0)
                 self.agent = self._start_agent()
             time.sleep(0.2)
