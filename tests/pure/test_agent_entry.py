@@ -42,4 +42,4 @@ def test_agent_run_help_documents_exit_codes() -> None:
     )
     assert done.returncode == 0
     assert "--config" in done.stdout
-    assert "64 after a `stop` command" in done.stdout
+    assert "64 after a 'stop' command" in done.stdout
