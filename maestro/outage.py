@@ -33,7 +33,7 @@ from arete.payloads import Status
 
 log = logging.getLogger("arete.maestro.outage")
 
-DEFAULT_SETTLE_S: Final = 2.0
+DEFAULT_SETTLE_S: Final = 1.0
 DEFAULT_METRICS_HOLD_S: Final = 5.0
 DEFAULT_SILENT_MAX_S: Final = 50.0
 

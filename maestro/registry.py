@@ -88,7 +88,7 @@ class Registry:
         digest_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         link: LinkState | None = None,
-        will_settle_s: float = 2.0,
+        will_settle_s: float = 1.0,
         silent_link_max_s: float = 50.0,
     ) -> None:
         self.topics = topics

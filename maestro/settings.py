@@ -78,11 +78,12 @@ class LivenessSettings(BaseModel):
         1.0, gt=0, le=60, description="How often replicas share which agents they heard."
     )
     will_settle_s: float = Field(
-        2.0,
+        1.0,
         ge=0,
         le=60,
         description="A Will (connection lost) counts only if this replica's broker link stays "
-        "up this long after it: a broker that stops publishes every agent's Will.",
+        "up this long after it: a broker that stops publishes every agent's Will "
+        "(its own link drops within milliseconds, noticed within one tick_s).",
     )
 
 

@@ -449,7 +449,7 @@ def test_a_cut_agent_is_critical_then_offline_within_the_documented_bounds(  # n
     tmp_path: Any,
 ) -> None:
     # docs/topics.md: the Will comes 1.5 x keepalive + up to ~5 s after a link loss
-    # (Mosquitto's own keepalive tick), and counts will_settle_s (2 s) later; heartbeats
+    # (Mosquitto's own keepalive tick), and counts will_settle_s (1 s) later; heartbeats
     # make the agent critical after 3 heartbeats + grace. Measured with the defaults the
     # issue used: keepalive 15 s, heartbeat 5 s.
     ns = netns()

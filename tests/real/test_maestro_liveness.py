@@ -41,7 +41,7 @@ def test_a_maestro_started_after_its_agents_knows_them_from_retained_status_alon
 def test_kill_9_of_an_agent_is_offline_once_its_will_settled(
     ready_agent: ReadyAgent, maestro_thread: Callable[..., MaestroThread]
 ) -> None:
-    # The Will waits liveness.will_settle_s (2 s by default, 0.5 s here): a broker that
+    # The Will waits liveness.will_settle_s (1 s by default, 0.5 s here): a broker that
     # stops publishes every Will, and those must not count (docs/maestro.md).
     maestro = maestro_thread(liveness={"tick_s": 0.1, "digest_s": 0.2, "will_settle_s": 0.5})
     agent, _ = ready_agent("a1")
