@@ -111,6 +111,7 @@ def notice(agent: str, kind: NoticeKind) -> Notice:
 
 
 def alert(agent: str, phase: AlertPhase) -> AlertRecord:
+    """An incident that fired at t=2 (a resolved one that never fired is no history)."""
     return AlertRecord(
         id=f"id-{agent}",
         rule="agent_offline",
@@ -120,6 +121,7 @@ def alert(agent: str, phase: AlertPhase) -> AlertRecord:
         started_at=1.0,
         since=1.0,
         summary=f"{agent} is offline",
+        fired_at=None if phase is AlertPhase.PENDING else 2.0,
     )
 
 
