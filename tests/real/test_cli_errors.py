@@ -83,24 +83,18 @@ def test_a_missing_empty_or_file_data_dir_is_one_line_and_exit_2_and_creates_not
         done = arete(*command, "--data-dir", str(path))
         assert_one_clear_line(done, str(path))
         assert sorted(p.name for p in path.parent.rglob("*")) == before, kind
-
-
-@pytest.mark.parametrize("command", NEEDS_DATA_DIR + SETS_UP_DATA_DIR, ids=_name)
-def test_a_data_dir_that_is_a_file_or_empty_text_is_refused_by_every_command(
-    command: list[str], places: dict[str, Path]
-) -> None:
-    assert_one_clear_line(arete(*command, "--data-dir", str(places["file"])), "not a directory")
     # An empty value must never mean the current directory.
     assert_one_clear_line(arete(*command, "--data-dir", ""), "--data-dir is empty")
 
 
 @pytest.mark.parametrize("command", SETS_UP_DATA_DIR, ids=_name)
-def test_a_data_dir_under_a_file_is_refused_by_the_commands_that_create_one(
+def test_the_commands_that_create_a_data_dir_refuse_a_file_empty_text_or_a_path_under_a_file(
     command: list[str], places: dict[str, Path]
 ) -> None:
-    assert_one_clear_line(
-        arete(*command, "--data-dir", str(places["file"] / "data")), str(places["file"])
-    )
+    assert_one_clear_line(arete(*command, "--data-dir", str(places["file"])), "not a directory")
+    assert_one_clear_line(arete(*command, "--data-dir", ""), "--data-dir is empty")
+    under_a_file = places["file"] / "data"
+    assert_one_clear_line(arete(*command, "--data-dir", str(under_a_file)), str(places["file"]))
 
 
 def test_users_commands_read_arete_data_dir_and_list_creates_no_user_store(
