@@ -29,6 +29,8 @@ _MOSQUITTO: Final = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d|\d{9,11}): (?:(?P<level>Warning|Error|Notice|"
     r"Information|Debug): )?(?P<text>.*)$"
 )
+# Mosquitto's lines about a TCP connection before (or without) an MQTT client in it.
+_TCP_ONLY: Final = ("New connection from ", "Client <unknown> ")
 # uvicorn's own format, should it ever print without our logging: "INFO:     text".
 _UVICORN: Final = re.compile(r"^(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(?P<text>.*)$")
 
@@ -86,6 +88,8 @@ def parse(component: str, raw: str, now: float | None = None) -> Line | None:
     if found is not None:
         level = (found["level"] or "info").lower()
         level = {"information": "info", "notice": "info"}.get(level, level)
+        if found["text"].startswith(_TCP_ONLY):
+            level = "debug"  # a bare TCP connection (a port probe); clients are logged by id
         return Line(
             ts=_mosquitto_time(found["ts"], stamp),
             component=component,

@@ -70,3 +70,15 @@ def test_plain_text_and_broken_json_are_printed_as_they_are() -> None:
         '07:30:15 broker  | {"not": "a log line"',
         "07:30:15 broker  | ERROR error: boom",
     ]
+
+
+def test_bare_tcp_connections_to_the_broker_are_debug_lines_and_clients_stay_visible() -> None:
+    probe = parse("broker", "2026-12-06T07:30:15: New connection from 127.0.0.1:4 on port 1")
+    gone = parse("broker", "2026-12-06T07:30:15: Client <unknown> closed its connection.")
+    client = parse("broker", "2026-12-06T07:30:15: New client connected from 127.0.0.1:5 as pc")
+    assert probe is not None
+    assert gone is not None
+    assert client is not None
+    assert not wanted(probe, "info")
+    assert not wanted(gone, "info")
+    assert wanted(client, "info")
