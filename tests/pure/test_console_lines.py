@@ -33,9 +33,9 @@ def test_mosquitto_lines_lose_their_own_timestamp_and_keep_their_level() -> None
     line = parse("broker", "2026-12-06T07:30:15: Warning: ACL pattern has no %c")
     assert line is not None
     assert render(line, "console") == "07:30:15 broker  | WARNING ACL pattern has no %c"
-    epoch = parse("broker", f"{int(NOW)}: New connection from 127.0.0.1")
+    epoch = parse("broker", f"{int(NOW)}: Client pc disconnected.")
     assert epoch is not None
-    assert render(epoch, "console") == "07:30:15 broker  | New connection from 127.0.0.1"
+    assert render(epoch, "console") == "07:30:15 broker  | Client pc disconnected."
 
 
 def test_access_lines_only_at_debug_and_levels_filter() -> None:
