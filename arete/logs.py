@@ -1,4 +1,5 @@
-"""Logs as data: ``key=value`` on a terminal, one JSON object per line otherwise.
+"""Logs as data: ``key=value`` on a terminal, one JSON object per line otherwise
+(``ts`` in ISO 8601, ``level``, ``logger``, ``event`` and the call's fields).
 
 Call sites pass structured fields with ``extra={"kv": {...}}``. Secrets are never
 passed to a logger.
@@ -10,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from datetime import datetime
 from typing import Any, Literal
 
 
@@ -24,7 +26,7 @@ class _KvFormatter(logging.Formatter):
             fields["exc"] = self.formatException(record.exc_info)
         if self._json:
             document = {
-                "ts": round(record.created, 3),
+                "ts": iso_time(record.created),
                 "level": record.levelname.lower(),
                 "logger": record.name,
                 "event": record.getMessage(),
@@ -34,6 +36,12 @@ class _KvFormatter(logging.Formatter):
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         pairs = " ".join(f"{key}={value}" for key, value in fields.items())
         return f"{stamp} {record.levelname.lower():7} {record.getMessage()} {pairs}".rstrip()
+
+
+def iso_time(ts: float) -> str:
+    """The one time format of JSON log lines: local ISO 8601 with milliseconds and offset
+    (``2026-12-06T07:30:15.123+01:00``)."""
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
 
 
 def setup_logging(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto") -> None:

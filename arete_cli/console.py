@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Final, Literal
 
+from arete.logs import iso_time
+
 Format = Literal["console", "json"]
 LEVELS: Final = {"debug": 10, "info": 20, "notice": 20, "warning": 30, "error": 40, "critical": 50}
 WIDTH: Final = max(len(name) for name in ("broker", "maestro", "web", "agent", "up"))
@@ -77,7 +79,7 @@ def parse(component: str, raw: str, now: float | None = None) -> Line | None:
             logger = str(fields.pop("logger", ""))
             event = str(fields.pop("event"))
             return Line(
-                ts=float(ts) if isinstance(ts, int | float) else stamp,
+                ts=_json_time(ts, stamp),
                 component=component_of(component, logger),
                 level=level,
                 event=event,
@@ -111,6 +113,18 @@ def parse(component: str, raw: str, now: float | None = None) -> Line | None:
     return Line(ts=stamp, component=component, level=level, event=text)
 
 
+def _json_time(value: object, default: float) -> float:
+    """``ts`` of a JSON log line: ISO 8601 (arete.logs) or epoch seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return default
+    return default
+
+
 def _mosquitto_time(value: str, default: float) -> float:
     if value.isdigit():
         return float(value)
@@ -130,7 +144,7 @@ def wanted(line: Line, level: str) -> bool:
 def render(line: Line, fmt: Format) -> str:
     if fmt == "json":
         document = {
-            "ts": datetime.fromtimestamp(line.ts).astimezone().isoformat(timespec="milliseconds"),
+            "ts": iso_time(line.ts),
             "component": line.component,
             "level": line.level,
             "event": line.event,

@@ -82,3 +82,17 @@ def test_bare_tcp_connections_to_the_broker_are_debug_lines_and_clients_stay_vis
     assert not wanted(probe, "info")
     assert not wanted(gone, "info")
     assert wanted(client, "info")
+
+
+def test_services_json_log_lines_carry_the_same_iso_time_that_up_reads_back() -> None:
+    import logging
+
+    from arete.logs import _KvFormatter
+
+    record = logging.LogRecord("arete.agent", logging.INFO, __file__, 1, "hello", None, None)
+    record.created = NOW + 0.25
+    document = json.loads(_KvFormatter(as_json=True).format(record))
+    assert document["ts"].startswith("2026-12-06T07:30:15.250")
+    line = parse("agent", json.dumps(document))
+    assert line is not None
+    assert render(line, "console") == "07:30:15 agent   | hello"
