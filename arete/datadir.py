@@ -13,6 +13,9 @@ from typing import Final
 
 # ``arete broker run`` (and so ``arete up``) writes it on its first run.
 MARKER: Final = Path("broker") / "broker.json"
+# ``arete keys create`` may make a data dir too (a control plane that signs commands
+# before its broker ever ran there): its public key marks the dir as ours as well.
+KEY_MARKER: Final = Path("maestro-signing.pub")  # maestro.keys.PUBLIC_KEY_NAME
 
 
 def data_dir_problem(raw: str | Path, *, create: bool) -> str | None:
@@ -36,7 +39,7 @@ def _made_before(path: Path) -> str | None:
             f"there is no data dir {path}; check the path, or create it with "
             f"`arete up --data-dir {path}` (or `arete broker run --data-dir {path}`)"
         )
-    if not (path / MARKER).is_file():
+    if not (path / MARKER).is_file() and not (path / KEY_MARKER).is_file():
         return (
             f"{path} is not an Areté data dir (it has no {path / MARKER}); give the dir "
             "used by `arete up` or `arete broker run`, or run one of them with it first"

@@ -201,6 +201,8 @@ def test_cli_show_raw_prints_only_the_key(tmp_path: Path) -> None:
 
 
 def test_cli_show_without_a_key_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "broker").mkdir()
+    (tmp_path / "broker" / "broker.json").write_text("{}")  # a data dir the broker made
     done = runner.invoke(keys_app, ["show", "--data-dir", str(tmp_path)])
     assert done.exit_code == 2
     assert "arete keys create" in done.output
@@ -212,3 +214,10 @@ def test_cli_help_has_examples() -> None:
         assert done.exit_code == 0
         assert "Examples" in done.output
         assert "--data-dir" in done.output
+
+
+def test_the_data_dir_marker_names_the_public_key_file() -> None:
+    from arete.datadir import KEY_MARKER
+    from maestro.keys import PUBLIC_KEY_NAME
+
+    assert str(KEY_MARKER) == PUBLIC_KEY_NAME
