@@ -3,6 +3,7 @@ in real Chromium against the real stack (the clock case is in tests/e2e/test_age
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -35,6 +36,9 @@ def test_agent_kill_9_marks_the_open_agent_page_stale_and_turns_its_commands_off
     )
     page.goto(api.base_url + "/#/agents/a1")
     cpu = page.get_by_test_id("metric-cpu")
+    # A value first (the page can open before the agent's first sample reaches it), then
+    # it must be fresh: only a shown value can be marked stale.
+    expect(cpu).to_have_text(re.compile(r"^\d+(\.\d+)?\s?%$"), timeout=15_000)
     expect(cpu).to_have_attribute("data-stale", "false", timeout=15_000)
     expect(page.get_by_test_id("cmd-restart")).to_be_enabled()
 
