@@ -131,9 +131,16 @@ def conditions(
     *,
     stall_after_s: float | None,
     skew_s: float | None,
+    disk_full: Mapping[str, bool] | None = None,
 ) -> Iterator[Report]:
-    """The current verdict of every agent's conditions (a rule whose limit is None is off)."""
+    """The current verdict of every agent's conditions (a rule whose limit is None is off).
+
+    ``disk_full``: what each agent's newest status says of its state disk (``Status.disk_full``):
+    an agent that cannot keep its outbox any more loses samples while disconnected."""
     for agent_id, state in list(states.items()):
+        if disk_full is not None:
+            full = disk_full.get(agent_id, False) and state.state.connected
+            yield ("agent_disk_full", agent_id, full, None, "state disk")
         if stall_after_s is not None:
             since = max(state.since, state.judged_from)
             silent = (

@@ -285,7 +285,12 @@ class Registry:
         for agent_id, (received, row) in list(self._latest.items()):
             self.watch.on_sample(agent_id, row, row[_TS], row[_SEQ], min(received, now))
         found = conditions(
-            self.watch, self.states, now, stall_after_s=self.stall_after_s, skew_s=self.skew_s
+            self.watch,
+            self.states,
+            now,
+            stall_after_s=self.stall_after_s,
+            skew_s=self.skew_s,
+            disk_full={a: s.disk_full for a, s in list(self.statuses.items())},
         )
         for rule, agent_id, holds, value, detail in found:
             self.reports.condition(rule, agent_id, holds, now, value=value, detail=detail)

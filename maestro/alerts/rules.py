@@ -10,8 +10,9 @@ Three kinds of rule:
 * condition rules follow a condition some part of the maestro reports (holds or not,
   with a value) through ``AlertService.observe_condition``: ``broker_unreachable`` (this
   replica's own broker link, subject ``maestro:<replica>``), ``metrics_stalled``,
-  ``clock_skew`` and ``identity_conflict`` (agents). A new one is a :func:`condition_rule`
-  in :data:`BUILTIN_RULES` plus one call where the condition is known.
+  ``clock_skew``, ``identity_conflict`` and ``agent_disk_full`` (agents). A new one is a
+  :func:`condition_rule` in :data:`BUILTIN_RULES` plus one call where the condition is
+  known.
 
 Every rule has a ``for_s`` (how long the condition must hold before the alert fires)
 and a ``clear_for_s`` (how long it must stay clear before the alert resolves).
@@ -185,6 +186,11 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     condition_rule(
         "clock_skew", AlertSeverity.WARNING, for_s=60.0, clear_for_s=60.0, threshold=10.0,
         summary="{agent}: clock {detail} by {value} s (over {threshold} s)",
+    ),
+    condition_rule(
+        "agent_disk_full", AlertSeverity.WARNING, for_s=0.0, clear_for_s=30.0,
+        summary="{agent}: its {detail} is full; samples it cannot send now are lost (counted "
+        "in dropped)",
     ),
     condition_rule(
         "identity_conflict", AlertSeverity.CRITICAL, for_s=0.0, clear_for_s=300.0,

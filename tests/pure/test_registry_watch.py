@@ -416,3 +416,34 @@ def test_a_lone_foreign_heartbeat_is_not_adopted() -> None:
     fleet.run(20, live={"a2": 21, "a3": 31})
     assert fleet.state("a1") == "critical"
     assert fleet.registry.states["a1"].epoch == 11
+
+
+def test_an_agent_whose_status_says_its_state_disk_is_full_raises_agent_disk_full() -> None:
+    fleet = Fleet()
+    fleet.birth("a1", 11)
+    fleet.run(3, live={"a1": 11})
+    assert fleet.heard.holding("agent_disk_full") == set()
+    full = Status(state=AgentState.ONLINE, epoch=11, ts=fleet.now, version="t", host="h1",
+                  heartbeat_s=5, disk_full=True)  # fmt: skip
+    fleet.registry.on_status("a1", full, fleet.now)
+    fleet.run(1, live={"a1": 11})
+    assert fleet.heard.holding("agent_disk_full") == {"a1"}
+    assert fleet.registry.view("a1")["disk_full"] is True
+    fleet.birth("a1", 11)  # the agent publishes its status again once the disk has room
+    fleet.run(1, live={"a1": 11})
+    assert fleet.heard.holding("agent_disk_full") == set()
+
+
+def test_a_disconnected_agent_with_a_full_disk_is_not_paged_twice_for_it() -> None:
+    fleet = Fleet(settle_s=0.5)
+    fleet.birth("a1", 11)
+    fleet.run(2, live={"a1": 11})
+    full = Status(state=AgentState.ONLINE, epoch=11, ts=fleet.now, version="t", host="h1",
+                  heartbeat_s=5, disk_full=True)  # fmt: skip
+    fleet.registry.on_status("a1", full, fleet.now)
+    fleet.run(1, live={"a1": 11})
+    assert fleet.heard.holding("agent_disk_full") == {"a1"}
+    fleet.will("a1", 11)
+    fleet.run(2)
+    assert fleet.state("a1") == "offline"
+    assert fleet.heard.holding("agent_disk_full") == set()  # agent_offline says it all
