@@ -8,7 +8,8 @@
 #   scripts/test.sh tests/real -k outbox paths are relative to the repository root
 #
 # ARETE_TEST_TIMEOUT (seconds, default 2700) bounds the pytest run as a whole; each test
-# also has pytest-timeout's own limit (pyproject.toml).
+# also has pytest-timeout's own limit (pyproject.toml). ARETE_TEST_WORKERS (default 4)
+# sets how many pytest workers run tests side by side (0: a single process).
 set -euo pipefail
 
 # CI closes stdin: give children /dev/null rather than a reused file descriptor 0.
@@ -36,8 +37,13 @@ banner "mypy --strict (files from pyproject.toml)"
 banner "dashboard unit tests (vitest)"
 npm --prefix "$ROOT/dashboards/web" test || failed+=("vitest")
 
-banner "pytest${*:+ $*}"
-pytest=("$BIN/python" -m pytest "$@")
+# Most tests wait on real processes (brokers, agents, outages) rather than compute, so
+# they run in parallel: ARETE_TEST_WORKERS pytest workers (default 4; 0 = one process).
+workers=${ARETE_TEST_WORKERS:-4}
+banner "pytest${*:+ $*} (workers: $workers)"
+pytest=("$BIN/python" -m pytest)
+if [ "$workers" != 0 ]; then pytest+=(-n "$workers" --dist worksteal); fi
+pytest+=("$@")
 if command -v timeout >/dev/null 2>&1; then
     # SIGINT first so that fixtures stop the brokers and agents they started.
     pytest=(timeout --foreground -s INT -k 60 "${ARETE_TEST_TIMEOUT:-2700}" "${pytest[@]}")
