@@ -38,11 +38,12 @@ banner "dashboard unit tests (vitest)"
 npm --prefix "$ROOT/dashboards/web" test || failed+=("vitest")
 
 # Most tests wait on real processes (brokers, agents, outages) rather than compute, so
-# they run in parallel: ARETE_TEST_WORKERS pytest workers (default 4; 0 = one process).
+# they run in parallel: ARETE_TEST_WORKERS pytest workers (default 4; 0 = one process),
+# a whole test file per worker (files share session fixtures such as one Xvfb screen).
 workers=${ARETE_TEST_WORKERS:-4}
 banner "pytest${*:+ $*} (workers: $workers)"
 pytest=("$BIN/python" -m pytest)
-if [ "$workers" != 0 ]; then pytest+=(-n "$workers" --dist worksteal); fi
+if [ "$workers" != 0 ]; then pytest+=(-n "$workers" --dist loadfile); fi
 pytest+=("$@")
 if command -v timeout >/dev/null 2>&1; then
     # SIGINT first so that fixtures stop the brokers and agents they started.
