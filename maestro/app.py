@@ -102,6 +102,7 @@ class Maestro:
             self._ack,
             inbox.put,
             acks=self.stored_acks,
+            details=self.store.details,
         )
         self.link = MaestroLink(self._link_config(), self.ingest.handle)
         self.registry = Registry(

@@ -53,6 +53,7 @@ from arete.payloads import (
 from arete.stored import salvage_seqs
 from arete.topics import BROKER_DROPPED, Kind, ParsedTopic, TermDirection, Topics
 from maestro.broker_drops import parse_counter
+from maestro.store.detail import DetailStager
 from maestro.store.rows import SampleRow, detail_values, to_row
 from maestro.stored_acks import StoredAcks
 
@@ -139,6 +140,7 @@ class Ingest:
         *,
         clock: Callable[[], float] = time.time,
         acks: StoredAcks | None = None,
+        details: DetailStager | None = None,
     ) -> None:
         self._topics = topics
         self._replica = replica
@@ -147,6 +149,7 @@ class Ingest:
         self._inbox = inbox
         self._clock = clock
         self._acks = acks  # the agents' stored acknowledgements (maestro.stored_acks)
+        self._details = details  # stores each sample's per-item readings with it
         self._routes: dict[str, ParsedTopic | None] = {}
         self._logged: dict[tuple[str, str], float] = {}
         # Read by the registry (event loop); written here. Plain dict writes are atomic.
@@ -257,13 +260,23 @@ class Ingest:
         # agent's, which covers the refused samples of the message too.
         mid = message.mid if message.qos == 1 else None
         ack, stored, replay = self._ack, self._stored, metrics.replay
+        details = self._details
+        if details is not None:
+            details.hold(agent_id, samples)
 
         def on_stored() -> None:
+            if details is not None:
+                details.release(agent_id, seqs)
             if mid is not None:
                 ack(generation, mid)
             stored(agent_id, seqs, at_once=replay)
 
-        self._submit(rows, on_stored)
+        try:
+            self._submit(rows, on_stored)
+        except BaseException:
+            if details is not None:
+                details.release(agent_id, seqs)
+            raise
 
     def _stored(self, agent_id: str, seqs: list[int], *, at_once: bool = True) -> None:
         """Tell the agent these samples are handled: it may forget them (any thread)."""

@@ -28,8 +28,10 @@ from typing import Any, Final, TypeVar
 from maestro.errors import StoreError
 from maestro.store.audit import AUDIT_MIGRATIONS
 from maestro.store.db import connect
+from maestro.store.detail import DETAIL_MIGRATIONS, DetailStager
 from maestro.store.query import History, query_history
 from maestro.store.registry import REGISTRY_MIGRATIONS
+from maestro.store.replicas import attach_siblings
 from maestro.store.rows import SampleRow
 from maestro.store.samples import AGENTS_MIGRATIONS, SAMPLES_MIGRATIONS, Stager
 from maestro.store.settings import StoreSettings
@@ -43,6 +45,7 @@ BUILTIN_MIGRATIONS: Final[Mapping[str, Sequence[str]]] = {
     "samples": SAMPLES_MIGRATIONS,
     "registry": REGISTRY_MIGRATIONS,
     "audit": AUDIT_MIGRATIONS,
+    "detail": DETAIL_MIGRATIONS,
 }
 """Migrated first, in this order (the later ones refer to ``agents``)."""
 
@@ -67,8 +70,14 @@ class Store:
         self.settings = settings or StoreSettings()
         self._clock = clock
         self._closed = False
+        # Per-core, per-mount, per-sensor, per-GPU readings: stored with their samples.
+        self.details = DetailStager()
         self.writer = SampleWriter(
-            self.path, _all_migrations(migrations or {}), self.settings, stagers, clock=clock
+            self.path,
+            _all_migrations(migrations or {}),
+            self.settings,
+            (self.details, *stagers),
+            clock=clock,
         )
         self.writer.start()
         self._readers = _ReaderPool(self.path, READERS)
@@ -104,11 +113,16 @@ class Store:
         end: float,
         step: float,
     ) -> History:
-        """Downsampled history of ``agent`` (raises QueryError for a bad request)."""
+        """Downsampled history of ``agent`` (raises QueryError for a bad request).
+
+        Reads the sibling replicas' store files too (:mod:`maestro.store.replicas`).
+        """
         now = self._clock()
         raw_retention_s = self.settings.raw_retention_s
-        return await self.read(
-            lambda conn: query_history(
+        own = self.path
+
+        def query(conn: sqlite3.Connection) -> History:
+            return query_history(
                 conn,
                 agent,
                 fields,
@@ -117,8 +131,10 @@ class Store:
                 step=step,
                 now=now,
                 raw_retention_s=raw_retention_s,
+                schemas=attach_siblings(conn, own),
             )
-        )
+
+        return await self.read(query)
 
     # -- writes ----------------------------------------------------------------------
     def submit_write(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:

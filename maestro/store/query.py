@@ -1,5 +1,9 @@
 """History queries: one agent's fields over a time window, downsampled into buckets.
 
+Fields are the stored columns and the per-item readings (:mod:`maestro.store.detail`),
+read from this replica's store file and from its siblings' (each replica stores only
+its share of the metrics), merged bucket by bucket.
+
 Buckets are aligned to multiples of ``step`` in unix time (not to ``start``), so the
 same bucket has the same bounds in every query and a chart that scrolls does not
 shimmer. Each bucket gives min, avg and max of each field; buckets without any
@@ -14,6 +18,7 @@ the minutes it covers, including those just before ``start``).
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 from collections.abc import Sequence
 from typing import Final, Literal
@@ -21,6 +26,8 @@ from typing import Final, Literal
 import msgspec
 
 from maestro.errors import QueryError
+from maestro.store.detail import DETAIL_PATTERNS, is_detail_name
+from maestro.store.detail_query import Buckets, Wanted, accumulate, add_detail
 from maestro.store.rollup import MINUTE
 from maestro.store.rows import FIELD_SET, FIELDS
 from maestro.store.samples import find_agent_id
@@ -55,62 +62,201 @@ def query_history(
     step: float,
     now: float,
     raw_retention_s: float = DEFAULT_RAW_RETENTION_S,
+    schemas: Sequence[str] = ("main",),
 ) -> History:
     """Fields of ``agent`` over ``[start, end)`` in buckets of ``step`` seconds.
+
+    ``fields`` are stored columns (:data:`FIELDS`), detail keys (``cpu.3``,
+    ``temp:nvme``), detail patterns (``cpu.*``, ``mount:*``, ``temp:*``, ``gpu.*``,
+    ...) or ``*`` for everything; a pattern gives one series per key found in the
+    window. ``schemas`` are the store files to read (``main`` and attached replica
+    files, see :mod:`maestro.store.replicas`); their buckets are merged.
 
     An agent that never sent a sample gets an empty history (the registry, not the
     store, knows which agents exist). Raises :class:`QueryError` for unknown fields,
     a bad window or step, or more than :data:`MAX_BUCKETS` buckets.
     """
-    names = _check_fields(fields)
+    names, wanted = _check_fields(fields)
     _check_window(agent, start, end, step)
-    use_rollup = step >= MINUTE or start < now - raw_retention_s
+    use_rollup = (
+        step >= MINUTE
+        or start < now - raw_retention_s
+        or (bool(wanted) and end - start > DETAIL_RAW_MAX_S)
+    )
     start_key: float
     if use_rollup:
         step = max(1, round(step / MINUTE)) * MINUTE
         start_key = math.floor(start / MINUTE) * MINUTE
     else:
         start_key = start
-    buckets = math.ceil(end / step) - math.floor(start_key / step)
-    if buckets > MAX_BUCKETS:
+    buckets_asked = math.ceil(end / step) - math.floor(start_key / step)
+    if buckets_asked > MAX_BUCKETS:
         raise QueryError(
-            f"{buckets} buckets of {step:g} s between {start:g} and {end:g}: at most"
+            f"{buckets_asked} buckets of {step:g} s between {start:g} and {end:g}: at most"
             f" {MAX_BUCKETS}; ask for a larger step or a shorter window"
         )
     source: Literal["raw", "rollup"] = "rollup" if use_rollup else "raw"
-    ts: list[float] = []
-    series: dict[str, Series] = {name: {"min": [], "avg": [], "max": []} for name in names}
-    found = find_agent_id(conn, agent)
-    if found is not None:
-        sql = _rollup_sql(names) if use_rollup else _raw_sql(names)
-        params = (step, found, start_key, end)
-        for row in conn.execute(sql, params):
-            ts.append(float(row[0] * step))
-            for index, name in enumerate(names):
-                values = series[name]
-                base = 1 + 3 * index
-                values["min"].append(row[base])
-                values["avg"].append(row[base + 1])
-                values["max"].append(row[base + 2])
+    buckets: Buckets = {}
+    began = not conn.in_transaction
+    if began:  # one snapshot of every file: a fold between two reads cannot count twice
+        conn.execute("BEGIN")
+    try:
+        for schema in schemas:
+            found = _agent_id(conn, schema, agent)
+            if found is None:
+                continue
+            if names:
+                _add_columns(
+                    conn, schema, found, names, buckets,
+                    rollup=use_rollup, step=step, start=start_key, end=end,
+                )  # fmt: skip
+            if wanted:
+                add_detail(
+                    conn, schema, found, wanted, buckets,
+                    rollup=use_rollup, step=step, start=start_key, end=end,
+                )  # fmt: skip
+    finally:
+        if began:
+            conn.execute("COMMIT")
     return History(
-        agent=agent, start=start, end=end, step=step, source=source, ts=ts, series=series
+        agent=agent,
+        start=start,
+        end=end,
+        step=step,
+        source=source,
+        ts=[float(bucket * step) for bucket in sorted(buckets)],
+        series=_series(fields, buckets),
     )
 
 
-def _check_fields(fields: Sequence[str]) -> list[str]:
+DETAIL_RAW_MAX_S: Final = 6 * 3600.0
+"""Per-item readings come from the rollups past this window (raw rows are decoded one by
+one: a 48 h window of 1 s rows would take seconds)."""
+
+
+def _agent_id(conn: sqlite3.Connection, schema: str, agent: str) -> int | None:
+    if schema == "main":
+        return find_agent_id(conn, agent)
+    sql = f"SELECT id FROM {schema}.agents WHERE name = ?"  # noqa: S608 - from PRAGMA
+    try:
+        row = conn.execute(sql, (agent,)).fetchone()
+    except sqlite3.OperationalError:  # a replica file without tables yet
+        return None
+    return int(row[0]) if row else None
+
+
+def _add_columns(
+    conn: sqlite3.Connection,
+    schema: str,
+    agent_id: int,
+    names: Sequence[str],
+    buckets: Buckets,
+    *,
+    rollup: bool,
+    step: float,
+    start: float,
+    end: float,
+) -> None:
+    sql = _rollup_sql(schema, names) if rollup else _raw_sql(schema, names)
+    for row in conn.execute(sql, (step, agent_id, start, end)):
+        bucket = int(row[0])
+        fields = buckets.get(bucket)
+        if fields is None:
+            fields = buckets[bucket] = {}
+        for index, name in enumerate(names):
+            base = 1 + 4 * index
+            n = row[base]
+            if n:
+                accumulate(buckets, bucket, name, [n, row[base + 1], row[base + 2], row[base + 3]])
+
+
+def _series(asked: Sequence[str], buckets: Buckets) -> dict[str, Series]:
+    """One series per field asked for; a pattern gives one per key found."""
+    order = sorted(buckets)
+    found: set[str] = set()
+    for fields in buckets.values():
+        found.update(fields)
+    series_names: list[str] = []
+    for item in [asked] if isinstance(asked, str) else asked:
+        if item == "*":
+            more = [*FIELDS, *sorted(found - FIELD_SET, key=_natural)]
+        elif item in DETAIL_PATTERNS:
+            more = sorted((n for n in found if n.startswith(item[:-1])), key=_natural)
+        else:
+            more = [item]
+        series_names += [name for name in more if name not in series_names]
+    series: dict[str, Series] = {}
+    for name in series_names:
+        lows: list[float | None] = []
+        avgs: list[float | None] = []
+        highs: list[float | None] = []
+        for bucket in order:
+            agg = buckets[bucket].get(name)
+            if agg is None or not agg[0]:
+                lows.append(None)
+                avgs.append(None)
+                highs.append(None)
+            elif name in FIELD_SET:
+                lows.append(agg[1])
+                avgs.append(agg[2] / agg[0])
+                highs.append(agg[3])
+            else:  # stored as float32: 7 digits, without the binary noise (40.1, not 40.09999)
+                lows.append(float(f"{agg[1]:.7g}"))
+                avgs.append(float(f"{agg[2] / agg[0]:.7g}"))
+                highs.append(float(f"{agg[3]:.7g}"))
+        series[name] = {"min": lows, "avg": avgs, "max": highs}
+    return series
+
+
+def _natural(name: str) -> list[object]:
+    """``cpu.2`` before ``cpu.10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _check_fields(fields: Sequence[str]) -> tuple[list[str], Wanted]:
+    """The stored columns asked for, and the detail keys (names, patterns) asked for."""
     if isinstance(fields, str):
         fields = [fields]
     if not fields:
-        raise QueryError(f"no fields asked for; known fields: {', '.join(FIELDS)}")
+        raise QueryError(f"no fields asked for; known fields: {KNOWN}")
     if not all(isinstance(name, str) for name in fields):
         raise QueryError(f"fields must be names, not {list(fields)!r:.80}")
-    names = list(dict.fromkeys(fields))  # keep the caller's order, drop repeats
-    unknown = [name for name in names if name not in FIELD_SET]
+    asked = list(dict.fromkeys(fields))  # keep the caller's order, drop repeats
+    unknown = [
+        name
+        for name in asked
+        if name not in FIELD_SET
+        and name != "*"
+        and name not in DETAIL_PATTERNS
+        and not is_detail_name(name)
+    ]
     if unknown:
         raise QueryError(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; known fields: {', '.join(FIELDS)}"
+            f"unknown field(s) {', '.join(repr(n[:80]) for n in unknown[:5])};"
+            f" known fields: {KNOWN}"
         )
-    return names
+    wanted = Wanted()
+    columns: list[str] = []
+    for name in asked:
+        if name == "*":
+            wanted.add_pattern(name)
+            columns += [f for f in FIELDS if f not in columns]
+        elif name in FIELD_SET:
+            if name not in columns:
+                columns.append(name)
+        elif name in DETAIL_PATTERNS:
+            wanted.add_pattern(name)
+        else:
+            wanted.exact.add(name)
+    return columns, wanted
+
+
+KNOWN: Final = (
+    f"{', '.join(FIELDS)}; per item: cpu.<core>, mount:<path>, mount_used:<path>,"
+    " mount_total:<path>, temp:<sensor>, gpu.<i>.util|mem|temp|power, uptime_s, mem_used,"
+    " mem_total, load5, load15, disk_read_iops, disk_write_iops; families:"
+    f" {', '.join(DETAIL_PATTERNS)}, or * for everything"
+)
 
 
 def _check_window(agent: str, start: float, end: float, step: float) -> None:
@@ -129,21 +275,19 @@ def _check_window(agent: str, start: float, end: float, step: float) -> None:
         raise QueryError(f"end ({end:g}) must be after start ({start:g})")
 
 
-def _raw_sql(names: Sequence[str]) -> str:
-    # names are checked against FIELDS before they get here; nothing else is interpolated.
-    aggregates = ", ".join(f"min({n}), avg({n}), max({n})" for n in names)
+def _raw_sql(schema: str, names: Sequence[str]) -> str:
+    # names are checked against FIELDS and schema comes from PRAGMA database_list.
+    aggregates = ", ".join(f"count({n}), min({n}), total({n}), max({n})" for n in names)
     return (
-        f"SELECT CAST(ts / ?1 AS INTEGER) AS bucket, {aggregates} FROM samples"  # noqa: S608
+        f"SELECT CAST(ts / ?1 AS INTEGER) AS bucket, {aggregates} FROM {schema}.samples"  # noqa: S608
         " WHERE agent_id = ?2 AND ts >= ?3 AND ts < ?4 GROUP BY bucket ORDER BY bucket"
     )
 
 
-def _rollup_sql(names: Sequence[str]) -> str:
-    aggregates = ", ".join(
-        f"min({n}_min), total({n}_sum) / nullif(sum({n}_n), 0), max({n}_max)" for n in names
-    )
+def _rollup_sql(schema: str, names: Sequence[str]) -> str:
+    aggregates = ", ".join(f"sum({n}_n), min({n}_min), total({n}_sum), max({n}_max)" for n in names)
     return (
-        f"SELECT minute / ?1 AS bucket, {aggregates} FROM rollup_1m"  # noqa: S608 - checked names
+        f"SELECT minute / ?1 AS bucket, {aggregates} FROM {schema}.rollup_1m"  # noqa: S608
         " WHERE agent_id = ?2 AND minute >= ?3 AND minute < ?4 GROUP BY bucket ORDER BY bucket"
     )
 

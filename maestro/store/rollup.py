@@ -1,4 +1,4 @@
-"""Minute rollups of the samples, and retention of both.
+"""Minute rollups of the samples, and retention of both (and of the detail rows).
 
 A rollup row holds, per agent and minute, the count, min, sum and max of each field
 (``avg = sum / n`` at query time). Sums and counts rather than averages, so samples
@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Final
 
+from maestro.store import detail_rollup
 from maestro.store.rows import FIELDS
 from maestro.store.settings import StoreSettings
 
@@ -91,6 +92,8 @@ def retention_steps(
                 yield deleted
                 if deleted < chunk:
                     break
+    # The per-item readings: folded into their rollups first, then pruned the same way.
+    yield from detail_rollup.retention_steps(conn, agents, raw_cutoff, rollup_cutoff, chunk)
 
 
 def apply_retention(

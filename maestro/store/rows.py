@@ -28,6 +28,7 @@ FIELDS: Final = (
 """Numeric fields kept per sample (raw) and per minute (min/avg/max), in column order."""
 
 FIELD_SET: Final = frozenset(FIELDS)
+MAX_DETAIL_KEYS: Final = 2000  # far above any machine; a flood of names is cut here
 HEAD: Final = ("agent", "seq", "ts", "epoch")
 """Names of the first four row items."""
 
@@ -68,35 +69,43 @@ def row_values(row: SampleRow) -> dict[str, Any]:
 
 
 def detail_values(sample: Sample) -> dict[str, float]:
-    """The per-item readings of a sample that no stored column keeps, flattened for charts.
+    """The per-item readings of a sample as ``{key: value}`` (see :func:`detail_items`)."""
+    return dict(detail_items(sample))
 
-    ``cpu.<core>``, ``mount:<path>`` (percent used), ``temp:<sensor>`` (degrees C),
-    ``gpu.<i>.util`` / ``gpu.<i>.mem`` (percent) / ``gpu.<i>.temp``, plus ``uptime_s``,
-    ``mem_used``, ``mem_total``, ``load5``, ``load15``, ``disk_read_iops`` and
-    ``disk_write_iops``. Only what the agent sent.
+
+def detail_items(sample: Sample) -> list[tuple[str, float]]:
+    """The per-item readings of ``sample`` as ``(key, value)`` pairs; only what it sent.
+
+    ``cpu.<core>`` (percent), ``mount:<path>`` (percent used), ``mount_used:<path>`` and
+    ``mount_total:<path>`` (bytes), ``temp:<sensor>`` (degrees C), ``gpu.<i>.util`` and
+    ``gpu.<i>.mem`` (percent), ``gpu.<i>.temp`` (degrees C), ``gpu.<i>.power`` (W),
+    ``uptime_s``, ``mem_used`` and ``mem_total`` (bytes), ``load5``, ``load15``,
+    ``disk_read_iops`` and ``disk_write_iops``.
     """
-    out: dict[str, float] = {
-        "uptime_s": sample.uptime_s,
-        "disk_read_iops": sample.disk_read_iops,
-        "disk_write_iops": sample.disk_write_iops,
-    }
+    out: list[tuple[str, float]] = [
+        ("uptime_s", sample.uptime_s),
+        ("disk_read_iops", sample.disk_read_iops),
+        ("disk_write_iops", sample.disk_write_iops),
+    ]
     if sample.mem_total:
-        out["mem_used"] = float(sample.mem_used)
-        out["mem_total"] = float(sample.mem_total)
+        out += [("mem_used", float(sample.mem_used)), ("mem_total", float(sample.mem_total))]
     if sample.load is not None:
-        out["load5"] = sample.load[1]
-        out["load15"] = sample.load[2]
-    for core, pct in enumerate(sample.cpus):
-        out[f"cpu.{core}"] = pct
+        out += [("load5", sample.load[1]), ("load15", sample.load[2])]
+    out += [(f"cpu.{core}", pct) for core, pct in enumerate(sample.cpus)]
     for mount in sample.mounts:
-        out[f"mount:{mount.mount}"] = mount.pct
-    for sensor, celsius in (sample.temps or {}).items():
-        out[f"temp:{sensor}"] = celsius
+        out += [
+            (f"mount:{mount.mount}", mount.pct),
+            (f"mount_used:{mount.mount}", float(mount.used)),
+            (f"mount_total:{mount.mount}", float(mount.total)),
+        ]
+    out += [(f"temp:{sensor}", celsius) for sensor, celsius in (sample.temps or {}).items()]
     for gpu in sample.gpu or []:
         if gpu.util is not None:
-            out[f"gpu.{gpu.index}.util"] = gpu.util
+            out.append((f"gpu.{gpu.index}.util", gpu.util))
         if gpu.mem_used is not None and gpu.mem_total:
-            out[f"gpu.{gpu.index}.mem"] = round(100.0 * gpu.mem_used / gpu.mem_total, 1)
+            out.append((f"gpu.{gpu.index}.mem", round(100.0 * gpu.mem_used / gpu.mem_total, 1)))
         if gpu.temp is not None:
-            out[f"gpu.{gpu.index}.temp"] = gpu.temp
-    return out
+            out.append((f"gpu.{gpu.index}.temp", gpu.temp))
+        if gpu.power_w is not None:
+            out.append((f"gpu.{gpu.index}.power", gpu.power_w))
+    return out[:MAX_DETAIL_KEYS]

@@ -47,7 +47,14 @@ def test_reopening_keeps_data_and_runs_no_migration_twice(tmp_path: Path) -> Non
             lambda c: c.execute("INSERT INTO commands VALUES ('c1', 'reboot')")
         ).result(5)
     first = versions(path)
-    assert first == {"agents": 1, "samples": 2, "registry": 1, "audit": 1, "commands": 1}
+    assert first == {
+        "agents": 1,
+        "samples": 2,
+        "registry": 1,
+        "audit": 1,
+        "detail": 1,
+        "commands": 1,
+    }
     # A second open would fail on CREATE TABLE if the migration ran again.
     with Store.open(path, {"commands": COMMANDS}) as store:
         rows = store.read_now(lambda c: c.execute("SELECT id FROM commands").fetchall())

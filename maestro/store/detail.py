@@ -1,0 +1,165 @@
+"""Per-item readings ("detail"): their names, their tables, and how a batch stores them.
+
+A sample carries more than the stored columns of :mod:`maestro.store.rows`: one value
+per core, per mount, per sensor and per GPU, plus uptime, memory bytes, load 5/15 and
+disk operations. Their names are flat keys (``cpu.3``, ``mount:/data``, ``temp:nvme``,
+``gpu.0.util``; see :func:`detail_items`) and their number varies by machine, so they
+are not columns: each new sample gets ONE row in ``detail`` whose ``data`` packs every
+value of that sample (key ids as uint32, values as float32: 8 bytes a value). One row a
+sample keeps the ingest cost near that of the sample itself: one more ``executemany``
+per batch, no per-key row. Key names live once in ``detail_keys``.
+
+The rows are written by :class:`DetailStager`, a store *stager*: the writer hands it
+the NEW rows of each batch inside the batch's transaction, so a sample's detail is
+stored exactly when the sample is, and a redelivered sample adds nothing. The ingest
+:meth:`~DetailStager.hold` s each message's samples until its ``on_stored`` runs.
+
+Minute rollups and retention of these rows: :mod:`maestro.store.detail_rollup`.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from arete.payloads import Sample
+from maestro.store.packing import pack
+from maestro.store.rows import SampleRow, detail_items
+from maestro.store.samples import agent_id
+
+DETAIL_MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE detail_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE detail (
+        agent_id INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX detail_agent_ts ON detail (agent_id, ts);
+    CREATE TABLE detail_1m (
+        agent_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX detail_1m_agent_minute ON detail_1m (agent_id, minute);
+    CREATE TABLE detail_fold (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        upto INTEGER NOT NULL
+    );
+    INSERT INTO detail_fold (one, upto) VALUES (1, 0);
+    """,
+)
+"""Component "detail". ``detail_fold.upto``: the last ``detail`` rowid in the rollups."""
+
+# Every name detail_items() makes, and the prefix patterns a query may ask for.
+_DETAIL_NAME: Final = re.compile(
+    r"(cpu\.\d{1,5}|(mount|mount_used|mount_total|temp):.{1,256}"
+    r"|gpu\.\d{1,5}\.(util|mem|temp|power)"
+    r"|uptime_s|mem_used|mem_total|load5|load15|disk_read_iops|disk_write_iops)",
+    re.DOTALL,
+)
+DETAIL_PATTERNS: Final = ("cpu.*", "mount:*", "mount_used:*", "mount_total:*", "temp:*", "gpu.*")
+"""Patterns a history query may name for a whole family (plus ``*`` for everything)."""
+
+
+def is_detail_name(name: str) -> bool:
+    return _DETAIL_NAME.fullmatch(name) is not None
+
+
+class KeyIds:
+    """``detail_keys`` name -> id, cached.
+
+    The writer does not tell a stager whether its transaction committed, so the ids
+    made by one call are checked at the start of the next (:meth:`check`): one that a
+    rollback undid is forgotten, never reused for another name's values.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._uncommitted: list[str] = []
+
+    def resolve(self, conn: sqlite3.Connection, name: str) -> int:
+        found = self._ids.get(name)
+        if found is not None:
+            return found
+        row = conn.execute("SELECT id FROM detail_keys WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            cursor = conn.execute("INSERT INTO detail_keys (name) VALUES (?)", (name,))
+            assert cursor.lastrowid is not None  # noqa: S101 - a rowid table's INSERT has one
+            self._uncommitted.append(name)
+            key_id = cursor.lastrowid
+        else:
+            key_id = int(row[0])
+        self._ids[name] = key_id
+        return key_id
+
+    def check(self, conn: sqlite3.Connection) -> None:
+        """Forget the ids made last time that are not in the file (rolled back)."""
+        for name in self._uncommitted:
+            row = conn.execute("SELECT id FROM detail_keys WHERE name = ?", (name,)).fetchone()
+            if row is None or int(row[0]) != self._ids.get(name):
+                self._ids.pop(name, None)
+        self._uncommitted.clear()
+
+
+def key_names(conn: sqlite3.Connection, schema: str = "main") -> dict[int, str]:
+    """Every key id of one store file and its name (for readers)."""
+    sql = f"SELECT id, name FROM {schema}.detail_keys"  # noqa: S608 - schema from PRAGMA
+    return {int(key_id): str(name) for key_id, name in conn.execute(sql)}
+
+
+class DetailStager:
+    """Stores the detail of each NEW sample, in the transaction that stores the sample.
+
+    The ingest calls :meth:`hold` with a message's samples before submitting its rows
+    and :meth:`release` once they are stored (``on_stored``); the writer calls
+    :meth:`stage` with the new rows of each batch. A row without held samples (a
+    client that submits rows itself) simply has no detail.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, int], Sample] = {}
+        self._keys = KeyIds()
+        self.rows_staged = 0
+
+    def hold(self, agent: str, samples: Iterable[Sample]) -> None:
+        """Keep ``samples`` of ``agent`` until :meth:`release` (any thread)."""
+        held = self._held
+        for sample in samples:
+            held[(agent, sample.seq)] = sample
+
+    def release(self, agent: str, seqs: Iterable[int]) -> None:
+        held = self._held
+        for seq in seqs:
+            held.pop((agent, seq), None)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def stage(self, conn: sqlite3.Connection, rows: Sequence[SampleRow]) -> None:
+        held = self._held
+        resolve = self._keys.resolve
+        data: list[tuple[int, float, bytes]] = []
+        agent_ids: dict[str, int] = {}
+        self._keys.check(conn)
+        for row in rows:
+            sample = held.get((row[0], row[1]))
+            if sample is None:
+                continue
+            items = detail_items(sample)
+            if not items:
+                continue
+            agent = agent_ids.get(row[0])
+            if agent is None:  # the writer's cached id (the sample row was just stored)
+                agent = agent_ids[row[0]] = agent_id(conn, row[0])
+            ids = [resolve(conn, name) for name, _ in items]
+            data.append((agent, row[2], pack(ids, [value for _, value in items])))
+        if data:
+            conn.executemany("INSERT INTO detail (agent_id, ts, data) VALUES (?, ?, ?)", data)
+            self.rows_staged += len(data)
