@@ -13,6 +13,7 @@ import typer
 
 from arete.version import __version__
 from arete_cli.agents import agents_app
+from arete_cli.backup.cli import backup_app
 from arete_cli.up import up
 from edge_agent.cli import agent_app
 from maestro.cli import maestro_app
@@ -35,6 +36,7 @@ app.add_typer(maestro_app, name="maestro")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(web_app, name="web")
+app.add_typer(backup_app, name="backup")
 app.command("up")(up)
 # Plain help everywhere: Click's layout wraps at the terminal's width and shows no
 # metavar for flags (Rich's tables showed `<bool>` beside every one).
