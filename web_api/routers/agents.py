@@ -82,9 +82,24 @@ async def agent_metrics(
     ] = None,
     end: Annotated[float | None, Query(alias="to", ge=0, le=1e11, description="Unix s")] = None,
     step: Annotated[float, Query(gt=0, le=86400 * 7, description="Bucket seconds")] = 60.0,
-    fields: Annotated[str, Query(max_length=500, description="Comma-separated")] = DEFAULT_FIELDS,
+    fields: Annotated[
+        str,
+        Query(
+            max_length=2000,
+            description="Comma-separated: stored fields (cpu, mem, swap, disk, load1, net_rx_bps,"
+            " net_tx_bps, disk_read_bps, disk_write_bps, procs, gpu_util, temp_max), per-item"
+            " keys (cpu.3, mount:/data, mount_used:/, temp:nvme, gpu.0.util, uptime_s, ...),"
+            " families (cpu.*, mount:*, mount_used:*, mount_total:*, temp:*, gpu.*) or *",
+        ),
+    ] = DEFAULT_FIELDS,
 ) -> HistoryPublic:
-    """Min/avg/max per bucket of ``step`` seconds over ``[from, to)`` (default: last hour)."""
+    """Min/avg/max per bucket of ``step`` seconds over ``[from, to)`` (default: last hour).
+
+    Raw 1 s samples when ``step`` is under a minute and the window is inside raw retention
+    (and, for per-item keys, at most 6 h long); otherwise the minute rollups, ``step``
+    rounded to whole minutes. A family gives one series per key found in the window. Every
+    replica's store is read, so the series is whole whichever replica answers.
+    """
     known_agent(m, agent_id)
     until = time.time() if end is None else end
     since = until - 3600.0 if start is None else start
