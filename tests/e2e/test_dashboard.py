@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.fixtures.agent import AgentProc
 from tests.fixtures.api import ApiServer
@@ -139,6 +139,43 @@ def test_open_the_terminal_type_a_command_and_see_its_output(
     expect(terminal).to_contain_text("hello-42", timeout=10_000)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "terminal.png"))
+
+    # The terminal wears the page's theme, and follows the toggle in the same session.
+    html = page.locator("html")
+    for theme in ("light", "dark", "light"):
+        if html.get_attribute("data-theme") != theme:
+            page.get_by_test_id("theme-toggle").click()
+        expect(html).to_have_attribute("data-theme", theme)
+        page.wait_for_timeout(200)  # xterm repaints on its next frame
+        background, text = terminal_lightness(page)
+        light = theme == "light"
+        assert background > 0.9 if light else background < 0.1, (theme, background)
+        assert text < 0.3 if light else text > 0.7, (theme, text)
+    expect(terminal).to_contain_text("hello-42")  # still the same session
+    expect(page.get_by_test_id("terminal-status")).to_have_attribute("data-status", "open")
+
+
+def terminal_lightness(page: Page) -> tuple[float, float]:
+    """0 (black) to 1 (white): the terminal's background and its text as painted."""
+    rgb = page.evaluate(
+        """() => {
+          const c = document.createElement('canvas').getContext('2d');
+          const shade = (css) => {
+            c.clearRect(0, 0, 1, 1);
+            c.fillStyle = css;
+            c.fillRect(0, 0, 1, 1);
+            const [r, g, b] = c.getImageData(0, 0, 1, 1).data;
+            return (r + g + b) / (3 * 255);
+          };
+          // xterm 6 paints its background on the scrollable element around the rows.
+          const box = document.querySelector('[data-testid=terminal]');
+          const viewport = box.querySelector('.xterm-scrollable-element');
+          const rows = box.querySelector('.xterm-rows');
+          return [shade(getComputedStyle(viewport).backgroundColor),
+                  shade(getComputedStyle(rows).color)];
+        }"""
+    )
+    return float(rgb[0]), float(rgb[1])
 
 
 def test_a_session_ended_elsewhere_returns_the_open_page_to_the_login(

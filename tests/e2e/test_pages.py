@@ -258,3 +258,63 @@ def test_the_containers_tab_says_in_a_sentence_why_docker_is_unavailable(
     text = state.inner_text()
     assert "Error(" not in text
     assert "docker_unavailable" not in text, "a sentence, not an error code"
+
+
+def test_a_shell_job_runs_its_command_line_where_each_agents_allowlist_lets_it(
+    browser: Browser,
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+) -> None:
+    start_agent("sh1", env={"ARETE_AGENT_LABELS__ROLE": "batch"})
+    # This agent refuses shell strings: the job cannot make it run one.
+    start_agent(
+        "sh2",
+        env={
+            "ARETE_AGENT_LABELS__ROLE": "batch",
+            "ARETE_AGENT_SHELL__ALLOW_SHELL_STRINGS": "false",
+        },
+    )
+    api = api_server()
+    page = logged_in(browser, api)
+    for agent_id in ("sh1", "sh2"):
+        expect(page.get_by_test_id(f"agent-card-{agent_id}")).to_have_attribute(
+            "data-state", "online", timeout=20_000
+        )
+    open_page(page, "jobs")
+    page.get_by_test_id("job-command").select_option("shell")
+    page.get_by_test_id("job-selector").fill("role=batch")
+    page.get_by_test_id("job-batch").fill("2")
+    page.get_by_test_id("job-max-failures").fill("1")
+    page.get_by_test_id("job-start").click()
+    expect(page.get_by_test_id("job-note")).to_have_text("Type a command to run.")
+    page.get_by_test_id("job-shell-command").fill("echo job-$((6*7))")
+    page.get_by_test_id("job-shell-timeout").fill("0")
+    page.get_by_test_id("job-start").click()
+    expect(page.get_by_test_id("job-note")).to_have_text("The time limit is 1 to 3600 seconds.")
+    page.get_by_test_id("job-shell-timeout").fill("20")
+    page.get_by_test_id("job-start").click()
+    expect(page.get_by_test_id("confirm-dialog")).to_contain_text(
+        'Run shell "echo job-$((6*7))" on 2 agents?'
+    )
+    page.get_by_test_id("confirm-ok").click()
+    job = page.locator("[data-testid^='job-job-']").first
+    expect(job.get_by_test_id("job-title")).to_have_text('shell "echo job-$((6*7))"')
+    expect(job).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(job.get_by_test_id("job-summary")).to_have_text("done: 1 ok, 1 failed")
+    sent = {
+        c["agent"]: c
+        for c in api.client().get("/commands").json()
+        if c["job_id"] and c["name"] == "shell"
+    }
+    assert sent["sh1"]["state"] == "ok"
+    ran = api.client().get(f"/commands/{sent['sh1']['id']}").json()
+    assert ran["result"]["stdout"].strip() == "job-42"
+    assert sent["sh1"]["args"] == {"command": "echo job-$((6*7))", "timeout_s": 20}
+    assert sent["sh2"]["state"] == "rejected", "sh2's allowlist refuses shell strings"
+
+    # docker_restart needs its container, named as Docker would take it.
+    page.get_by_test_id("job-command").select_option("docker_restart")
+    page.get_by_test_id("job-container").fill("no such/name")
+    page.get_by_test_id("job-start").click()
+    expect(page.get_by_test_id("job-note")).to_contain_text("A container name is letters")
+    shot(page, "jobs-shell")

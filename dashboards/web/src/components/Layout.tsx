@@ -1,17 +1,8 @@
 import type { ReactNode } from "react";
 import { useApp, useLiveStatus } from "../context";
+import { navLinksFor } from "../lib/nav";
 import type { Route } from "../lib/router";
 import { ThemeToggle } from "./ThemeToggle";
-
-const LINKS: { page: Route["page"]; href: string; label: string }[] = [
-  { page: "fleet", href: "#/", label: "Fleet" },
-  { page: "alerts", href: "#/alerts", label: "Alerts" },
-  { page: "history", href: "#/history", label: "History" },
-  { page: "jobs", href: "#/jobs", label: "Jobs" },
-  { page: "rules", href: "#/rules", label: "Rules" },
-  { page: "notifiers", href: "#/notifiers", label: "Notifiers" },
-  { page: "users", href: "#/users", label: "Users" },
-];
 
 export function Layout({ route, children }: { route: Route; children: ReactNode }) {
   const { me, live, logout } = useApp();
@@ -23,7 +14,7 @@ export function Layout({ route, children }: { route: Route; children: ReactNode 
           Areté <span className="hidden font-normal text-slate-400 sm:inline">Mission Control</span>
         </a>
         <nav className="order-last flex w-full flex-wrap gap-1 md:order-none md:w-auto">
-          {LINKS.map((l) => {
+          {navLinksFor(me.role).map((l) => {
             const active = route.page === l.page || (l.page === "fleet" && route.page === "agent");
             return (
               <a

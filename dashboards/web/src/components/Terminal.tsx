@@ -2,6 +2,8 @@ import { FitAddon } from "@xterm/addon-fit";
 import { Terminal as XTerm } from "@xterm/xterm";
 import { useEffect, useRef, useState } from "react";
 import { wsUrl } from "../lib/live";
+import { terminalColors } from "../lib/theme";
+import { currentTheme, onThemeChange } from "../theme";
 
 type TermStatus = "connecting" | "open" | "closed";
 
@@ -21,8 +23,12 @@ export function Terminal({ agent }: { agent: string }) {
       cursorBlink: true,
       fontSize: 13,
       fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
-      theme: { background: "#020617", foreground: "#e2e8f0" },
+      theme: terminalColors(currentTheme()),
       convertEol: false,
+    });
+    // The page's theme, and every change of it (the toggle, the system), without a new session.
+    const offTheme = onThemeChange((theme) => {
+      term.options.theme = terminalColors(theme);
     });
     const fit = new FitAddon();
     term.loadAddon(fit);
@@ -65,6 +71,7 @@ export function Terminal({ agent }: { agent: string }) {
     });
     observer.observe(el);
     return () => {
+      offTheme();
       observer.disconnect();
       input.dispose();
       resized.dispose();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jobProgress, jobRequest, jobSummary, parseSelector, selectAgents, type Job } from "./jobs";
+import { JOB_COMMANDS, jobCommandsFor, jobTitle, jobProgress, jobRequest, jobSummary, parseSelector, selectAgents, type Job } from "./jobs";
 import type { Agent } from "./types";
 
 function agent(id: string, labels: Record<string, string>): Agent {
@@ -52,7 +52,7 @@ describe("the job form", () => {
   const form = { name: "metrics", selector: "role=web", batchSize: "2", maxFailures: "1", timeout: "" };
 
   it("builds the POST /jobs body", () => {
-    expect(jobRequest(form)).toEqual({ ok: true, body: { name: "metrics", labels: { role: "web" }, batch_size: 2, max_failures: 1 } });
+    expect(jobRequest(form)).toEqual({ ok: true, body: { name: "metrics", args: {}, labels: { role: "web" }, batch_size: 2, max_failures: 1 } });
     expect(jobRequest({ ...form, timeout: "30" })).toMatchObject({ ok: true, body: { timeout: 30 } });
   });
 
@@ -61,5 +61,56 @@ describe("the job form", () => {
     expect(jobRequest({ ...form, maxFailures: "-1" })).toEqual({ ok: false, error: "Abort threshold is a whole number from 0 to 100000." });
     expect(jobRequest({ ...form, selector: "web" })).toEqual({ ok: false, error: 'Label selector: "web" is not key=value.' });
     expect(jobRequest({ ...form, timeout: "x" }).ok).toBe(false);
+  });
+});
+
+describe("the commands a job runs", () => {
+  const form = { name: "shell", selector: "role=web", batchSize: "2", maxFailures: "0", timeout: "" };
+
+  it("are every command the API's jobs accept, terminal aside, shell for admins only", () => {
+    // The API's CommandName (arete/commands.py) less `terminal`, which POST /jobs refuses.
+    expect(JOB_COMMANDS.map((c) => c.name).sort()).toEqual(
+      ["docker_ps", "docker_restart", "metrics", "restart", "screenshot", "shell", "stop"],
+    );
+    expect(jobCommandsFor("admin").map((c) => c.name)).toContain("shell");
+    expect(jobCommandsFor("operator").map((c) => c.name)).not.toContain("shell");
+    expect(jobCommandsFor("operator").map((c) => c.name)).toContain("metrics");
+    expect(jobCommandsFor("viewer")).toEqual([]);
+  });
+
+  it("send a shell line with its time limit", () => {
+    expect(jobRequest({ ...form, command: "  uptime ", shellTimeout: "5" })).toEqual({
+      ok: true,
+      body: { name: "shell", args: { command: "uptime", timeout_s: 5 }, labels: { role: "web" }, batch_size: 2, max_failures: 0 },
+    });
+    expect(jobRequest({ ...form, command: "df -h" })).toMatchObject({ ok: true, body: { args: { command: "df -h", timeout_s: 30 } } });
+  });
+
+  it("refuse a shell job without a line or with a bad time limit", () => {
+    expect(jobRequest(form)).toEqual({ ok: false, error: "Type a command to run." });
+    expect(jobRequest({ ...form, command: "   " })).toEqual({ ok: false, error: "Type a command to run." });
+    expect(jobRequest({ ...form, command: "id", shellTimeout: "0" })).toEqual({ ok: false, error: "The time limit is 1 to 3600 seconds." });
+  });
+
+  it("restart a named container, and refuse a name Docker would not take", () => {
+    const restart = { ...form, name: "docker_restart" };
+    expect(jobRequest({ ...restart, container: " web-1 " })).toMatchObject({ ok: true, body: { args: { container: "web-1" } } });
+    expect(jobRequest(restart)).toEqual({ ok: false, error: "Name the container to restart." });
+    expect(jobRequest({ ...restart, container: "a b" }).ok).toBe(false);
+    expect(jobRequest({ ...restart, container: "-x" }).ok).toBe(false);
+  });
+
+  it("refuse a command the jobs do not run", () => {
+    expect(jobRequest({ ...form, name: "terminal" })).toEqual({ ok: false, error: "Choose a command." });
+  });
+});
+
+describe("a job's title", () => {
+  it("shows the shell line or the container, unless the arguments are hidden", () => {
+    expect(jobTitle({ name: "shell", args: { command: "uptime", timeout_s: 30 } })).toBe('shell "uptime"');
+    expect(jobTitle({ name: "shell", args: { argv: ["ls", "-l"] } })).toBe("shell ls -l");
+    expect(jobTitle({ name: "shell", args: {}, redacted: true })).toBe("shell");
+    expect(jobTitle({ name: "docker_restart", args: { container: "web-1" } })).toBe("docker_restart web-1");
+    expect(jobTitle({ name: "metrics", args: {} })).toBe("metrics");
   });
 });

@@ -1,5 +1,7 @@
 // Jobs: a command fanned out by label selector, in batches. Pure helpers for the Jobs page.
 
+import { roleAllows } from "./commands";
+import { shellRequest } from "./shell";
 import type { Agent } from "./types";
 
 export interface Job {
@@ -72,17 +74,62 @@ export function jobSummary(job: Job): string {
   return `stopped: ${job.stopped_reason ?? "stopped"}`;
 }
 
+/** Every command POST /jobs accepts (all but `terminal`, opened one at a time), with the
+ * role the API asks for it (web_api.auth.roles.COMMAND_ROLES) and the argument it needs. */
+export const JOB_COMMANDS = [
+  { name: "metrics", role: "operator", needs: null },
+  { name: "screenshot", role: "operator", needs: null },
+  { name: "docker_ps", role: "operator", needs: null },
+  { name: "docker_restart", role: "operator", needs: "container" },
+  { name: "restart", role: "operator", needs: null },
+  { name: "stop", role: "operator", needs: null },
+  { name: "shell", role: "admin", needs: "command" },
+] as const;
+
+export type JobCommand = (typeof JOB_COMMANDS)[number];
+
+/** The commands a user of `role` may start as a job. */
+export function jobCommandsFor(role: string): JobCommand[] {
+  return JOB_COMMANDS.filter((c) => roleAllows(role, c.role));
+}
+
+/** What a command's form field asks for: "command" (a shell line), "container" or null. */
+export function jobNeeds(name: string): JobCommand["needs"] {
+  return JOB_COMMANDS.find((c) => c.name === name)?.needs ?? null;
+}
+
+/** A job's name with the argument that tells it apart: `shell "uptime"`, `docker_restart web-1`. */
+export function jobTitle(job: Pick<Job, "name" | "args" | "redacted">): string {
+  if (job.redacted) return job.name;
+  if (job.name === "shell" && typeof job.args.command === "string") return `shell "${job.args.command}"`;
+  if (job.name === "shell" && Array.isArray(job.args.argv)) return `shell ${job.args.argv.map(String).join(" ")}`;
+  if (job.name === "docker_restart" && typeof job.args.container === "string") return `docker_restart ${job.args.container}`;
+  return job.name;
+}
+
 export interface JobForm {
   name: string;
   selector: string;
   batchSize: string;
   maxFailures: string;
   timeout: string;
+  /** shell: the line for `/bin/sh -c` and its time limit (s); each agent's allowlist decides. */
+  command?: string;
+  shellTimeout?: string;
+  /** docker_restart: the container's name or id. */
+  container?: string;
 }
 
-export type JobRequest =
-  | { ok: true; body: { name: string; labels: Record<string, string>; batch_size: number; max_failures: number; timeout?: number } }
-  | { ok: false; error: string };
+export interface JobBody {
+  name: string;
+  args: Record<string, unknown>;
+  labels: Record<string, string>;
+  batch_size: number;
+  max_failures: number;
+  timeout?: number;
+}
+
+export type JobRequest = { ok: true; body: JobBody } | { ok: false; error: string };
 
 function whole(text: string, what: string, min: number, max: number): number | string {
   const n = Number(text.trim());
@@ -90,18 +137,39 @@ function whole(text: string, what: string, min: number, max: number): number | s
   return n;
 }
 
+// Docker's own rule for a container name (DockerRestartArgs.container in arete/commands.py).
+const CONTAINER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/** The command's `args` from the form, or what is missing (a sentence). */
+function jobArgs(form: JobForm): { ok: true; args: Record<string, unknown> } | { ok: false; error: string } {
+  const needs = jobNeeds(form.name);
+  if (needs === "command") {
+    const shell = shellRequest(form.command ?? "", form.shellTimeout ?? "");
+    return shell.ok ? { ok: true, args: shell.body.args } : { ok: false, error: shell.error };
+  }
+  if (needs === "container") {
+    const container = (form.container ?? "").trim();
+    if (!container) return { ok: false, error: "Name the container to restart." };
+    if (!CONTAINER.test(container)) {
+      return { ok: false, error: "A container name is letters, digits, '_', '.' and '-' (up to 128), starting with a letter or digit." };
+    }
+    return { ok: true, args: { container } };
+  }
+  return { ok: true, args: {} };
+}
+
 /** The POST /jobs body from the form, or what is wrong with it (a sentence). */
 export function jobRequest(form: JobForm): JobRequest {
-  if (!form.name) return { ok: false, error: "Choose a command." };
+  if (!JOB_COMMANDS.some((c) => c.name === form.name)) return { ok: false, error: "Choose a command." };
   const selector = parseSelector(form.selector);
   if (!selector.ok) return { ok: false, error: `Label selector: ${selector.error}.` };
+  const args = jobArgs(form);
+  if (!args.ok) return { ok: false, error: args.error };
   const batch = whole(form.batchSize, "Batch size", 1, 1000);
   if (typeof batch === "string") return { ok: false, error: `${batch}.` };
   const failures = whole(form.maxFailures, "Abort threshold", 0, 100000);
   if (typeof failures === "string") return { ok: false, error: `${failures}.` };
-  const body: { name: string; labels: Record<string, string>; batch_size: number; max_failures: number; timeout?: number } = {
-    name: form.name, labels: selector.labels, batch_size: batch, max_failures: failures,
-  };
+  const body: JobBody = { name: form.name, args: args.args, labels: selector.labels, batch_size: batch, max_failures: failures };
   if (form.timeout.trim()) {
     const t = Number(form.timeout.trim());
     if (!Number.isFinite(t) || t <= 0 || t > 3600) return { ok: false, error: "Timeout is a number of seconds up to 3600." };

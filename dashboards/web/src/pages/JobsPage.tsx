@@ -4,21 +4,24 @@ import { useApp, useNow } from "../context";
 import { errorText, get, post } from "../lib/api";
 import { roleAllows } from "../lib/commands";
 import { formatAgo, formatTime } from "../lib/format";
-import { jobProgress, jobRequest, jobSummary, parseSelector, selectAgents, type Job, type JobForm } from "../lib/jobs";
+import { jobCommandsFor, jobNeeds, jobProgress, jobRequest, jobSummary, jobTitle, parseSelector, selectAgents, type Job, type JobForm } from "../lib/jobs";
 
-const COMMANDS = ["metrics", "screenshot", "docker_ps", "restart", "stop"];
 const INPUT = "rounded border border-slate-700 bg-slate-900 px-2 py-1.5 text-sm text-slate-100";
 
 /** Jobs: one command to every agent a label selector picks, in batches, with an abort threshold. */
 export function JobsPage() {
   const { me, fleet } = useApp();
   const [jobs, setJobs] = useState<Job[] | null>(null);
-  const [form, setForm] = useState<JobForm>({ name: "metrics", selector: "", batchSize: "10", maxFailures: "0", timeout: "" });
+  const [form, setForm] = useState<JobForm>({
+    name: "metrics", selector: "", batchSize: "10", maxFailures: "0", timeout: "", command: "", shellTimeout: "30", container: "",
+  });
   const [note, setNote] = useState("");
   const [error, setError] = useState("");
   const [confirm, setConfirm] = useState<ConfirmRequest | null>(null);
   const now = useNow(1000);
   const canRun = roleAllows(me.role, "operator");
+  const commands = jobCommandsFor(me.role);
+  const needs = jobNeeds(form.name);
 
   const load = useCallback(() => {
     get<Job[]>("/jobs")
@@ -83,10 +86,10 @@ export function JobsPage() {
               return;
             }
             setConfirm({
-              title: `Run ${form.name} on ${picked.length} agent${picked.length === 1 ? "" : "s"}?`,
+              title: `Run ${form.name}${needs === "command" ? ` "${checked.body.args.command as string}"` : needs === "container" ? ` of ${checked.body.args.container as string}` : ""} on ${picked.length} agent${picked.length === 1 ? "" : "s"}?`,
               body: picked.length ? `Agents: ${picked.slice(0, 20).map((a) => a.id).join(", ")}${picked.length > 20 ? "…" : ""}` : "No known agent matches yet; the server chooses at start.",
               confirmLabel: "Start job",
-              danger: form.name === "restart" || form.name === "stop",
+              danger: form.name !== "metrics" && form.name !== "screenshot" && form.name !== "docker_ps",
               onConfirm: () => void start(),
             });
           }}
@@ -94,9 +97,27 @@ export function JobsPage() {
           <label className="flex flex-col gap-1 text-xs text-slate-400">
             Command
             <select data-testid="job-command" value={form.name} onChange={set("name")} className={INPUT}>
-              {COMMANDS.map((c) => <option key={c} value={c}>{c}</option>)}
+              {commands.map((c) => <option key={c.name} value={c.name}>{c.name}</option>)}
             </select>
           </label>
+          {needs === "command" && (
+            <>
+              <label className="flex flex-col gap-1 text-xs text-slate-400 sm:col-span-2">
+                Command line (run by /bin/sh -c; each agent's shell allowlist decides)
+                <input data-testid="job-shell-command" value={form.command} onChange={set("command")} placeholder="uptime" spellCheck={false} className={`${INPUT} font-mono`} />
+              </label>
+              <label className="flex flex-col gap-1 text-xs text-slate-400">
+                Time limit of the command (s)
+                <input data-testid="job-shell-timeout" inputMode="decimal" value={form.shellTimeout} onChange={set("shellTimeout")} className={INPUT} />
+              </label>
+            </>
+          )}
+          {needs === "container" && (
+            <label className="flex flex-col gap-1 text-xs text-slate-400 sm:col-span-2">
+              Container (name or id, on every agent picked)
+              <input data-testid="job-container" value={form.container} onChange={set("container")} placeholder="web-1" spellCheck={false} className={INPUT} />
+            </label>
+          )}
           <label className="flex flex-col gap-1 text-xs text-slate-400 lg:col-span-2">
             Label selector (key=value, comma separated; empty: every agent)
             <input data-testid="job-selector" value={form.selector} onChange={set("selector")} placeholder="role=web, site=paris" className={INPUT} />
@@ -136,7 +157,7 @@ export function JobsPage() {
             return (
               <li key={job.id} className="rounded border border-slate-800 p-3" data-testid={`job-${job.id}`} data-state={job.state}>
                 <div className="flex flex-wrap items-center gap-x-3 gap-y-1 text-sm">
-                  <span className="font-medium text-slate-100">{job.name}</span>
+                  <span className="break-all font-medium text-slate-100" data-testid="job-title">{jobTitle(job)}</span>
                   <span className={job.state === "running" ? "text-sky-300" : job.state === "done" ? "text-emerald-400" : "text-amber-300"} data-testid="job-summary">
                     {jobSummary(job)}
                   </span>
