@@ -100,7 +100,7 @@ def create(
     data_dir: Annotated[Path, data_dir_option("The data dir to back up (services may run).")],
     out: OutDir,
     keep: Annotated[
-        int, typer.Option(min=1, help="How many archives to keep in --out (newest).")
+        int, typer.Option(min=1, metavar="N", help="How many archives to keep in --out (newest).")
     ] = DEFAULT_KEEP,
     config: Annotated[
         list[Path] | None,
@@ -114,9 +114,9 @@ def create(
     Examples:
 
     \b
-      arete backup create --data-dir ./data --out ./backups --key-file ~/arete-backup.key
-      arete backup create --data-dir /var/lib/arete --out /var/backups/arete --keep 14 \\
-        --config /etc/arete/control.toml --config /etc/arete/broker.toml
+      arete backup create --data-dir ./data --out ./backups --key-file KEY
+      arete backup create --data-dir /var/lib/arete --out /var/backups/arete \\
+        --keep 14 --config /etc/arete/control.toml --config /etc/arete/broker.toml
     """
     from arete_cli.backup.archive import create_archive
     from arete_cli.backup.keys import load_key
@@ -149,7 +149,7 @@ def list_(out: OutDir) -> None:
 
 @backup_app.command("verify")
 def verify(
-    archive: Annotated[Path, typer.Argument(help="The archive to check.")],
+    archive: Annotated[Path, typer.Argument(metavar="ARCHIVE", help="The archive to check.")],
     key_file: KeyFile = None,
 ) -> None:
     """Decrypt and check a whole archive against its manifest; write nothing.
@@ -157,7 +157,7 @@ def verify(
     Example:
 
     \b
-      arete backup verify /var/backups/arete/arete-20261206T031500Z.backup --key-file KEY
+      arete backup verify backups/arete-20261206T031500Z.backup --key-file KEY
     """
     from arete_cli.backup.keys import load_key
     from arete_cli.backup.restore import verify_archive
@@ -175,7 +175,7 @@ def verify(
 
 @backup_app.command("restore")
 def restore(
-    archive: Annotated[Path, typer.Argument(help="The archive to restore.")],
+    archive: Annotated[Path, typer.Argument(metavar="ARCHIVE", help="The archive to restore.")],
     data_dir: Annotated[
         Path,
         typer.Option(
@@ -198,9 +198,9 @@ def restore(
     Examples:
 
     \b
-      arete backup restore backups/arete-20261206T031500Z.backup --data-dir ./data \\
-        --key-file ~/arete-backup.key
-      arete backup restore ARCHIVE --data-dir /var/lib/arete --config-dir /etc/arete
+      arete backup restore backups/arete-20261206T031500Z.backup \\
+        --data-dir ./data --key-file KEY
+      arete backup restore ARCHIVE --data-dir /var/lib/arete --config-dir DIR
     """
     from arete_cli.backup.keys import load_key
     from arete_cli.backup.restore import restore_archive

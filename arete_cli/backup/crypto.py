@@ -133,6 +133,8 @@ class DecryptingReader:
         header = source.read(HEADER_BYTES)
         if len(header) < len(MAGIC) or header[: len(MAGIC)] != MAGIC:
             raise ArchiveError("it is not an Areté backup archive (no backup header)")
+        if len(header) == len(MAGIC):
+            raise ArchiveError("it is truncated (the header is cut short)")
         if header[len(MAGIC)] != FORMAT_VERSION:
             raise ArchiveError(
                 f"it is in backup format {header[len(MAGIC)]}; this arete reads format "
