@@ -1,7 +1,7 @@
 """Tier 3: the agent page's charts in real Chromium against a real web API, maestro, broker
-and agent: a chart per metric family the agent sends, live charts seeded from history, a
-history view kept in the URL, an agent killed with -9 shown stale with its commands off, and
-the clock-offset and state-disk-full badges."""
+and agent: a chart per metric family the agent sends, live charts seeded from history (per
+core too, on first paint after a reload), a history view kept in the URL, an agent killed
+with -9 shown stale with its commands off, and the clock-offset and state-disk-full badges."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def chart_ids(page: Page, prefix: str) -> set[str]:
         f"[data-testid^='{prefix}']", "els => els.map(e => e.dataset.testid)"
     )
     return {i.removeprefix(prefix) for i in ids}
+
+
+def series_counts(page: Page, test_id: str) -> list[int]:
+    """How many points each series of a chart holds (its ``data-counts``)."""
+    counts = page.get_by_test_id(test_id).get_attribute("data-counts") or ""
+    return [int(c) for c in counts.split(",") if c]
 
 
 def test_every_family_the_agent_sends_is_charted_and_live_charts_start_from_history(
@@ -88,6 +94,20 @@ def test_every_family_the_agent_sends_is_charted_and_live_charts_start_from_hist
     expect(history.get_by_test_id("chart-history-cpu")).to_be_visible(timeout=15_000)
     for family in ["cpu", "memory", "disk", "diskio", "net", "load", "procs"]:
         expect(history.get_by_test_id(f"chart-history-{family}")).to_be_visible()
+    history_cpu = history.get_by_test_id("chart-history-cpu")
+    expect(history_cpu).to_have_attribute("data-series", str(1 + len(cores)))
+    assert min(series_counts(page, "chart-history-cpu")[1:]) > 0, "per-core history is stored"
+
+    # After a reload the per-core lines start from history as well, not from the first frame.
+    page.reload()
+    section = page.get_by_test_id("live-charts")
+    expect(section).to_have_attribute("data-seeded", re.compile(r"\d+"), timeout=10_000)
+    seeded = int(section.get_attribute("data-seeded") or 0)
+    counts = series_counts(page, "chart-live-cpu")
+    assert len(counts) == 1 + len(cores)
+    assert min(counts[1:]) >= max(4, seeded - 2), (
+        f"each core's line holds the stored points on first paint: {counts}, seeded {seeded}"
+    )
     # The y axis has room for its labels: none is cut at the left edge.
     clipped = page.eval_on_selector_all(
         ".u-axis .u-value",

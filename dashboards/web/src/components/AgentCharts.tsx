@@ -9,7 +9,7 @@ import {
   appendFrameAll, emptyLive, historyToPlot, liveToPlot, liveWindow, mergeSeed, seedLive,
   type LiveBuffer,
 } from "../lib/chart";
-import { familiesOf, fieldsWithData, FORMATS, PALETTE, STORED_FIELDS, type Family } from "../lib/families";
+import { familiesOf, fieldsWithData, FORMATS, HISTORY_FIELDS, PALETTE, type Family } from "../lib/families";
 import { formatTime } from "../lib/format";
 import {
   fixedView, fromLocalInput, hashQuery, isFixed, parseView, queryUrl, RANGES, toLocalInput,
@@ -76,9 +76,10 @@ export function LiveCharts({
     setBuffer(emptyLive([]));
     setLiveTs([]);
     setSeeded(null);
-    // First paint: the last five minutes from history, then the frames on top.
+    // First paint: the last five minutes of every family from history (per core, mount,
+    // sensor and GPU too), then the frames on top.
     const [from, to] = liveWindow(Date.now() / 1000, clockOffset, LIVE_SPAN_S);
-    get<History>(queryUrl(agent, { from: Math.floor(from), to: Math.ceil(to) + 1, step: 1 }, STORED_FIELDS))
+    get<History>(queryUrl(agent, { from: Math.floor(from), to: Math.ceil(to) + 1, step: 1 }, HISTORY_FIELDS))
       .then((h) => {
         if (cancelled) return;
         setBuffer((b) => mergeSeed(seedLive(h, LIVE_POINTS), b, LIVE_POINTS));
@@ -165,7 +166,7 @@ export function HistoryCharts({ agent }: { agent: string }) {
     setError("");
     const nowS = Date.now() / 1000;
     const q = viewToQuery(view, nowS);
-    get<History>(queryUrl(agent, q, STORED_FIELDS))
+    get<History>(queryUrl(agent, q, HISTORY_FIELDS))
       .then((h) => {
         if (cancelled) return;
         setQuery(q);

@@ -120,6 +120,7 @@ export function Chart({
       data-testid={testId}
       data-points={data[0].length}
       data-series={series.length}
+      data-counts={data.slice(1).map((col) => (col as (number | null)[]).filter((v) => v != null).length).join(",")}
       data-xmin={x0}
       data-xmax={x1}
     />

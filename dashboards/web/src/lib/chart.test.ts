@@ -102,4 +102,13 @@ describe("live seeding", () => {
     expect(merged.values.cpu).toEqual([10, 20, 30, 6]);
     expect(merged.values["cpu.0"]).toEqual([null, null, null, 7]);
   });
+  it("seeds per-core lines from history, so they start full rather than from the first frame", () => {
+    const detailed = {
+      ...history,
+      series: { ...history.series, "cpu.0": { min: [1, 2, 3], avg: [1, 2, 3], max: [1, 2, 3] } },
+    };
+    const live = appendFrameAll(emptyLive([]), { agent: "a", ts: 50, values: { cpu: 6, "cpu.0": 7 } }, 10);
+    const merged = mergeSeed(seedLive(detailed, 10), live, 10);
+    expect(merged.values["cpu.0"]).toEqual([1, 2, 3, 7]);
+  });
 });

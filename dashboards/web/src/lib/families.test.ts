@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { familiesOf, fieldsWithData, FORMATS } from "./families";
+import { familiesOf, fieldsWithData, FORMATS, HISTORY_FIELDS } from "./families";
 
 const FULL_SAMPLE = [
   "cpu", "cpu.0", "cpu.1", "cpu.10", "cpu.2", "mem", "swap", "disk", "mount:/", "mount:/data",
@@ -34,6 +34,15 @@ describe("metric families", () => {
     expect(fams.map((f) => [f.id, f.labels])).toEqual([
       ["disk", ["fullest mount"]], ["temps", ["hottest sensor"]], ["gpu", ["busiest GPU"]],
     ]);
+  });
+  it("charts GPU power when the agent reports it, in watts", () => {
+    const power = familiesOf(["cpu", "gpu.0.power", "gpu.1.power"]).find((f) => f.id === "gpupower");
+    expect(power?.labels).toEqual(["GPU 0", "GPU 1"]);
+    expect(power?.unit).toBe("watts");
+    expect(FORMATS.watts(150.4)).toBe("150 W");
+  });
+  it("asks history for every stored key, so each family's chart is seeded", () => {
+    expect(HISTORY_FIELDS).toEqual(["*"]);
   });
   it("keeps only history fields with a value", () => {
     expect(fieldsWithData({ cpu: { avg: [null, 3] }, gpu_util: { avg: [null, null] } })).toEqual(["cpu"]);

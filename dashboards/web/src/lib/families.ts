@@ -3,9 +3,10 @@
 
 import {
   formatCelsius, formatCount, formatIops, formatLoad, formatPercent, formatRate, formatUptime,
+  formatWatts,
 } from "./format";
 
-export type Unit = "percent" | "rate" | "iops" | "celsius" | "count" | "load" | "uptime";
+export type Unit = "percent" | "rate" | "iops" | "celsius" | "count" | "load" | "uptime" | "watts";
 
 export interface Family {
   id: string; // chart-live-<id>, chart-history-<id>
@@ -23,6 +24,7 @@ export const FORMATS: Record<Unit, (v: number | null | undefined) => string> = {
   count: formatCount,
   load: formatLoad,
   uptime: formatUptime,
+  watts: formatWatts,
 };
 
 export const PALETTE = [
@@ -30,7 +32,13 @@ export const PALETTE = [
   "#a3e635", "#f87171", "#2dd4bf", "#facc15",
 ];
 
-/** The fields stored per sample, which the history API serves. */
+/**
+ * What the charts ask the history API for: everything it stores for the agent (the stored
+ * columns plus every per-core, per-mount, per-sensor and per-GPU key found in the window).
+ */
+export const HISTORY_FIELDS = ["*"] as const;
+
+/** The columns stored per sample (a summary of each family: fullest mount, hottest sensor). */
 export const STORED_FIELDS = [
   "cpu", "mem", "swap", "disk", "load1", "net_rx_bps", "net_tx_bps", "disk_read_bps",
   "disk_write_bps", "procs", "gpu_util", "temp_max",
@@ -80,6 +88,8 @@ export function familiesOf(keys: Iterable<string>): Family[] {
   const gpus = prefixed(k, (f) => /^gpu\.\d+\.(util|mem)$/.test(f),
     (f) => `GPU ${f.split(".")[1]} ${f.endsWith("util") ? "busy" : "memory"}`);
   add("gpu", "GPU", "percent", join(pick(k, [["gpu_util", "busiest GPU"]]), gpus));
+  add("gpupower", "GPU power", "watts",
+    prefixed(k, (f) => /^gpu\.\d+\.power$/.test(f), (f) => `GPU ${f.split(".")[1]}`));
   add("procs", "Processes", "count", pick(k, [["procs", "processes"]]));
   add("uptime", "Uptime", "uptime", pick(k, [["uptime_s", "uptime"]]));
   return out;

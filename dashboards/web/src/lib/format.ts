@@ -68,6 +68,12 @@ export function formatCelsius(value: number | null | undefined): string {
   return `${value.toFixed(Math.abs(value) >= 100 ? 0 : 1)} °C`;
 }
 
+/** Power in watts: 150.5 → "151 W", 12.34 → "12.3 W". */
+export function formatWatts(value: number | null | undefined): string {
+  if (value == null || !Number.isFinite(value) || value < 0) return "—";
+  return `${value >= 100 ? value.toFixed(0) : value.toFixed(1)} W`;
+}
+
 /** A count of things (processes): 1234.6 → "1235". */
 export function formatCount(value: number | null | undefined): string {
   if (value == null || !Number.isFinite(value)) return "—";
