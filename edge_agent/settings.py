@@ -8,6 +8,7 @@ Nested keys use a double underscore in the environment: ``ARETE_AGENT_MQTT__HOST
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,10 @@ KNOWN_DEFAULT_SECRETS: Final = frozenset(
 )
 STOP_EXIT_CODE: Final = 64  # systemd unit: RestartPreventExitStatus=64 keeps a stop stopped
 RESTART_EXIT_CODE: Final = 75  # systemd unit: Restart=always brings the agent back
+
+_CREDENTIALS_RE: Final = re.compile(
+    r"^\$(?:\{CREDENTIALS_DIRECTORY\}|CREDENTIALS_DIRECTORY)(?=/|$)"
+)
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 PosFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -146,6 +151,7 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         _resolve_paths(data, Path(path).absolute().parent)
     _overlay_env(data, env)
+    _expand_credentials(data, env)
     try:
         settings = msgspec.convert(data, AgentSettings, strict=False)
     except msgspec.ValidationError as exc:
@@ -169,8 +175,30 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         if not isinstance(table, dict):
             continue  # a wrong type is reported by validation
         value = table.get(key)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        if not isinstance(value, str) or not value or value.startswith("$"):
+            continue  # "$CREDENTIALS_DIRECTORY/..." is expanded after the environment
+        if not Path(value).expanduser().is_absolute():
             table[key] = str(base / value)
+
+
+def _expand_credentials(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """``$CREDENTIALS_DIRECTORY/NAME`` in a file setting: a systemd credential."""
+    for section, key in _RELATIVE_PATHS:
+        table = data if section is None else data.get(section)
+        value = table.get(key) if isinstance(table, dict) else None
+        if not isinstance(value, str) or not isinstance(table, dict):
+            continue
+        match = _CREDENTIALS_RE.match(value)
+        if match is None:
+            continue
+        directory = env.get("CREDENTIALS_DIRECTORY", "")
+        if not directory:
+            raise ConfigError(
+                f"{'.'.join(filter(None, (section, key)))} = {value!r} names "
+                "$CREDENTIALS_DIRECTORY, which is not set: run the agent under systemd with "
+                "LoadCredential=/LoadCredentialEncrypted=, or give a plain path"
+            )
+        table[key] = directory + value[match.end() :]
 
 
 def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> None:

@@ -18,12 +18,13 @@ maestro_app = typer.Typer(
 @maestro_app.command("run")
 def run(
     data_dir: Annotated[
-        Path,
+        Path | None,
         data_dir_option(
             "Data dir of 'arete broker run' (broker address, root and the maestro's "
-            "password are read from it); the store lives in DATA_DIR/maestro/."
+            "password are read from it); the store lives in DATA_DIR/maestro/. "
+            "Default: the config file's data_dir."
         ),
-    ],
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML settings file (see docs/maestro.md).")
     ] = None,
@@ -51,6 +52,7 @@ def run(
     \b
       arete maestro run --data-dir /var/lib/arete --replica b   # a second replica
     """
+    from arete.datadir import data_dir_problem
     from maestro.errors import MaestroError
     from maestro.main import run_forever
     from maestro.settings import load_settings
@@ -59,6 +61,10 @@ def run(
         settings = load_settings(
             config, data_dir=data_dir, replica=replica, metrics_port=metrics_port
         )
+        problem = data_dir_problem(settings.data_dir, create=False)
+        if problem is not None:
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2)
         code = run_forever(settings)
     except MaestroError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from maestro.errors import ConfigError
+from maestro.secrets import permission_problem
 
 PRIVATE_KEY_NAME: Final = "maestro-signing.key"
 PUBLIC_KEY_NAME: Final = "maestro-signing.pub"
@@ -93,7 +94,7 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
         raise ConfigError(f"cannot read the signing key {path}: {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(f"signing key {path} is not a regular file")
-    if info.st_mode & 0o077:
+    if permission_problem(path, info, "signing key") is not None:
         raise ConfigError(
             f"signing key {path} is open to group or others (mode"
             f" {stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`"
@@ -104,20 +105,31 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the signing key {path}: {exc.strerror}") from None
+    return parse_signing_key(data, f"signing key {path}")
+
+
+def parse_signing_key(data: bytes, where: str) -> Ed25519PrivateKey:
+    """The Ed25519 private key in PEM ``data``; ``where`` names it in errors."""
     try:
         key = load_pem_private_key(data, password=None)
     except TypeError:
         raise ConfigError(
-            f"signing key {path} is encrypted; the maestro needs it unencrypted (mode 0600)"
+            f"{where} is encrypted; the maestro needs it unencrypted (mode 0600)"
         ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise ConfigError(
-            f"signing key {path} is not a PEM private key (expected the file that"
-            " `arete keys create` writes)"
+            f"{where} is not a PEM private key (expected what `arete keys create` or"
+            " `arete keys generate --stdout` writes)"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"signing key {path} is not an Ed25519 key")
+        raise ConfigError(f"{where} is not an Ed25519 key")
     return key
+
+
+def new_private_key_pem() -> bytes:
+    """A new Ed25519 private key as PKCS#8 PEM, never written anywhere by this function."""
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
 
 
 def read_public_key(data_dir: Path) -> str:

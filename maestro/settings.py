@@ -34,7 +34,7 @@ from maestro.errors import ConfigError
 from maestro.homeassistant import HomeAssistantSettings
 from maestro.influx.settings import InfluxSettings
 from maestro.notify.settings import NotifySettings
-from maestro.secrets import is_placeholder, read_secret_file
+from maestro.secrets import SecretPath, is_placeholder, read_secret_file
 from maestro.store.settings import StoreSettings
 
 
@@ -48,7 +48,7 @@ class MqttSettings(BaseModel):
     root: str | None = Field(None, description="Topic root (default: the broker's).")
     username: str = "maestro"
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: SecretPath | None = None
     keepalive_s: int = Field(30, ge=5, le=600)
     session_expiry_s: int = Field(
         86_400,
@@ -95,7 +95,7 @@ class MaestroSettings(BaseSettings):
     data_dir: Path
     replica: str = Field("main", description="This replica's name (unique per broker).")
     db_file: Path | None = None
-    signing_key_file: Path | None = None
+    signing_key_file: SecretPath | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(None, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -136,19 +136,44 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+def read_toml(config_file: Path) -> dict[str, Any]:
+    """The TOML document in ``config_file``; :class:`ConfigError` says what is wrong."""
+    try:
+        return tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"cannot read the config file {config_file}: {reason}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Every problem of a validation error on one line, unknown keys named as such."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {where}")
+        elif err["type"] == "missing" and where == "data_dir":
+            problems.append("no data dir: give --data-dir DIR, or data_dir in the config file")
+        else:
+            problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)
+
+
 def load_settings(config_file: Path | None = None, **options: Any) -> MaestroSettings:
     """Settings from CLI ``options`` > environment > ``config_file`` > defaults.
 
     Raises :class:`ConfigError` with every problem named.
     """
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read the config file {config_file}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+    data = read_toml(config_file) if config_file is not None else {}
+    where = f" (from {config_file}, ARETE_MAESTRO_* or options)" if config_file else ""
+    return settings_from(data, where, **options)
+
+
+def settings_from(data: dict[str, Any], where: str = "", **options: Any) -> MaestroSettings:
+    """:func:`load_settings` for a TOML table already read (``[maestro]`` of a
+    control-plane file); ``where`` tells errors where it came from."""
 
     class _Settings(MaestroSettings):
         @classmethod
@@ -168,12 +193,7 @@ def load_settings(config_file: Path | None = None, **options: Any) -> MaestroSet
     except SettingsError as exc:
         raise ConfigError(f"invalid maestro settings in the environment: {exc}") from None
     except ValidationError as exc:
-        where = f" (from {config_file}, ARETE_MAESTRO_* or options)" if config_file else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid maestro settings{where}: {problems}") from None
+        raise ConfigError(f"invalid maestro settings{where}: {describe_errors(exc)}") from None
     try:
         validate_agent_id_or_replica(settings.replica)
     except TopicError as exc:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -16,6 +17,7 @@ broker_app = typer.Typer(
     no_args_is_help=True,
 )
 
+_T = TypeVar("_T")
 DataDir = Annotated[
     Path,
     data_dir_option(
@@ -31,8 +33,23 @@ def _fail(exc: BrokerError, code: int = 1) -> typer.Exit:
 
 
 @broker_app.command("run")
-def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
-    data_dir: DataDir,
+def run(  # noqa: PLR0915, PLR0917 - Typer passes options as keywords; each merges --config
+    data_dir: Annotated[
+        Path | None,
+        data_dir_option(
+            "Directory holding the broker's config, accounts, persistence and TLS files "
+            "(default: the config file's data_dir).",
+            create=True,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML file of these options (data_dir, host, port, root, tls_port, "
+            "ws_port, ..., service_accounts); options and ARETE_BROKER_* override it.",
+        ),
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option(
@@ -144,8 +161,23 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
     )
     from mosquitto.layout import Layout
     from mosquitto.runner import PreparedBroker, run_broker
+    from mosquitto.settings import load_broker_settings
     from mosquitto.state import BrokerInfo, load_info
 
+    try:
+        file = load_broker_settings(config)
+    except BrokerError as exc:
+        raise _fail(exc, 2) from None
+    # Options > ARETE_BROKER_* > the file; with a file, a listener it leaves out is off.
+    data_dir = data_dir or _file_data_dir(file.data_dir)
+    port, host, root = _first(port, file.port), _first(host, file.host), _first(root, file.root)
+    tls_port, ws_port = _first(tls_port, file.tls_port), _first(ws_port, file.ws_port)
+    ws_host, wss = _first(ws_host, file.ws_host), _first(wss, file.wss)
+    max_queued_messages = _first(max_queued_messages, file.max_queued_messages)
+    sys_interval = _first(sys_interval, file.sys_interval)
+    ws_all_interfaces = ws_all_interfaces or bool(file.ws_all_interfaces)
+    no_tls = no_tls or (config is not None and tls_port is None)
+    no_ws = no_ws or (config is not None and ws_port is None)
     if tls_port is not None and no_tls:
         raise _fail(BrokerConfigError("--tls-port and --no-tls contradict each other"), 2)
     if ws_port is not None and no_ws:
@@ -182,6 +214,7 @@ def run(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
             sys_interval_s=sys_interval
             if sys_interval is not None
             else (previous.sys_interval_s if previous else SYS_INTERVAL_S),
+            service_accounts=file.service_accounts,
         )
     except BrokerError as exc:
         raise _fail(exc, 2) from None
@@ -280,5 +313,89 @@ def tls_init(
         )
 
 
+def _first(option: _T | None, configured: _T | None) -> _T | None:
+    """The command-line value, else the environment's or the file's."""
+    return option if option is not None else configured
+
+
+def _file_data_dir(raw: str | None) -> Path:
+    from arete.datadir import data_dir_problem
+
+    if raw is None:
+        typer.echo(
+            "error: no data dir: give --data-dir DIR (or ARETE_DATA_DIR), or data_dir in "
+            "the --config file",
+            err=True,
+        )
+        raise typer.Exit(2)
+    problem = data_dir_problem(raw, create=True)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    return Path(raw)
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+MIN_PASSWORD_CHARS = 16
+
+
+@broker_app.command("passwd")
+def passwd(
+    username: Annotated[str, typer.Argument(help="The account: maestro, viewer or an agent id.")],
+    data_dir: DataDir,
+    remove: Annotated[bool, typer.Option("--remove", help="Delete the account instead.")] = False,
+) -> None:
+    """Set an account's password, read from stdin (one line); only its hash is stored.
+
+    For deployments that create accounts with passwords made elsewhere (never in a
+    file, never in argv). Prints "unchanged" when the password is already the one set.
+    A running broker takes the change at its next reload (SIGHUP).
+
+    Examples:
+
+    \b
+      arete broker passwd maestro --data-dir /var/lib/arete  # password on stdin
+
+    \b
+      arete broker passwd pc-7 --remove --data-dir /var/lib/arete
+    """
+    from mosquitto.layout import Layout
+    from mosquitto.passwords import (
+        check_username,
+        hash_password,
+        locked,
+        read_password_file,
+        verify_password,
+        write_password_file,
+    )
+
+    password = "" if remove else sys.stdin.readline().rstrip("\r\n")
+    if not remove and len(password) < MIN_PASSWORD_CHARS:
+        typer.echo(
+            f"error: give the password on stdin (one line, at least {MIN_PASSWORD_CHARS} "
+            "characters: a random one)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        check_username(username)
+        layout = Layout.at(data_dir)
+        layout.create()
+        with locked(layout.lock_file):
+            entries = read_password_file(layout.password_file)
+            current = entries.get(username)
+            if remove:
+                outcome = "removed" if entries.pop(username, None) is not None else "absent"
+            elif current is not None and verify_password(password, current):
+                outcome = "unchanged"
+            else:
+                entries[username] = hash_password(password)
+                outcome = "set"
+            if outcome in {"removed", "set"}:
+                write_password_file(layout.password_file, entries)
+    except BrokerError as exc:
+        raise _fail(exc, 2) from None
+    typer.echo(f"{username}: {outcome}")

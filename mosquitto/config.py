@@ -84,6 +84,9 @@ class BrokerOptions:
     # Per client; 0 would mean "no limit" to Mosquitto, so it is refused.
     max_queued_messages: int = MAX_QUEUED_MESSAGES
     sys_interval_s: int = SYS_INTERVAL_S
+    # False: no maestro/viewer accounts made, no plaintext password files written
+    # (a deployment creates every account with `arete broker passwd`).
+    service_accounts: bool = True
 
     @property
     def ws_bind(self) -> str:

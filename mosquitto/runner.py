@@ -138,7 +138,7 @@ def _prepare(layout: Layout, options: BrokerOptions, executable: str) -> Prepare
                 f"a broker for {layout.data_dir} is already running (Mosquitto pid {pid}); "
                 "stop it first"
             )
-    created = ensure_service_accounts(layout)
+    created = ensure_service_accounts(layout) if options.service_accounts else []
     tls_created = False
     if options.tls_port is not None or options.ws_tls:
         from mosquitto.tls import init_tls, tls_ready

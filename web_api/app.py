@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from maestro.app import Maestro
+from maestro.settings import MaestroSettings
 from web_api.errors import install_error_handlers
 from web_api.head import HeadAsGetMiddleware
 from web_api.jobs import JobRunner
@@ -56,9 +57,10 @@ def create_app(
     *,
     start_maestro: bool = True,
     maestro_options: dict[str, Any] | None = None,
+    maestro_settings: MaestroSettings | None = None,
 ) -> FastAPI:
-    """The app. ``maestro_options`` go to ``maestro.settings.load_settings`` when the
-    lifespan starts the maestro itself."""
+    """The app. ``maestro_settings`` (else ``maestro_options`` given to
+    ``maestro.settings.load_settings``) when the lifespan starts the maestro itself."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +73,8 @@ def create_app(
                 from maestro.settings import load_settings
 
                 options = {"data_dir": settings.data_dir, **(maestro_options or {})}
-                running = await stack.enter_async_context(Maestro.running(load_settings(**options)))
+                chosen = maestro_settings or load_settings(**options)
+                running = await stack.enter_async_context(Maestro.running(chosen))
             if running is not None:
                 state.maestro = running
                 state.jobs = JobRunner(running)

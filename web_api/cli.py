@@ -227,9 +227,30 @@ def announce_admin_password(data_dir: Path, password: str, terminal: bool) -> st
 
 @web_app.command("run")
 def run(
-    data_dir: DataDir,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    data_dir: Annotated[
+        Path | None,
+        data_dir_option(
+            "The data dir (users live in DATA_DIR/web/users.db); default: the config "
+            "file's data_dir."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML settings file: data_dir, [web] and [maestro] (see docs/api.md).",
+        ),
+    ] = None,
+    replica: Annotated[
+        str | None,
+        typer.Option(help="This control-plane replica's name; run several with different names."),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port to listen on (default 8080).")
+    ] = None,
 ) -> None:
     """Run the maestro and the web API in one process until SIGTERM or Ctrl-C.
 
@@ -237,39 +258,45 @@ def run(
     (written to DATA_DIR/web/admin-initial.password when the output is not a terminal).
     The API serves plain HTTP: put a TLS proxy in front of it to serve other machines.
 
+    Settings: options > ARETE_WEB_* / ARETE_MAESTRO_* environment > --config file >
+    defaults. The file holds data_dir, a [web] table (host, port, allowed_origins,
+    trusted_proxies, ...) and a [maestro] table (the keys of maestro.toml).
+
     Examples:
 
     \b
       arete web run --data-dir ~/.local/share/arete
       ARETE_WEB_ALLOWED_ORIGINS='["https://arete.example.org"]' \\
         arete web run --data-dir /var/lib/arete --host 0.0.0.0 --port 8080
+
+    \b
+      arete web run --config /etc/arete/control.toml --replica a --port 8081
     """
     import uvicorn
-    from pydantic import ValidationError
 
+    from arete.datadir import data_dir_problem
     from arete.logs import setup_logging
     from maestro.errors import MaestroError
-    from maestro.settings import load_settings, resolve_broker
+    from maestro.settings import resolve_broker
     from web_api.app import create_app
     from web_api.auth.users import UserError, ensure_admin
-    from web_api.settings import WebSettings
+    from web_api.settings import load_control
 
     try:
-        settings = WebSettings(data_dir=data_dir, host=host, port=port)
+        settings, maestro_settings = load_control(
+            config, data_dir=data_dir, replica=replica, host=host, port=port
+        )
+        data_dir = settings.data_dir
+        problem = data_dir_problem(data_dir, create=False)
+        if problem is not None:
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2)
         # Everything the maestro needs is checked before admin is made: a start that
         # cannot succeed must not use up the one-time password.
-        maestro_settings = load_settings(data_dir=data_dir)
         resolve_broker(maestro_settings)
         password = ensure_admin(data_dir)
         if password is not None:
             typer.echo(announce_admin_password(data_dir, password, sys.stdout.isatty()))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        typer.echo(f"error: invalid web settings (ARETE_WEB_* or options): {problems}", err=True)
-        raise typer.Exit(2) from None
     except (MaestroError, UserError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -279,7 +306,7 @@ def run(
     debug = maestro_settings.log_level == "debug"
     try:
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, maestro_settings=maestro_settings),
             log_config=None,
             log_level=maestro_settings.log_level,
             access_log=debug,

@@ -1,6 +1,9 @@
-"""Settings of the web API: ``ARETE_WEB_*`` environment or keyword arguments.
+"""Settings of the web API: options > ``ARETE_WEB_*`` environment > a TOML file.
 
 Built when the app starts (``WebSettings(data_dir=...)``), never at import time.
+``arete web run --config control.toml`` runs the maestro in the same process: its
+file has ``data_dir`` (shared by both), a ``[web]`` table of these settings and a
+``[maestro]`` table with the keys of maestro.toml (see :func:`load_control`).
 """
 
 from __future__ import annotations
@@ -9,8 +12,17 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from pydantic_settings.sources import InitSettingsSource
+
+from maestro.errors import ConfigError
+from maestro.settings import MaestroSettings, describe_errors, read_toml, settings_from
 
 PACKAGE_DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "web" / "dist"
 
@@ -111,3 +123,70 @@ class WebSettings(BaseSettings):
             if candidate is not None and (candidate / "index.html").is_file():
                 return candidate
         return None
+
+
+CONTROL_TABLES = ("data_dir", "web", "maestro")
+
+
+def load_control(
+    config_file: Path | None,
+    *,
+    data_dir: Path | None = None,
+    replica: str | None = None,
+    **web_options: Any,
+) -> tuple[WebSettings, MaestroSettings]:
+    """The web API's and the maestro's settings for ``arete web run``.
+
+    Each: command-line options > environment (``ARETE_WEB_*``, ``ARETE_MAESTRO_*``) >
+    ``config_file`` (``data_dir``, ``[web]``, ``[maestro]``) > defaults. Raises
+    :class:`ConfigError` naming every problem (an unknown key included).
+    """
+    data = read_toml(config_file) if config_file is not None else {}
+    source = f"{config_file}" if config_file is not None else "options"
+    unknown = sorted(set(data) - set(CONTROL_TABLES))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(unknown)} in {source}: the file holds data_dir, "
+            "[web] (web API) and [maestro] (the keys of maestro.toml)"
+        )
+    tables: dict[str, dict[str, Any]] = {}
+    for name in ("web", "maestro"):
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name} in {source} must be a table ([{name}])")
+        tables[name] = dict(table)
+    if data_dir is None and "data_dir" in data:
+        raw = data["data_dir"]
+        if not isinstance(raw, str) or not raw:
+            raise ConfigError(f"data_dir in {source} must be a path (a string)")
+        data_dir = Path(raw)
+    where = f" (from {config_file}, ARETE_MAESTRO_* or options)" if config_file else ""
+    maestro = settings_from(tables["maestro"], where, data_dir=data_dir, replica=replica)
+    web = _web_settings(tables["web"], source, data_dir=maestro.data_dir, **web_options)
+    return web, maestro
+
+
+def _web_settings(table: dict[str, Any], source: str, **options: Any) -> WebSettings:
+    class _Settings(WebSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, table))
+
+    given = {key: value for key, value in options.items() if value is not None}
+    try:
+        settings = _Settings(**given)
+    except SettingsError as exc:
+        raise ConfigError(f"invalid web settings in the environment: {exc}") from None
+    except ValidationError as exc:
+        problems = describe_errors(exc)
+        raise ConfigError(
+            f"invalid web settings (from {source}, ARETE_WEB_* or options): {problems}"
+        ) from None
+    return WebSettings.model_validate(settings.model_dump())

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from maestro.errors import ConfigError
-from maestro.secrets import read_secret_file
+from maestro.secrets import SecretPath, read_secret_file
 
 PLACEHOLDER_TOKENS: Final = frozenset(
     {
@@ -43,7 +43,7 @@ class InfluxSettings(BaseModel):
     org: Annotated[str, Field(min_length=1, max_length=256)] = "arete"
     bucket: Annotated[str, Field(min_length=1, max_length=256)] = "arete"
     token: SecretStr | None = None
-    token_file: Path | None = None
+    token_file: SecretPath | None = None
     measurement: Annotated[str, Field(min_length=1, max_length=128)] = "arete"
     batch_lines: Annotated[int, Field(ge=1, le=100_000)] = 5000
     flush_s: Annotated[float, Field(gt=0, le=3600)] = 1.0

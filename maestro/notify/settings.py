@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from maestro.errors import ConfigError
-from maestro.secrets import read_secret_file
+from maestro.secrets import SecretPath, read_secret_file
 
 PLACEHOLDER_SECRETS: Final = frozenset(
     {
@@ -73,7 +73,7 @@ class _Section(BaseModel):
 
 class TelegramSettings(_Section):
     token: SecretStr | None = None
-    token_file: Path | None = None
+    token_file: SecretPath | None = None
     chat_ids: Annotated[list[int], Field(min_length=1, max_length=50)]
     base_url: str = "https://api.telegram.org/bot"
     # Telegram asks bots for about one message a second per chat.
@@ -109,7 +109,7 @@ class TelegramSettings(_Section):
 
 class DiscordSettings(_Section):
     webhook_url: SecretStr | None = None
-    webhook_url_file: Path | None = None
+    webhook_url_file: SecretPath | None = None
     # Discord's webhook bucket: 5 requests per 2 seconds.
     limit: Annotated[int, Field(ge=1, le=50)] = 5
     window_s: PosFloat = 2.0
