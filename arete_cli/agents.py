@@ -31,7 +31,13 @@ from edge_agent.settings import (
 )
 from mosquitto.accounts import add_agent_credentials
 from mosquitto.config import validate_host
-from mosquitto.errors import BrokerConfigError, BrokerError, BrokerNotSetUp, ReloadNotPermitted
+from mosquitto.errors import (
+    BrokerConfigError,
+    BrokerError,
+    BrokerNotSetUp,
+    ReloadNotPermitted,
+    UnknownAgent,
+)
 from mosquitto.layout import Layout, write_private
 from mosquitto.state import BrokerInfo
 
@@ -315,11 +321,14 @@ def remove(
     agent_id: Annotated[str, typer.Argument(metavar="ID", help="The agent to revoke.")],
     data_dir: DataDir,
 ) -> None:
-    """Revoke an agent: delete its broker account and its config file.
+    """Revoke an agent: delete its broker account and its config file, and make MQTT
+    clients forget it.
 
     A running broker is told to reload (SIGHUP): from then on it refuses the
     agent's password and drops the agent's connection. Other agents are not
-    affected.
+    affected. Then the agent's retained status, alert state and Home Assistant
+    discovery configs are cleared on the broker, so it disappears from MQTT apps
+    and Home Assistant. Run it again while the broker runs if it was stopped.
 
     Example: arete agents remove web-01 --data-dir ./data
     """
@@ -332,6 +341,12 @@ def remove(
     try:
         layout = Layout.at(data_dir)
         removed = remove_agent_credentials(layout, agent_id)
+    except UnknownAgent as exc:
+        # Revoked before, maybe while the broker was stopped: still make clients forget it.
+        if not _forget(layout, agent_id, quiet=True):
+            raise _fail(exc) from None
+        typer.echo(f"(agent {agent_id!r} had been revoked before)")
+        return
     except BrokerError as exc:
         raise _fail(exc) from None
     if layout.password_file in removed:
@@ -342,6 +357,30 @@ def remove(
     if config in removed:
         typer.echo(f"deleted its config {config}")
     _reload(layout)
+    _forget(layout, agent_id)
+
+
+def _forget(layout: Layout, agent_id: str, *, quiet: bool = False) -> bool:
+    """Clear what the broker retains about the agent, and say so; whether it cleared any."""
+    from arete_cli.forget import forget_agent
+
+    try:
+        cleared = forget_agent(layout, agent_id)
+    except BrokerError as exc:
+        typer.echo(f"warning: could not clear the agent's retained messages: {exc}", err=True)
+        return False
+    if cleared is None:
+        if not quiet:
+            typer.echo(
+                "the broker is not running: MQTT clients still see the agent's last status; "
+                "run this command again while the broker runs to clear it"
+            )
+        return False
+    if cleared:
+        typer.echo(f"cleared its retained messages ({len(cleared)}): {', '.join(cleared)}")
+    elif not quiet:
+        typer.echo("the broker held no retained message of it")
+    return bool(cleared)
 
 
 @agents_app.command("list")
