@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from arete.topics import DEFAULT_ROOT
 from arete_cli.options import data_dir_option
 from mosquitto.errors import BrokerConfigError, BrokerError, BrokerNotSetUp
+
+if TYPE_CHECKING:
+    from mosquitto.layout import Layout
 
 broker_app = typer.Typer(
     help="Run Areté's Mosquitto broker (accounts, per-agent ACL, persistence, TLS).",
@@ -157,7 +160,7 @@ def run(  # noqa: PLR0915, PLR0917 - Typer passes options as keywords; each merg
         MAX_QUEUED_MESSAGES,
         SYS_INTERVAL_S,
         BrokerOptions,
-        ws_address,
+        ws_warnings,
     )
     from mosquitto.layout import Layout
     from mosquitto.runner import PreparedBroker, run_broker
@@ -224,12 +227,8 @@ def run(  # noqa: PLR0915, PLR0917 - Typer passes options as keywords; each merg
             "agent configs written before still use the old root",
             err=True,
         )
-    if options.ws_port is not None and ws_address(options.ws_bind).is_unspecified:
-        typer.echo(
-            f"warning: the websockets listener on port {options.ws_port} is reachable on "
-            "ALL network interfaces; firewall it if that is not what you want",
-            err=True,
-        )
+    for warning in ws_warnings(options):
+        typer.echo(f"warning: {warning}", err=True)
 
     def announce(prepared: PreparedBroker) -> None:
         for secret in prepared.created_secrets:
@@ -352,7 +351,8 @@ def passwd(
 
     For deployments that create accounts with passwords made elsewhere (never in a
     file, never in argv). Prints "unchanged" when the password is already the one set.
-    A running broker takes the change at its next reload (SIGHUP).
+    A broker running on DATA_DIR is told to reload (SIGHUP); one running as another
+    user gets a warning (then: systemctl reload arete-broker).
 
     Examples:
 
@@ -399,3 +399,21 @@ def passwd(
     except BrokerError as exc:
         raise _fail(exc, 2) from None
     typer.echo(f"{username}: {outcome}")
+    if outcome in {"removed", "set"}:
+        _reload_running(layout)
+
+
+def _reload_running(layout: Layout) -> None:
+    from mosquitto.errors import ReloadNotPermitted
+    from mosquitto.state import reload_broker
+
+    try:
+        pid = reload_broker(layout)
+    except ReloadNotPermitted as exc:
+        typer.echo(f"warning: {exc}", err=True)
+        return
+    except BrokerError as exc:
+        typer.echo(f"warning: could not reload the broker: {exc}", err=True)
+        return
+    if pid is not None:
+        typer.echo(f"the running broker (pid {pid}) reloaded its accounts")

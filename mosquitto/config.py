@@ -221,6 +221,27 @@ def render_config(layout: Layout, options: BrokerOptions, *, user: str | None = 
     return "\n".join(lines) + "\n"
 
 
+def ws_warnings(options: BrokerOptions) -> list[str]:
+    """What to tell whoever starts a broker whose websockets listener others can reach."""
+    if options.ws_port is None:
+        return []
+    address = ws_address(options.ws_bind)
+    out = []
+    if address.is_unspecified:
+        out.append(
+            f"the websockets listener on port {options.ws_port} is reachable on ALL network "
+            "interfaces; firewall it if that is not what you want"
+        )
+    if not address.is_loopback and not options.ws_tls:
+        out.append(
+            f"the websockets listener on port {options.ws_port} has no TLS but other machines "
+            "can reach it: passwords (the viewer's, an app's) would cross the network in "
+            "clear; add --wss (the broker's certificate) or keep it on 127.0.0.1 behind a "
+            "TLS proxy"
+        )
+    return out
+
+
 def ws_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """The websockets listener's address: an IP address (Mosquitto cannot bind a
     websockets listener to a host name)."""

@@ -38,7 +38,7 @@ from edge_agent.settings import load_settings
 from mosquitto.accounts import add_agent_credentials, agent_ids, ensure_service_accounts
 from mosquitto.acl import MAESTRO, SERVICE_ACCOUNTS, VIEWER, render_acl
 from mosquitto.cli import broker_app
-from mosquitto.config import BrokerOptions, render_config
+from mosquitto.config import BrokerOptions, render_config, ws_warnings
 from mosquitto.errors import AccountExists, BrokerConfigError, PasswordFileError
 from mosquitto.layout import Layout, write_private
 from mosquitto.passwords import (
@@ -192,6 +192,22 @@ def test_websockets_with_tls_uses_the_brokers_certificate() -> None:
     ws = config[config.index("listener 9001") :]
     assert "certfile /srv/arete/broker/tls/server.crt" in ws
     assert "keyfile /srv/arete/broker/tls/server.key" in ws
+
+
+def test_a_websockets_listener_others_can_reach_without_tls_is_warned_about() -> None:
+    assert ws_warnings(BrokerOptions(ws_port=9001)) == [], "loopback: nothing to say"
+    assert ws_warnings(BrokerOptions()) == []
+    [clear] = ws_warnings(BrokerOptions(ws_port=9001, ws_host="10.1.2.3"))
+    assert "cross the network in clear" in clear
+    assert "--wss" in clear
+    assert ws_warnings(BrokerOptions(ws_port=9001, ws_host="10.1.2.3", ws_tls=True)) == []
+    everywhere = BrokerOptions(ws_port=9001, ws_host="0.0.0.0", ws_all_interfaces=True)
+    interfaces, clear_too = ws_warnings(everywhere)
+    assert "ALL network interfaces" in interfaces
+    assert "cross the network in clear" in clear_too
+    secure = BrokerOptions(ws_port=9001, ws_host="0.0.0.0", ws_all_interfaces=True, ws_tls=True)
+    [only] = ws_warnings(secure)
+    assert "ALL network interfaces" in only
 
 
 def test_a_plain_config_has_no_tls_or_websockets_listener() -> None:
