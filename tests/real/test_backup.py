@@ -1,0 +1,283 @@
+"""``arete backup``: an archive made while the fleet runs and samples flow brings the same
+fleet back on a fresh data dir — the agents' own credentials, users and tokens, metric
+history and audit log — and a wrong key or a damaged archive changes nothing."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from arete_cli.backup.keys import write_key_file
+from tests.fixtures.agent import AgentProc
+from tests.fixtures.broker import Broker, run_cli
+from tests.fixtures.procs import REPO, Proc, free_port, wait_for
+from web_api.auth.users import UserStore
+
+ADMIN_PASSWORD = "restore me, please, 2026"
+FAST = {
+    "ARETE_MAESTRO_LIVENESS__TICK_S": "0.2",
+    "ARETE_MAESTRO_LIVENESS__DIGEST_S": "0.5",
+    "ARETE_MAESTRO_LOG_FORMAT": "json",
+}
+
+
+@dataclass
+class Web:
+    proc: Proc
+    url: str
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def start_web(procs: Callable[..., Proc]) -> Callable[[Path], Web]:
+    def start(data_dir: Path) -> Web:
+        port = free_port()
+        argv = [sys.executable, "-m", "arete_cli", "web", "run", "--data-dir", str(data_dir)]
+        proc = procs([*argv, "--port", str(port)], f"web-{port}", env=FAST)
+        web = Web(proc, f"http://127.0.0.1:{port}")
+
+        def ready() -> bool:
+            if not proc.alive():
+                raise RuntimeError(f"arete web run exited:\n{proc.output()}")
+            try:
+                return httpx.get(f"{web.url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 30, "the web API to be ready", step=0.2)
+        return web
+
+    return start
+
+
+@pytest.fixture
+def backup_key(tmp_path: Path) -> Path:
+    path = tmp_path / "backup.key"
+    run_cli("backup", "key", "--out", str(path))
+    return path
+
+
+def online(client: httpx.Client, agent_id: str) -> bool:
+    answer = client.get(f"/agents/{agent_id}")
+    return answer.status_code == 200 and answer.json()["state"] == "online"
+
+
+def history(client: httpx.Client, agent_id: str, start: float, end: float) -> list[float]:
+    answer = client.get(
+        f"/agents/{agent_id}/metrics", params={"from": start, "to": end, "step": 1, "fields": "cpu"}
+    )
+    assert answer.status_code == 200, answer.text
+    return [
+        ts
+        for ts, cpu in zip(answer.json()["ts"], answer.json()["series"]["cpu"]["avg"], strict=True)
+        if cpu is not None
+    ]
+
+
+def test_a_backup_made_under_load_restores_the_same_fleet(
+    *,
+    broker: Broker,
+    start_agent: Callable[..., AgentProc],
+    start_web: Callable[[Path], Web],
+    procs: Callable[..., Proc],
+    backup_key: Path,
+    tmp_path: Path,
+) -> None:
+    data_dir = broker.data_dir
+    store = UserStore(data_dir / "web" / "users.db")
+    store.add_user("admin", "admin", ADMIN_PASSWORD)
+    token = store.create_token("admin", "before the backup")
+    store.close()
+    config = tmp_path / "control.toml"
+    config.write_text('data_dir = "/var/lib/arete"\n[web]\nport = 8081\n')
+    config.chmod(0o640)
+
+    web = start_web(data_dir)
+    agents = [start_agent("a1"), start_agent("a2")]
+    load = procs(
+        [
+            sys.executable,
+            str(REPO / "bench" / "loadgen.py"),
+            *("--port", str(broker.port), "--root", broker.root),
+            *("--password-file", str(data_dir / "secrets" / "maestro.password")),
+            *("--agents", "100", "--duration", "60", "--workers", "1", "--start-delay", "0"),
+        ],
+        "loadgen",
+    )
+    api = web.client(token)
+    wait_for(lambda: online(api, "a1") and online(api, "a2"), 30, "a1 and a2 online")
+    # Something for the audit log, through the API as a person would.
+    with web.client() as browser:
+        signed_in = browser.post(
+            "/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert signed_in.status_code == 200, signed_in.text
+    command = api.post("/agents/a1/command?wait=true", json={"name": "metrics", "timeout": 10})
+    assert command.status_code in (200, 201), command.text
+    t0 = time.time() - 300
+    wait_for(lambda: len(history(api, "a1", t0, time.time())) >= 4, 30, "stored samples of a1")
+    fleet = [agent["id"] for agent in api.get("/agents").json()]
+    assert len([name for name in fleet if name.startswith("lg")]) >= 50, "no load: " + str(fleet)
+    audit_before = api.get("/audit").json()
+    assert {"auth.login"} <= {entry["action"] for entry in audit_before}
+    history_before = history(api, "a1", t0, time.time())
+
+    made = run_cli(
+        "backup", "create", "--data-dir", str(data_dir), "--out", str(tmp_path / "backups"),
+        "--key-file", str(backup_key), "--config", str(config),
+    )  # fmt: skip
+    samples_while = history(api, "a1", t0, time.time())
+    assert len(samples_while) > len(history_before), "samples were not flowing during the backup"
+    assert load.alive(), f"the load generator stopped early:\n{load.output()}"
+    assert made.stdout.startswith("wrote "), made.stdout
+    archive = Path(made.stdout.split()[1])
+    assert archive.stat().st_mode & 0o777 == 0o600
+
+    # The whole control plane goes away (the agents' hosts keep their configs).
+    load.stop()
+    for agent in agents:
+        agent.proc.stop()
+    web.proc.stop()
+    api.close()
+    broker.stop()
+
+    restored = tmp_path / "fresh-host" / "data"
+    done = run_cli(
+        "backup", "restore", str(archive), "--data-dir", str(restored),
+        "--key-file", str(backup_key), "--config-dir", str(tmp_path / "fresh-host" / "etc"),
+    )  # fmt: skip
+    assert f"into {restored}" in done.stdout
+    assert (tmp_path / "fresh-host" / "etc" / "control.toml").read_bytes() == config.read_bytes()
+    assert (tmp_path / "fresh-host" / "etc" / "control.toml").stat().st_mode & 0o777 == 0o640
+
+    new_broker = Broker(restored, broker.port, broker.root, procs)
+    new_broker.start()
+    try:
+        new_web = start_web(restored)
+        # Same agent config (same password) as before the disaster.
+        start_agent("a1", config=broker.agent_config("a1"), state_dir=agents[0].state_dir)
+        assert new_broker.accepts("a2", broker.password_of("a2"))
+        with new_web.client(token) as api:  # the API token from before the backup
+            wait_for(lambda: online(api, "a1"), 30, "a1 online on the restored fleet")
+            after = history(api, "a1", t0, history_before[-1] + 0.5)
+            assert set(history_before) <= set(after), "history from before the backup is lost"
+            audit_after = {entry["id"]: entry for entry in api.get("/audit?limit=1000").json()}
+            for entry in audit_before:
+                assert audit_after.get(entry["id"]) == entry
+        with new_web.client() as browser:
+            signed_in = browser.post(
+                "/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+            )
+            assert signed_in.status_code == 200, signed_in.text
+            assert browser.get("/agents").status_code == 200
+    finally:
+        new_broker.stop()
+
+
+@pytest.fixture
+def archive(broker: Broker, backup_key: Path, tmp_path: Path) -> Path:
+    """An archive of a running broker's data dir (with a users database in it)."""
+    broker.add_agent("a1")
+    store = UserStore(broker.data_dir / "web" / "users.db")
+    store.add_user("admin", "admin", ADMIN_PASSWORD)
+    store.close()
+    made = run_cli(
+        "backup", "create", "--data-dir", str(broker.data_dir), "--out", str(tmp_path / "out"),
+        "--key-file", str(backup_key),
+    )  # fmt: skip
+    return Path(made.stdout.split()[1])
+
+
+def refused_restore(archive: Path, target: Path, key: Path) -> str:
+    """Restore must fail with one line on stderr and exit code 2; that line."""
+    done = run_cli(
+        "backup", "restore", str(archive), "--data-dir", str(target), "--key-file", str(key),
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[Path]:
+    parent = tmp_path / "host"
+    parent.mkdir()
+    (parent / "unrelated.txt").write_text("stays\n")
+    empty = parent / "data"
+    empty.mkdir()
+    yield empty
+    # Whatever failed, nothing new appeared beside the target (no half-restored dir).
+    assert tree(parent) == ["data", "unrelated.txt"]
+
+
+def test_a_wrong_key_is_one_line_and_changes_nothing(
+    archive: Path, target: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.key"
+    write_key_file(other)
+    line = refused_restore(archive, target, other)
+    assert "wrong backup key" in line
+    assert tree(target) == []
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "cut to the header"])
+def test_a_damaged_archive_is_one_line_and_changes_nothing(
+    archive: Path, target: Path, backup_key: Path, damage: str
+) -> None:
+    data = bytearray(archive.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0x40
+    elif damage == "truncated":
+        data = data[: len(data) - 100]
+    else:
+        data = data[:37]
+    archive.write_bytes(bytes(data))
+    line = refused_restore(archive, target, backup_key)
+    assert "damaged" in line or "truncated" in line, line
+    assert tree(target) == []
+
+
+def test_a_non_empty_data_dir_is_refused(archive: Path, target: Path, backup_key: Path) -> None:
+    (target / "keep.me").write_text("mine\n")
+    line = refused_restore(archive, target, backup_key)
+    assert "is not empty" in line
+    (target / "keep.me").unlink()
+
+
+def test_rotation_keeps_the_newest_n_and_list_shows_them(
+    broker: Broker, backup_key: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("not an archive\n")
+    made = []
+    for _ in range(4):
+        done = run_cli(
+            "backup", "create", "--data-dir", str(broker.data_dir), "--out", str(out),
+            "--keep", "2", "--key-file", str(backup_key),
+        )  # fmt: skip
+        made.append(Path(done.stdout.split()[1]))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [made[2].name, made[3].name, "notes.txt"]
+    )
+    listed = run_cli("backup", "list", "--out", str(out)).stdout.splitlines()
+    assert [line.split("\t")[0] for line in listed] == [made[2].name, made[3].name]
+    verified = run_cli("backup", "verify", str(made[3]), "--key-file", str(backup_key))
+    assert ": ok, made " in verified.stdout
+    assert "broker/passwd" in verified.stdout
