@@ -151,6 +151,11 @@ class Maestro:
         self._spawn("registry", self.registry.run())
         self._spawn("alerts", self.alerts.run(self.registry.latest_values))
         self._spawn("notifier", self.notifier.run(actions=self.alerts))
+        if s.secret_watcher is not None:  # secrets from Infisical: re-read, rotations applied
+            from maestro.secretrefs import rotation_listener
+
+            s.secret_watcher.on_change(rotation_listener(self))
+            self._spawn("secrets", s.secret_watcher.run())
         self._spawn("commands", self.commands.serve())
         self._spawn("terminals", self.terminals.run())
         self._spawn("broker-drops", self.broker_drops.run())

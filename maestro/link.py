@@ -22,12 +22,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -170,6 +172,16 @@ class MaestroLink:
             properties=props,
         )
         self._client.loop_start()
+
+    def set_password(self, password: str) -> None:
+        """Use a new broker password (rotated in the secrets manager): the connection is
+        cut so that paho reconnects at once, with it; the session is kept."""
+        self.config = replace(self.config, password=password)
+        self._client.username_pw_set(self.config.username, password)
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):  # an ssl.SSLSocket too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # paho sees a lost link and reconnects
 
     async def wait_connected(self) -> None:
         """Wait until the link is up (wrap in ``asyncio.timeout`` to bound it)."""

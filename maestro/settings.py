@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -34,6 +34,7 @@ from maestro.errors import ConfigError
 from maestro.homeassistant import HomeAssistantSettings
 from maestro.influx.settings import InfluxSettings
 from maestro.notify.settings import NotifySettings
+from maestro.secretrefs import SecretsSettings, SecretWatcher, resolve
 from maestro.secrets import SecretPath, is_placeholder, read_secret_file
 from maestro.store.settings import StoreSettings
 
@@ -109,6 +110,14 @@ class MaestroSettings(BaseSettings):
     commands: CommandSettings = CommandSettings()
     disk: DiskSettings = DiskSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
+    secrets: SecretsSettings = SecretsSettings()
+
+    # Set by load_settings when secrets come from Infisical: re-reads them (rotation).
+    _secret_watcher: SecretWatcher | None = PrivateAttr(default=None)
+
+    @property
+    def secret_watcher(self) -> SecretWatcher | None:
+        return self._secret_watcher
 
     # -- derived -----------------------------------------------------------------------
     @property
@@ -198,7 +207,10 @@ def settings_from(data: dict[str, Any], where: str = "", **options: Any) -> Maes
         validate_agent_id_or_replica(settings.replica)
     except TopicError as exc:
         raise ConfigError(str(exc)) from None
-    return MaestroSettings.model_validate(settings.model_dump())
+    # Secrets named "infisical:NAME" are read now: a maestro never starts without them.
+    resolved, watcher = resolve(MaestroSettings.model_validate(settings.model_dump()))
+    resolved._secret_watcher = watcher
+    return resolved
 
 
 # -- what the broker's data dir says ------------------------------------------------------

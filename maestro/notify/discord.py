@@ -64,6 +64,10 @@ class DiscordChannel:
     def new_limit(self) -> RateLimit:
         return RateLimit(self.settings.limit, self.settings.window_s)
 
+    def set_webhook_url(self, url: str) -> None:
+        """Use a new webhook URL (rotated in the secrets manager) from the next send."""
+        self._url = url
+
     def _scrub(self, text: str) -> str:
         return scrub(text, [self._url, self._url.rsplit("/", 1)[-1]])
 

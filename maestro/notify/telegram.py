@@ -95,6 +95,7 @@ class TelegramBot:
         quiet_url_loggers()
         self.settings = settings
         self._token = token
+        self._old_tokens: list[str] = []  # still scrubbed from errors after a rotation
         timeout = settings.request_timeout_s
         self._request = HTTPXRequest(
             connection_pool_size=8, read_timeout=timeout, write_timeout=timeout,
@@ -113,7 +114,18 @@ class TelegramBot:
         )
 
     def scrub(self, text: str) -> str:
-        return scrub(text, [self._token])
+        return scrub(text, [self._token, *self._old_tokens])
+
+    def set_token(self, token: str) -> None:
+        """Use a new bot token (rotated in the secrets manager) from the next request."""
+        self._old_tokens.append(self._token)
+        self._token = token
+        self.bot = Bot(
+            token,
+            base_url=self.settings.base_url,
+            request=self._request,
+            get_updates_request=self._updates_request,
+        )
 
     def channels(self) -> list[TelegramChannel]:
         return [TelegramChannel(self, chat_id) for chat_id in self.settings.chat_ids]
