@@ -86,9 +86,14 @@ def create_archive(
     """Back up ``data_dir`` (and ``configs``) into a new archive in ``out_dir``."""
     if keep < 1:
         raise TargetError("--keep must be at least 1 (the archive just made)")
+    if out_dir.resolve() == data_dir.resolve():
+        raise TargetError(
+            f"--out {out_dir} is the data dir itself; write archives beside it (or in a "
+            "sub-directory, which backups leave out)"
+        )
     extra = config_items(configs)
     _private_dir(out_dir)
-    dirs, items = walk(data_dir)
+    dirs, items = walk(data_dir, exclude=out_dir)
     when = now or datetime.now(UTC)
     staging = Path(tempfile.mkdtemp(prefix=".arete-backup-staging-", dir=out_dir))
     try:

@@ -58,8 +58,13 @@ class Item:
     meta: FileMeta
 
 
-def walk(data_dir: Path) -> tuple[list[DirMeta], list[Item]]:
-    """The directories and files under ``data_dir`` to back up, in a stable order."""
+def walk(data_dir: Path, exclude: Path | None = None) -> tuple[list[DirMeta], list[Item]]:
+    """The directories and files under ``data_dir`` to back up, in a stable order.
+
+    ``exclude`` (the output dir, when it lies inside the data dir) is left out: a backup
+    must not hold the archives before it, nor grow by reading what it writes.
+    """
+    skip = exclude.resolve() if exclude is not None else None
     dirs: list[DirMeta] = []
     items: list[Item] = []
 
@@ -67,8 +72,8 @@ def walk(data_dir: Path) -> tuple[list[DirMeta], list[Item]]:
         raise SourceError(f"cannot read {exc.filename}: {exc.strerror or exc}")
 
     for top, subdirs, names in os.walk(data_dir, onerror=fail):
-        subdirs.sort()
         here = Path(top)
+        subdirs[:] = sorted(d for d in subdirs if skip is None or (here / d).resolve() != skip)
         rel_top = here.relative_to(data_dir)
         if here != data_dir:
             with contextlib.suppress(FileNotFoundError):  # removed while we walk
