@@ -137,7 +137,15 @@ def test_rules_with_thresholds_a_silence_of_any_duration_and_notifier_health(
     start_agent: Callable[..., AgentProc],
     fake_discord: FakeDiscord,
     monkeypatch: pytest.MonkeyPatch,
+    *,
+    tmp_path: Path,
 ) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rules]]\nname = "db_disk"\nfield = "disk"\nop = ">="\nthreshold = 85\n'
+        'for_s = 30\nseverity = "critical"\nlabels = { role = "db" }\n'
+    )
+    monkeypatch.setenv("ARETE_MAESTRO_ALERTS__RULES_FILE", str(rules))
     monkeypatch.setenv("ARETE_MAESTRO_ALERTS__BUILTIN__CPU_HIGH__THRESHOLD", "80")
     monkeypatch.setenv("ARETE_MAESTRO_ALERTS__BUILTIN__DISK_HIGH__ENABLED", "false")
     monkeypatch.setenv("ARETE_MAESTRO_NOTIFY__DISCORD__WEBHOOK_URL", fake_discord.webhook_url)
@@ -155,6 +163,13 @@ def test_rules_with_thresholds_a_silence_of_any_duration_and_notifier_health(
         "Fires when agent offline"
     )
     expect(page.get_by_test_id("rule-disk_high")).to_have_attribute("data-enabled", "false")
+    custom = page.get_by_test_id("rule-db_disk")  # from the rules file
+    expect(custom).to_contain_text("custom")
+    expect(custom).to_contain_text("critical")
+    expect(custom).to_contain_text("agents with role=db")
+    expect(page.get_by_test_id("rule-condition-db_disk")).to_have_text(
+        "Fires when disk >= 85 % for 30 s"
+    )
     expect(page.get_by_test_id("rule-summary-cpu_high")).to_have_text(
         "<agent>: CPU at <value>% (over 80%)"
     )
