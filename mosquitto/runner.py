@@ -39,6 +39,7 @@ from mosquitto.errors import (
     MosquittoNotInstalled,
 )
 from mosquitto.layout import PRIVATE_FILE, Layout, describe, make_private_dir, write_private
+from mosquitto.passwords import locked, write_password_file
 from mosquitto.plugin import ensure_plugin
 from mosquitto.state import BrokerInfo, load_info, running_pid, save_info
 
@@ -138,7 +139,13 @@ def _prepare(layout: Layout, options: BrokerOptions, executable: str) -> Prepare
                 f"a broker for {layout.data_dir} is already running (Mosquitto pid {pid}); "
                 "stop it first"
             )
-    created = ensure_service_accounts(layout) if options.service_accounts else []
+    if options.service_accounts:
+        created = ensure_service_accounts(layout)
+    else:  # every account comes from `arete broker passwd`; Mosquitto needs the file
+        created = []
+        with locked(layout.lock_file):
+            if not layout.password_file.exists():
+                write_password_file(layout.password_file, {})
     tls_created = False
     if options.tls_port is not None or options.ws_tls:
         from mosquitto.tls import init_tls, tls_ready
