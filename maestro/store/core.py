@@ -71,12 +71,13 @@ class Store:
         self._clock = clock
         self._closed = False
         # Per-core, per-mount, per-sensor, per-GPU readings: stored with their samples.
-        self.details = DetailStager()
+        self.details = DetailStager() if self.settings.detail else None
+        own = (self.details,) if self.details is not None else ()
         self.writer = SampleWriter(
             self.path,
             _all_migrations(migrations or {}),
             self.settings,
-            (self.details, *stagers),
+            (*own, *stagers),
             clock=clock,
         )
         self.writer.start()

@@ -12,7 +12,13 @@ per batch, no per-key row. Key names live once in ``detail_keys``.
 The rows are written by :class:`DetailStager`, a store *stager*: the writer hands it
 the NEW rows of each batch inside the batch's transaction, so a sample's detail is
 stored exactly when the sample is, and a redelivered sample adds nothing. The ingest
-:meth:`~DetailStager.hold` s each message's samples until its ``on_stored`` runs.
+:meth:`~DetailStager.hold` s each message's samples until its ``on_stored`` runs. A
+machine sends the same keys every second, so their ids are packed once per key set
+(:func:`~maestro.store.rows.detail_signature`) and only the values per sample.
+
+Each (agent, minute) that got new rows is marked in ``detail_dirty`` with the rowid of
+its first row not in the rollups yet (rowids grow with each insert): the fold
+(:mod:`maestro.store.detail_rollup`) rolls up exactly those rows, a minute at a time.
 
 Minute rollups and retention of these rows: :mod:`maestro.store.detail_rollup`.
 """
@@ -25,8 +31,9 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from arete.payloads import Sample
-from maestro.store.packing import pack
-from maestro.store.rows import SampleRow, detail_items
+from maestro.store.detail_rollup import MINUTE
+from maestro.store.packing import pack_ids, pack_values
+from maestro.store.rows import SampleRow, detail_items, detail_numbers, detail_signature
 from maestro.store.samples import agent_id
 
 DETAIL_MIGRATIONS: Final[tuple[str, ...]] = (
@@ -47,14 +54,17 @@ DETAIL_MIGRATIONS: Final[tuple[str, ...]] = (
         data BLOB NOT NULL
     );
     CREATE UNIQUE INDEX detail_1m_agent_minute ON detail_1m (agent_id, minute);
-    CREATE TABLE detail_fold (
-        one INTEGER PRIMARY KEY CHECK (one = 1),
-        upto INTEGER NOT NULL
-    );
-    INSERT INTO detail_fold (one, upto) VALUES (1, 0);
+    CREATE TABLE detail_dirty (
+        agent_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        first INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, minute)
+    ) WITHOUT ROWID;
     """,
 )
-"""Component "detail". ``detail_fold.upto``: the last ``detail`` rowid in the rollups."""
+"""Component "detail". ``detail_dirty.first``: the minute's first rowid not rolled up."""
+
+SIGNATURES_MAX: Final = 100_000  # cached key sets; cleared past this (a flood of names)
 
 # Every name detail_items() makes, and the prefix patterns a query may ask for.
 _DETAIL_NAME: Final = re.compile(
@@ -98,13 +108,16 @@ class KeyIds:
         self._ids[name] = key_id
         return key_id
 
-    def check(self, conn: sqlite3.Connection) -> None:
-        """Forget the ids made last time that are not in the file (rolled back)."""
+    def check(self, conn: sqlite3.Connection) -> bool:
+        """Forget the ids made last time that are not in the file (rolled back); say if any."""
+        forgot = False
         for name in self._uncommitted:
             row = conn.execute("SELECT id FROM detail_keys WHERE name = ?", (name,)).fetchone()
             if row is None or int(row[0]) != self._ids.get(name):
                 self._ids.pop(name, None)
+                forgot = True
         self._uncommitted.clear()
+        return forgot
 
 
 def key_names(conn: sqlite3.Connection, schema: str = "main") -> dict[int, str]:
@@ -125,6 +138,7 @@ class DetailStager:
     def __init__(self) -> None:
         self._held: dict[tuple[str, int], Sample] = {}
         self._keys = KeyIds()
+        self._packed_ids: dict[tuple[object, ...], bytes] = {}
         self.rows_staged = 0
 
     def hold(self, agent: str, samples: Iterable[Sample]) -> None:
@@ -144,22 +158,36 @@ class DetailStager:
 
     def stage(self, conn: sqlite3.Connection, rows: Sequence[SampleRow]) -> None:
         held = self._held
-        resolve = self._keys.resolve
+        packed_ids = self._packed_ids
+        if self._keys.check(conn) or len(packed_ids) > SIGNATURES_MAX:
+            packed_ids.clear()  # an id was rolled back: pack every key set afresh
         data: list[tuple[int, float, bytes]] = []
         agent_ids: dict[str, int] = {}
-        self._keys.check(conn)
         for row in rows:
             sample = held.get((row[0], row[1]))
             if sample is None:
                 continue
-            items = detail_items(sample)
-            if not items:
-                continue
+            signature = detail_signature(sample)
+            ids = packed_ids.get(signature)
+            if ids is None:
+                ids = packed_ids[signature] = self._pack_names(conn, sample)
             agent = agent_ids.get(row[0])
             if agent is None:  # the writer's cached id (the sample row was just stored)
                 agent = agent_ids[row[0]] = agent_id(conn, row[0])
-            ids = [resolve(conn, name) for name, _ in items]
-            data.append((agent, row[2], pack(ids, [value for _, value in items])))
-        if data:
-            conn.executemany("INSERT INTO detail (agent_id, ts, data) VALUES (?, ?, ?)", data)
-            self.rows_staged += len(data)
+            data.append((agent, row[2], ids + pack_values(detail_numbers(sample))))
+        if not data:
+            return
+        before = conn.execute("SELECT coalesce(max(rowid), 0) FROM detail").fetchone()[0]
+        conn.executemany("INSERT INTO detail (agent_id, ts, data) VALUES (?, ?, ?)", data)
+        # A transaction's inserts get the rowids after the largest one, in order.
+        dirty: dict[tuple[int, int], int] = {}
+        for offset, (agent, ts, _) in enumerate(data, start=before + 1):
+            dirty.setdefault((agent, int(ts / MINUTE) * MINUTE), offset)
+        conn.executemany(
+            "INSERT OR IGNORE INTO detail_dirty (agent_id, minute, first) VALUES (?, ?, ?)",
+            [(agent, minute, first) for (agent, minute), first in dirty.items()],
+        )
+        self.rows_staged += len(data)
+
+    def _pack_names(self, conn: sqlite3.Connection, sample: Sample) -> bytes:
+        return pack_ids([self._keys.resolve(conn, name) for name, _ in detail_items(sample)])

@@ -8,14 +8,13 @@ answers of several store files (one per replica) merge exactly.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from maestro.store.detail import DETAIL_PATTERNS, key_names
-from maestro.store.detail_rollup import MINUTE
-from maestro.store.packing import Agg, unpack, unpack_rollup
+from maestro.store.detail_rollup import minute_rows
+from maestro.store.packing import Agg, Rollup, aggregate, unpack_rollup
 
 Buckets = dict[int, dict[str, Agg]]
 """bucket number -> field name -> ``[n, min, sum, max]``"""
@@ -58,27 +57,21 @@ def accumulate(buckets: Buckets, bucket: int, name: str, agg: Agg) -> None:
 
 
 def _add_raw_rows(
-    buckets: Buckets,
-    rows: Iterable[tuple[float, bytes]],
-    names: dict[int, str],
-    step: float,
-    *,
-    rollup_end: float | None = None,
+    buckets: Buckets, rows: Iterable[tuple[float, bytes]], names: dict[int, str], step: float
 ) -> None:
-    """Raw rows into buckets of ``step`` (by minute when ``rollup_end`` is set)."""
+    """Raw rows into buckets of ``step``, a column at a time per bucket."""
+    by_bucket: dict[int, list[bytes]] = {}
     for ts, data in rows:
-        if rollup_end is None:
-            bucket = int(ts / step)  # as SQL's CAST(ts / step AS INTEGER)
-        else:
-            minute = math.floor(ts / MINUTE) * MINUTE
-            if minute >= rollup_end:
-                continue
-            bucket = minute // int(step)
-        ids, values = unpack(data)
-        for key, value in zip(ids, values, strict=True):
-            name = names.get(key)
-            if name is not None:
-                accumulate(buckets, bucket, name, [1.0, value, value, value])
+        by_bucket.setdefault(int(ts / step), []).append(data)  # as SQL's CAST
+    for bucket, packed in by_bucket.items():
+        _add_rollup(buckets, bucket, aggregate(packed), names)
+
+
+def _add_rollup(buckets: Buckets, bucket: int, rollup: Rollup, names: dict[int, str]) -> None:
+    for key, agg in rollup.items():
+        name = names.get(key)
+        if name is not None:
+            accumulate(buckets, bucket, name, agg)
 
 
 def add_detail(
@@ -96,8 +89,8 @@ def add_detail(
     """Accumulate one store file's detail of ``agent_id`` in ``[start, end)``.
 
     ``schema`` is ``main`` or an attached replica file (a name from ``PRAGMA
-    database_list``, never user input). For rollups ``start`` is on a minute and the
-    raw rows not folded yet are added to the minutes they belong to.
+    database_list``, never user input). For rollups ``start`` is on a minute, and the
+    minutes not folded yet add their raw rows not rolled up.
     """
     names = {key: name for key, name in key_names(conn, schema).items() if wanted.matches(name)}
     if not names:
@@ -110,19 +103,17 @@ def add_detail(
         )
         _add_raw_rows(buckets, rows, names, step)
         return
+    whole = int(step)  # rollup steps are whole minutes
     sql = (
         f"SELECT minute, data FROM {s}.detail_1m WHERE agent_id = ? AND minute >= ? AND minute < ?"  # noqa: S608
     )
     for minute, data in conn.execute(sql, (agent_id, start, end)):
-        bucket = minute // int(step)
-        for key, agg in unpack_rollup(data).items():
-            name = names.get(key)
-            if name is not None:
-                accumulate(buckets, bucket, name, agg)
-    upto = conn.execute(f"SELECT upto FROM {s}.detail_fold").fetchone()  # noqa: S608
-    tail = conn.execute(
-        f"SELECT ts, data FROM {s}.detail WHERE agent_id = ? AND ts >= ? AND ts < ?"  # noqa: S608
-        " AND rowid > ?",
-        (agent_id, start, math.ceil(end / MINUTE) * MINUTE, int(upto[0]) if upto else 0),
-    )
-    _add_raw_rows(buckets, tail, names, step, rollup_end=end)
+        _add_rollup(buckets, minute // whole, unpack_rollup(data), names)
+    dirty = conn.execute(
+        f"SELECT minute, first FROM {s}.detail_dirty"  # noqa: S608
+        " WHERE agent_id = ? AND minute >= ? AND minute < ?",
+        (agent_id, start, end),
+    ).fetchall()
+    for minute, first in dirty:
+        packed = minute_rows(conn, s, agent_id, minute, first)
+        _add_rollup(buckets, minute // whole, aggregate(packed), names)

@@ -93,7 +93,7 @@ def retention_steps(
                 if deleted < chunk:
                     break
     # The per-item readings: folded into their rollups first, then pruned the same way.
-    yield from detail_rollup.retention_steps(conn, agents, raw_cutoff, rollup_cutoff, chunk)
+    yield from detail_rollup.retention_steps(conn, agents, now, raw_cutoff, rollup_cutoff, chunk)
 
 
 def apply_retention(

@@ -109,3 +109,55 @@ def detail_items(sample: Sample) -> list[tuple[str, float]]:
         if gpu.power_w is not None:
             out.append((f"gpu.{gpu.index}.power", gpu.power_w))
     return out[:MAX_DETAIL_KEYS]
+
+
+def detail_signature(sample: Sample) -> tuple[Any, ...]:
+    """What decides the keys of :func:`detail_items` (their names and order), cheaply.
+
+    Two samples with the same signature have the same keys: the store caches their ids
+    by signature and packs :func:`detail_numbers` without building a name per value.
+    """
+    gpus = sample.gpu
+    return (
+        bool(sample.mem_total),
+        sample.load is not None,
+        len(sample.cpus),
+        tuple(mount.mount for mount in sample.mounts),
+        tuple(sample.temps) if sample.temps else (),
+        tuple(
+            (
+                g.index,
+                g.util is not None,
+                g.mem_used is not None and bool(g.mem_total),
+                g.temp is not None,
+                g.power_w is not None,
+            )
+            for g in gpus
+        )
+        if gpus
+        else (),
+    )
+
+
+def detail_numbers(sample: Sample) -> list[float]:
+    """The values of :func:`detail_items`, in the same order, without the names."""
+    out: list[float] = [sample.uptime_s, sample.disk_read_iops, sample.disk_write_iops]
+    if sample.mem_total:
+        out += (float(sample.mem_used), float(sample.mem_total))
+    if sample.load is not None:
+        out += sample.load[1:]
+    out += sample.cpus
+    for mount in sample.mounts:
+        out += (mount.pct, float(mount.used), float(mount.total))
+    if sample.temps:
+        out += sample.temps.values()
+    for gpu in sample.gpu or ():
+        if gpu.util is not None:
+            out.append(gpu.util)
+        if gpu.mem_used is not None and gpu.mem_total:
+            out.append(round(100.0 * gpu.mem_used / gpu.mem_total, 1))
+        if gpu.temp is not None:
+            out.append(gpu.temp)
+        if gpu.power_w is not None:
+            out.append(gpu.power_w)
+    return out[:MAX_DETAIL_KEYS]

@@ -29,6 +29,13 @@ class StoreSettings(BaseModel):
         float,
         Field(ge=0, le=10, description="Longest a submitted sample waits for its batch."),
     ] = 0.05
+    detail: Annotated[
+        bool,
+        Field(
+            description="Keep the per-core, per-mount, per-sensor and per-GPU readings with"
+            " history (about doubles the writer's CPU time per sample)."
+        ),
+    ] = True
     retention_every_s: Annotated[
         float, Field(ge=1, le=86_400, description="Seconds between two retention passes.")
     ] = 300.0

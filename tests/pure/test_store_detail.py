@@ -20,7 +20,7 @@ from maestro.store.detail import DetailStager
 from maestro.store.query import History, query_history
 from maestro.store.replicas import attach_siblings
 from maestro.store.rollup import apply_retention
-from maestro.store.rows import to_row
+from maestro.store.rows import detail_items, detail_numbers, to_row
 from maestro.store.samples import AgentIds, store_batch
 from maestro.store.settings import StoreSettings
 
@@ -167,14 +167,14 @@ def test_minute_rollups_keep_min_avg_max_and_merge_a_late_sample(db: sqlite3.Con
     before = ask(db, ["cpu.0"], T0, T0 + 120, 60)
     assert before.source == "rollup"
     assert count(db, "detail_1m") == 0, "not folded yet: the query reads the raw tail"
-    assert list(detail_rollup.fold_steps(db)) == [0]
+    assert list(detail_rollup.fold_steps(db, NOW)) == [0]
     assert count(db, "detail_1m") == 1
     after = ask(db, ["cpu.0"], T0, T0 + 120, 60)
     assert after.series == before.series
     assert after.series["cpu.0"] == {"min": [0.0], "avg": [29.5], "max": [59.0]}
     put(db, stager, "a1", [sample(100, T0 + 30.5, 200.0 - 100.0)])  # a replayed sample, late
     late = ask(db, ["cpu.0"], T0, T0 + 120, 60)
-    list(detail_rollup.fold_steps(db))
+    list(detail_rollup.fold_steps(db, NOW))
     assert ask(db, ["cpu.0"], T0, T0 + 120, 60).series == late.series
     assert late.series["cpu.0"]["max"] == [100.0]
     assert late.series["cpu.0"]["avg"] == [pytest.approx((sum(range(60)) + 100) / 61)]
@@ -247,19 +247,75 @@ def test_the_minute_is_the_same_for_samples_and_detail() -> None:
     assert detail_rollup.MINUTE == rollup.MINUTE
 
 
+@pytest.mark.parametrize(
+    "one",
+    [
+        sample(1, T0, 5.0, gpu=True),
+        sample(2, T0, 5.0),
+        Sample(ts=T0, seq=3, cpu=1.0, mem=1.0),
+        Sample(
+            ts=T0, seq=4, cpu=1.0, mem=1.0, load=(1.0, 2.0, 3.0), mem_used=1, mem_total=2,
+            gpu=[Gpu(1, "g"), Gpu(2, "h", temp=40.0), Gpu(3, "i", mem_used=1, mem_total=0)],
+        ),
+    ],
+)  # fmt: skip
+def test_the_packed_values_follow_the_named_keys_in_order(one: Sample) -> None:
+    assert detail_numbers(one) == [value for _, value in detail_items(one)]
+
+
+def test_a_sample_with_other_keys_is_packed_with_its_own_key_ids(db: sqlite3.Connection) -> None:
+    stager = DetailStager()
+    ids = AgentIds(db)
+    put(db, stager, "a1", [sample(1, T0, 5.0)], ids)
+    put(db, stager, "a1", [sample(2, T0 + 1, 6.0, gpu=True)], ids)  # a GPU appears
+    put(db, stager, "a1", [sample(3, T0 + 2, 7.0)], ids)
+    h = ask(db, ["cpu.0", "gpu.0.util"], T0, T0 + 3, 1)
+    assert h.series["cpu.0"]["avg"] == [5.0, 6.0, 7.0]
+    assert h.series["gpu.0.util"]["avg"] == [None, 6.0, None]
+
+
+def test_only_minutes_that_are_over_are_folded(db: sqlite3.Connection) -> None:
+    stager = DetailStager()
+    put(db, stager, "a1", [sample(i, T0 + i * 20, 1.0) for i in range(6)])  # minutes T0, +60
+    list(detail_rollup.fold_steps(db, T0 + 70))
+    assert [m for (m,) in db.execute("SELECT minute FROM detail_1m")] == [int(T0)]
+    assert [m for (m,) in db.execute("SELECT minute FROM detail_dirty")] == [int(T0) + 60]
+    h = ask(db, ["cpu.0"], T0, T0 + 120, 60)
+    assert h.series["cpu.0"]["avg"] == [1.0, 1.0]
+
+
 # -- replicas: two real files ------------------------------------------------------------
 def wait_stored(store: Store) -> None:
     deadline = time.monotonic() + 10
-    while (store.writer.pending_rows or store.details.held) and time.monotonic() < deadline:
+    held = store.details.held if store.details else 0
+    while (store.writer.pending_rows or held) and time.monotonic() < deadline:
         time.sleep(0.01)
+        held = store.details.held if store.details else 0
 
 
 def submit(store: Store, agent: str, samples: Sequence[Sample]) -> None:
-    store.details.hold(agent, samples)
+    """As the ingest does: the samples held for the stager until stored."""
+    details = store.details
+    if details is not None:
+        details.hold(agent, samples)
     seqs = [s.seq for s in samples]
-    store.submit_samples(
-        [to_row(agent, 1, s) for s in samples], lambda: store.details.release(agent, seqs)
-    )
+
+    def on_stored() -> None:
+        if details is not None:
+            details.release(agent, seqs)
+
+    store.submit_samples([to_row(agent, 1, s) for s in samples], on_stored)
+
+
+def test_detail_off_stores_the_samples_without_their_detail(tmp_path: Path) -> None:
+    settings = StoreSettings(batch_max_delay_s=0.01, detail=False)
+    with Store.open(tmp_path / "m.db", settings=settings, clock=lambda: NOW) as store:
+        assert store.details is None
+        submit(store, "a1", [sample(1, T0, 5.0)])
+        wait_stored(store)
+        h = asyncio.run(store.history("a1", ["cpu", "cpu.0"], T0, T0 + 10, 10))
+    assert h.series["cpu"]["avg"] == [2.5]
+    assert h.series["cpu.0"]["avg"] == [None]
 
 
 def test_history_from_either_replica_shows_the_whole_series(tmp_path: Path) -> None:
