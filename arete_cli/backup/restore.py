@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -111,19 +112,30 @@ def _unpack(archive: Path, key: bytes, staging: Path | None) -> Manifest:
                 if isinstance(meta, DirMeta):
                     dirs.append(meta)
                     if staging is not None:
-                        _make_dir(staging / "data" / meta.path, meta.mode)
+                        with _writing(staging):
+                            _make_dir(staging / "data" / meta.path, meta.mode)
                 elif isinstance(meta, FileMeta):
                     seen.append(_unpack_file(reader, meta, staging))
                 else:
                     check_manifest(meta, seen, dirs)
                     reader.finish()
                     return meta
+    except TargetError:
+        raise
     except BackupError as exc:
         raise type(exc)(f"{archive}: {exc}") from None
     except OSError as exc:
-        if staging is not None and exc.filename and str(exc.filename).startswith(str(staging)):
-            raise TargetError(f"cannot unpack into {staging.parent}: {exc.strerror}") from None
         raise ArchiveError(f"cannot read {archive}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _writing(staging: Path | None) -> Iterator[None]:
+    """An OS error while unpacking is about where we write (a full disk), not the archive."""
+    try:
+        yield
+    except OSError as exc:
+        where = staging.parent if staging is not None else "?"
+        raise TargetError(f"cannot unpack into {where}: {exc.strerror or exc}") from None
 
 
 def _make_dir(path: Path, mode: int) -> None:
@@ -138,19 +150,23 @@ def _unpack_file(reader: DecryptingReader, meta: FileMeta, staging: Path | None)
     target = None
     if staging is not None:
         target = staging / meta.area / meta.path
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        out = os.fdopen(fd, "wb")
+        with _writing(staging):
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            out = os.fdopen(fd, "wb", buffering=0)  # unbuffered: close() has nothing to fail
     with out if out is not None else contextlib.nullcontext():
         for block in blocks(reader):
             digest.update(block)
             size += len(block)
             if out is not None:
-                out.write(block)
+                with _writing(staging):
+                    view = memoryview(block)
+                    while view:
+                        view = view[out.write(view) or 0 :]
         if out is not None:
-            out.flush()
-            os.fsync(out.fileno())
-            os.fchmod(out.fileno(), meta.mode)
+            with _writing(staging):
+                os.fsync(out.fileno())
+                os.fchmod(out.fileno(), meta.mode)
     if target is not None and meta.kind == "sqlite":
         _quick_check(target, meta.path)
     return Entry(meta.path, meta.area, meta.kind, meta.mode, size, digest.hexdigest())

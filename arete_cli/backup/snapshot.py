@@ -171,6 +171,9 @@ def _sqlite_snapshot(path: Path, staging: Path) -> Iterator[BinaryIO | None]:
         with copy.open("rb") as handle:
             yield handle
     except sqlite3.Error as exc:
-        raise SourceError(f"cannot back up the database {path}: {exc}") from None
+        # "database or disk is full" is about the copy, made in the output dir.
+        raise SourceError(
+            f"cannot back up the database {path} (via {staging.parent}): {exc}"
+        ) from None
     finally:
         copy.unlink(missing_ok=True)
