@@ -57,6 +57,14 @@ def _users(data_dir: Path, *, create: bool = False) -> Iterator[UserStore]:
         raise typer.Exit(2) from None
 
 
+def _stdin_password() -> str:
+    secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        typer.echo("error: no password on stdin (one line expected)", err=True)
+        raise typer.Exit(2)
+    return secret
+
+
 def _when(ts: float | None) -> str:
     return "never" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
@@ -69,8 +77,18 @@ def add(
     password: Annotated[
         bool, typer.Option("--password", help="Also ask for a dashboard password.")
     ] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the dashboard password from stdin (one line; for deployments).",
+        ),
+    ] = False,
 ) -> None:
     """Add a user and print a new API token (shown this once; only its hash is kept).
+
+    A deployment that creates admin this way (--password-stdin) before the first
+    'arete web run' gets no one-time admin password file.
 
     Examples:
 
@@ -80,9 +98,9 @@ def add(
     \b
       arete users add alice --role admin --password --data-dir /var/lib/arete
     """
-    secret = (
-        typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
-    )
+    secret = _stdin_password() if password_stdin else None
+    if password and not password_stdin:
+        secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with _users(data_dir, create=True) as store:
         store.add_user(name, role, secret)
         token = store.create_token(name, "created by arete users add")
@@ -93,6 +111,10 @@ def add(
 def passwd(
     name: Annotated[str, typer.Argument(help="The user whose dashboard password to set.")],
     data_dir: DataDir,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read it from stdin (one line), not a prompt."),
+    ] = False,
 ) -> None:
     """Set a user's dashboard password (asked twice, never echoed); ends their sessions.
 
@@ -101,7 +123,10 @@ def passwd(
     \b
       arete users passwd admin --data-dir ./data
     """
-    secret = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    if password_stdin:
+        secret = _stdin_password()
+    else:
+        secret = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
     with _users(data_dir) as store:
         store.set_password(name, secret)
     typer.echo(f"password of {name} changed; their sessions are ended")

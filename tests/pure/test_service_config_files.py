@@ -316,3 +316,25 @@ def test_keys_generate_without_stdout_refuses() -> None:
     result = CliRunner().invoke(app, ["keys", "generate"])
     assert result.exit_code == 2
     assert "--stdout" in result.output
+
+
+def test_admin_made_from_stdin_leaves_no_one_time_password_file(tmp_path: Path) -> None:
+    from web_api.auth.users import UserStore, ensure_admin
+
+    data = data_dir(tmp_path)
+    secret = "correct horse battery staple 7"
+    result = CliRunner().invoke(
+        app,
+        ["users", "add", "admin", "--role", "admin", "--password-stdin", "--data-dir", str(data)],
+        input=secret + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert ensure_admin(data) is None  # what `arete web run` does first: nothing to make
+    assert not (data / "web" / "admin-initial.password").exists()
+    store = UserStore(data / "web" / "users.db")
+    try:
+        principal = store.verify_password("admin", secret)
+        assert principal is not None
+        assert not principal.must_change_password
+    finally:
+        store.close()
