@@ -61,6 +61,16 @@ DETAIL_MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (agent_id, minute)
     ) WITHOUT ROWID;
     """,
+    # 2: files made by a development build of 1 (with a fold watermark instead of marks).
+    """
+    CREATE TABLE IF NOT EXISTS detail_dirty (
+        agent_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        first INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, minute)
+    ) WITHOUT ROWID;
+    DROP TABLE IF EXISTS detail_fold;
+    """,
 )
 """Component "detail". ``detail_dirty.first``: the minute's first rowid not rolled up."""
 

@@ -52,7 +52,7 @@ def test_reopening_keeps_data_and_runs_no_migration_twice(tmp_path: Path) -> Non
         "samples": 2,
         "registry": 1,
         "audit": 1,
-        "detail": 1,
+        "detail": 2,
         "commands": 1,
     }
     # A second open would fail on CREATE TABLE if the migration ran again.
