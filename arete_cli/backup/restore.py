@@ -51,11 +51,15 @@ def restore_archive(
     """Restore ``archive`` into ``data_dir`` (new or empty); configs into ``config_dir``."""
     data_dir = data_dir.absolute()
     _check_empty(data_dir)
+    _check_header(archive, key)  # a wrong key is refused before anything is made
+    made = [p for p in reversed(data_dir.parents) if not p.exists()]
     try:
         data_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=data_dir.parent))
     except OSError as exc:
+        _remove_empty(made)
         raise TargetError(f"cannot prepare {data_dir}: {exc.strerror or exc}") from None
+    done = False
     try:
         manifest = _unpack(archive, key, staging)
         configs = [e.path for e in manifest.files if e.area == "config"]
@@ -81,9 +85,28 @@ def restore_archive(
             restored.configs_skipped = configs
         else:
             restored.configs_written = _place_configs(staging / "config", config_dir, configs)
+        done = True
         return restored
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not done and not data_dir.exists():
+            _remove_empty(made)  # the parents this restore made, so nothing is left
+
+
+def _remove_empty(made: list[Path]) -> None:
+    for path in reversed(made):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def _check_header(archive: Path, key: bytes) -> None:
+    try:
+        with archive.open("rb") as handle:
+            DecryptingReader(handle, key)
+    except BackupError as exc:
+        raise type(exc)(f"{archive}: {exc}") from None
+    except OSError as exc:
+        raise ArchiveError(f"cannot read {archive}: {exc.strerror or exc}") from None
 
 
 def _check_empty(data_dir: Path) -> None:

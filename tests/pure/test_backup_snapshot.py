@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from arete_cli.backup.archive import create_archive, list_archives
-from arete_cli.backup.errors import TargetError
+from arete_cli.backup.errors import ArchiveError, TargetError, WrongKeyError
 from arete_cli.backup.restore import restore_archive, verify_archive
 
 KEY = bytes(range(32))
@@ -153,3 +153,17 @@ def test_configs_go_to_the_config_dir_only_when_asked(tmp_path: Path) -> None:
     written = restore_archive(made.path, tmp_path / "r2", KEY, config_dir=etc)
     assert written.configs_written == [etc / "control.toml"]
     assert (etc / "control.toml").read_text() == config.read_text()
+
+
+def test_a_failed_restore_leaves_no_directory_it_made(tmp_path: Path) -> None:
+    data = make_data_dir(tmp_path)
+    made = create_archive(data, tmp_path / "out", KEY)
+    damaged = bytearray(made.path.read_bytes())
+    damaged[-20] ^= 0x01
+    made.path.write_bytes(bytes(damaged))
+    target = tmp_path / "new-host" / "var" / "data"
+    with pytest.raises(ArchiveError, match="fails authentication"):
+        restore_archive(made.path, target, KEY)
+    with pytest.raises(WrongKeyError):
+        restore_archive(made.path, target, bytes(32))
+    assert not (tmp_path / "new-host").exists()
