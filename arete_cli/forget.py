@@ -10,9 +10,10 @@ it, as offline forever. ``arete agents remove`` therefore clears, as the maestro
   entities go even when no maestro is running.
 
 Only retained messages that exist are cleared (nothing is published for a discovery
-that was never on). An agent still connected when its account is revoked is dropped by
-the broker, whose Will then publishes a retained ``offline``: the status is cleared
-only after that Will (or after :data:`WILL_WAIT_S`), or the Will would bring it back.
+that was never on). The broker drops a still-connected agent when it reloads its
+accounts; should it publish that agent's Will (a retained ``offline``) it does so at
+the reload, before this runs, but the status is cleared only once it no longer says
+``online`` (or after :data:`WILL_WAIT_S`), so a late Will cannot bring it back.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from mosquitto.layout import Layout
 from mosquitto.state import load_info, running_pid
 
 CONNECT_TIMEOUT_S: Final = 10.0
-# How long a connected agent's Will may take once the broker has dropped it.
-WILL_WAIT_S: Final = 5.0
+# How long a dropped agent's Will may take (Mosquitto 2.0.11 sends none when it drops
+# a client whose account is gone, so this is only a guard against a late one).
+WILL_WAIT_S: Final = 2.0
 PUBLISH_TIMEOUT_S: Final = 10.0
 
 

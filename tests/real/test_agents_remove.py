@@ -57,8 +57,8 @@ def test_removing_a_connected_agent_clears_its_status_and_its_home_assistant_ent
     ha.subscribe(f"{HA}/#")
     ha.wait_for_messages(lambda m: _config(m) and bool(m.payload), 2 * CONFIGS_PER_AGENT, 20)
 
-    # Removed while it is still connected: the broker drops it, its Will says offline,
-    # and only then is the status cleared (or the Will would bring it back).
+    # Removed while it is still connected: the broker drops it at the reload, and the
+    # status is cleared after that (a late Will would bring it back).
     done = broker.remove_agent("a1")
     assert "cleared its retained messages" in done.stdout, done.stdout + done.stderr
 
