@@ -138,8 +138,15 @@ class Step:
     passed: bool = False
 
 
+# The only series the bench reads. Asking for them by name (``name[]``) keeps each poll
+# cheap: the maestro's full /metrics also carries every agent's series (maestro/exporter.py),
+# and rendering those several times a second would be the bench loading the maestro.
+SCRAPED = ("arete_maestro_mqtt_connected", "arete_maestro_store_pending_rows")
+
+
 def scrape(port: int) -> dict[str, float]:
-    url = f"http://127.0.0.1:{port}/metrics"
+    query = "&".join(f"name[]={name}" for name in SCRAPED)
+    url = f"http://127.0.0.1:{port}/metrics?{query}"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     values: dict[str, float] = {}

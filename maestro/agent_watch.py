@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -112,8 +112,8 @@ class AgentWatch:
         A, B, A): one identity used from two machines. Empty when there is no sign of it
         (a single move from one host to another is not a conflict)."""
         agent = self._agents.get(agent_id)
-        if agent is None:
-            return []
+        if agent is None or len(agent.births) < 3:
+            return []  # a conflict takes three births at least (A, B, A)
         recent = [host for at, host in agent.births if now - at <= IDENTITY_WINDOW_S]
         changes = sum(1 for a, b in itertools.pairwise(recent) if a != b)
         return sorted(set(recent)) if changes >= 2 else []
@@ -131,16 +131,22 @@ def conditions(
     *,
     stall_after_s: float | None,
     skew_s: float | None,
-    disk_full: Mapping[str, bool] | None = None,
+    disk_full: Callable[[str], bool] | None = None,
+    reported: Mapping[tuple[str, str], bool] | None = None,
 ) -> Iterator[Report]:
     """The current verdict of every agent's conditions (a rule whose limit is None is off).
 
     ``disk_full``: what each agent's newest status says of its state disk (``Status.disk_full``):
-    an agent that cannot keep its outbox any more loses samples while disconnected."""
+    an agent that cannot keep its outbox any more loses samples while disconnected.
+    ``reported``: the verdicts told already (``(rule, agent) -> holds``); only the ones that
+    differ are yielded, so a steady fleet of thousands costs no reports."""
+    told = reported if reported is not None else {}
     for agent_id, state in list(states.items()):
+        connected = state.state.connected
         if disk_full is not None:
-            full = disk_full.get(agent_id, False) and state.state.connected
-            yield ("agent_disk_full", agent_id, full, None, "state disk")
+            full = connected and disk_full(agent_id)
+            if told.get(("agent_disk_full", agent_id), False) != full:
+                yield ("agent_disk_full", agent_id, full, None, "state disk")
         if stall_after_s is not None:
             since = max(state.since, state.judged_from)
             silent = (
@@ -148,14 +154,17 @@ def conditions(
                 if state.state is Liveness.ONLINE
                 else None
             )
-            yield ("metrics_stalled", agent_id, silent is not None, silent, "")
+            if told.get(("metrics_stalled", agent_id), False) != (silent is not None):
+                yield ("metrics_stalled", agent_id, silent is not None, silent, "")
         offset = watch.offset(agent_id)
         if skew_s is not None and offset is not None:
-            skewed = abs(offset) > skew_s and state.state.connected
-            detail = "ahead" if offset > 0 else "behind"
-            yield ("clock_skew", agent_id, skewed, round(abs(offset), 1), detail)
+            skewed = abs(offset) > skew_s and connected
+            if told.get(("clock_skew", agent_id), False) != skewed:
+                detail = "ahead" if offset > 0 else "behind"
+                yield ("clock_skew", agent_id, skewed, round(abs(offset), 1), detail)
         hosts = watch.conflicting_hosts(agent_id, now)
-        yield ("identity_conflict", agent_id, bool(hosts), None, ", ".join(hosts))
+        if told.get(("identity_conflict", agent_id), False) != bool(hosts):
+            yield ("identity_conflict", agent_id, bool(hosts), None, ", ".join(hosts))
 
 
 class Reporter:
@@ -165,6 +174,11 @@ class Reporter:
     def __init__(self, observers: list[Any]) -> None:
         self.observers = observers  # shared with the registry
         self._reported: dict[tuple[str, str], bool] = {}
+
+    @property
+    def reported(self) -> Mapping[tuple[str, str], bool]:
+        """What each ``(rule, subject)`` was last reported as (absent: never held)."""
+        return self._reported
 
     def condition(
         self, rule: str, subject: str, holds: bool, now: float, *, value: float | None = None,

@@ -23,6 +23,7 @@ ticking; :class:`Resume` then gives every connected agent a fresh grace. The she
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
@@ -223,6 +224,18 @@ def _on_contact(
         heartbeat_s=state.heartbeat_s,
         reason="contact",
     )
+
+
+def quiet_until(state: AgentLive, policy: Policy) -> float:
+    """Until when a :class:`Tick` without new contact leaves ``state`` as it is: the next
+    deadline of its silence (late for an online agent, critical for a late one; none for
+    the others). The registry skips such agents' ticks, so a fleet costs its changes."""
+    silent_from = max(state.last_contact, state.judged_from)
+    if state.state is Liveness.ONLINE:
+        return silent_from + policy.late_deadline(state.heartbeat_s)
+    if state.state is Liveness.LATE:
+        return silent_from + policy.critical_deadline(state.heartbeat_s)
+    return math.inf
 
 
 def _on_resume(state: AgentLive | None, at: float) -> Result:

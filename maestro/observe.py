@@ -23,6 +23,11 @@ class MaestroCollector(Collector):
     def __init__(self, maestro: Any) -> None:
         self._m = maestro
 
+    def describe(self) -> Iterator[Metric]:
+        """The families, read once when registered: their names let a scrape ask for a few
+        series (``/metrics?name[]=...``) without rendering the whole fleet's."""
+        return self.collect()
+
     def collect(self) -> Iterator[Metric]:
         m = self._m
         ingest = m.ingest

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -42,6 +42,7 @@ from maestro.liveness import (
     Transition,
     evaluate,
     is_clean_offline,
+    quiet_until,
 )
 from maestro.outage import LinkGate, LinkState
 from maestro.peers import Peers, PeerState
@@ -51,6 +52,7 @@ from maestro.store.rows import HEAD, SampleRow, row_values
 log = logging.getLogger("arete.maestro.registry")
 
 _SILENT = frozenset({Liveness.LATE, Liveness.CRITICAL})
+WATCH_EVERY_S: Final = 1.0  # condition rules (stalled, skew, identity, disk) judged this often
 _TS = HEAD.index("ts")  # the agent's own timestamp of a sample row
 _SEQ = HEAD.index("seq")
 MAX_UNSAVED = 100_000  # transitions kept for a retry while the store refuses writes
@@ -125,6 +127,11 @@ class Registry:
         generation = (lambda: self.gate.generation) if link is not None else None
         self.peer_view = Peers(replica, generation)
         self.steady = SteadyEpochs()
+        # Per agent: (state, contact, until) of its last judged tick; the same state and
+        # contact before ``until`` need no judging again (liveness.quiet_until).
+        self._quiet: dict[str, tuple[AgentLive, tuple[int, float] | None, float]] = {}
+        self._next_watch = 0.0
+        self._late_by_heartbeat: dict[float, float] = {}
 
     def now(self) -> float:
         return self._clock()
@@ -206,18 +213,22 @@ class Registry:
             self._apply(agent_id, new, moved)
         newest, connected = self._newest_contact()
         self.gate.heard(newest)
+        quiet = self._quiet
         for agent_id, state in list(self.states.items()):
             if not state.state.connected:
                 continue
             contact = self._contact_of(agent_id, state)
+            if self._settled(agent_id, state, contact, now):
+                continue
             if self._adopt_steady_epoch(agent_id, state, contact):
                 continue
             new, moved = evaluate(agent_id, state, Tick(contact), now, self.policy)
             if (
                 moved is not None
+                and new is not None
                 and moved.new in _SILENT
                 and connected >= 2
-                and newest <= max(state.last_contact, state.judged_from) + state.heartbeat_s
+                and newest <= max(new.last_contact, state.judged_from) + state.heartbeat_s
                 and self.gate.silent_link(now)
             ):
                 # Nobody at all was heard since this agent was due: that looks like our
@@ -226,7 +237,37 @@ class Registry:
                 continue
             if new is not state:
                 self._apply(agent_id, new, moved)
-        self._watch_agents(now)
+            if new is not None:
+                quiet[agent_id] = (new, contact, quiet_until(new, self.policy))
+        if now >= self._next_watch:
+            self._next_watch = now + WATCH_EVERY_S
+            self._watch_agents(now)
+
+    def _settled(
+        self, agent_id: str, state: AgentLive, contact: tuple[int, float] | None, now: float
+    ) -> bool:
+        """True when this tick cannot move the agent: nothing new and no deadline passed
+        since it was last judged, or online and heard in time. (An online agent's state
+        keeps the contact it was judged on; views show the newest, the next judgement
+        takes it.) Most of a steady fleet is settled, so a tick costs the fleet's changes."""
+        known = self._quiet.get(agent_id)
+        if known is not None and known[0] is state and known[1] is contact and now <= known[2]:
+            return True
+        return (
+            state.state is Liveness.ONLINE
+            and contact is not None
+            and contact[0] == state.epoch
+            and now
+            <= max(contact[1], state.last_contact, state.judged_from) + self._late_deadline(state)
+        )
+
+    def _late_deadline(self, state: AgentLive) -> float:
+        deadline = self._late_by_heartbeat.get(state.heartbeat_s)
+        if deadline is None:
+            deadline = self._late_by_heartbeat[state.heartbeat_s] = self.policy.late_deadline(
+                state.heartbeat_s
+            )
+        return deadline
 
     def _contact_of(self, agent_id: str, state: AgentLive) -> tuple[int, float] | None:
         """The newest contact of the agent's current connection, ours or a peer's."""
@@ -290,10 +331,15 @@ class Registry:
             now,
             stall_after_s=self.stall_after_s,
             skew_s=self.skew_s,
-            disk_full={a: s.disk_full for a, s in list(self.statuses.items())},
+            disk_full=self._disk_full,
+            reported=self.reports.reported,
         )
         for rule, agent_id, holds, value, detail in found:
             self.reports.condition(rule, agent_id, holds, now, value=value, detail=detail)
+
+    def _disk_full(self, agent_id: str) -> bool:
+        status = self.statuses.get(agent_id)
+        return status is not None and status.disk_full
 
     def announce(self) -> None:
         """Tell the observers every agent known now (at startup, when no transition will)."""

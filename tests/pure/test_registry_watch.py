@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from arete.payloads import AgentState, Sample, Status
 from arete.topics import Topics
 from maestro.agent_watch import AgentWatch
@@ -447,3 +449,40 @@ def test_a_disconnected_agent_with_a_full_disk_is_not_paged_twice_for_it() -> No
     fleet.run(2)
     assert fleet.state("a1") == "offline"
     assert fleet.heard.holding("agent_disk_full") == set()  # agent_offline says it all
+
+
+def test_a_steady_fleet_costs_a_tick_nothing_and_a_silent_agent_is_still_late_on_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Agents heard in time are not judged again on every tick (10,000 agents at two ticks
+    a second made the tick the maestro's busiest work), yet the one that stops talking
+    goes late at its deadline, counted from its last contact."""
+    import maestro.liveness
+    import maestro.registry as registry_module
+
+    judged: list[str] = []
+    real = maestro.liveness.evaluate
+
+    def counting(agent_id: str, *args: Any) -> Any:
+        judged.append(agent_id)
+        return real(agent_id, *args)
+
+    fleet = Fleet()
+    live = {f"s{i}": 1 for i in range(200)}
+    for agent, epoch in live.items():
+        fleet.birth(agent, epoch)
+    fleet.run(4, live=live)
+    monkeypatch.setattr(registry_module, "evaluate", counting)
+    fleet.run(10, live=live)
+    assert judged == []  # 20 ticks x 200 steady agents: none judged
+    quiet = dict(live)
+    del quiet["s7"]
+    last_heard = fleet.now
+    late_at = last_heard + fleet.registry.policy.late_deadline(5)
+    while fleet.state("s7") == "online":
+        fleet.run(0.5, live=quiet)
+        assert fleet.now <= late_at + 0.5
+    assert fleet.state("s7") == "late"
+    assert fleet.now > late_at
+    assert set(judged) == {"s7"}
+    assert all(fleet.state(agent) == "online" for agent in quiet)
