@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from maestro.store.detail import DETAIL_PATTERNS, key_names
 from maestro.store.detail_rollup import minute_rows
-from maestro.store.packing import Agg, Rollup, aggregate, unpack_rollup
+from maestro.store.packing import Agg, Rollup, aggregate, aggregate_rollups
 
 Buckets = dict[int, dict[str, Agg]]
 """bucket number -> field name -> ``[n, min, sum, max]``"""
@@ -107,8 +107,11 @@ def add_detail(
     sql = (
         f"SELECT minute, data FROM {s}.detail_1m WHERE agent_id = ? AND minute >= ? AND minute < ?"  # noqa: S608
     )
+    by_bucket: dict[int, list[bytes]] = {}
     for minute, data in conn.execute(sql, (agent_id, start, end)):
-        _add_rollup(buckets, minute // whole, unpack_rollup(data), names)
+        by_bucket.setdefault(minute // whole, []).append(data)
+    for bucket, packed in by_bucket.items():
+        _add_rollup(buckets, bucket, aggregate_rollups(packed), names)
     dirty = conn.execute(
         f"SELECT minute, first FROM {s}.detail_dirty"  # noqa: S608
         " WHERE agent_id = ? AND minute >= ? AND minute < ?",

@@ -103,3 +103,30 @@ def aggregate(datas: Sequence[bytes]) -> Rollup:
             else:  # another key set, or the same key twice in a row (a mount listed twice)
                 merge_into(rollup, {key: agg})
     return rollup
+
+
+def aggregate_rollups(datas: Sequence[bytes]) -> Rollup:
+    """Packed rollup rows into one rollup, as :func:`aggregate` does for raw rows."""
+    by_ids: dict[bytes, list[bytes]] = {}
+    for data in datas:
+        n = len(data) // 24
+        by_ids.setdefault(data[: 4 * n], []).append(data[: 24 * n])
+    rollup: Rollup = {}
+    for ids_bytes, parts in by_ids.items():
+        n = len(ids_bytes) // 4
+        if n == 0:
+            continue
+        values = struct.unpack("<" + f"{n}I{n}I{n}f{n}d{n}f" * len(parts), b"".join(parts))
+        width = 5 * n
+        for index, key in enumerate(values[:n]):
+            agg: Agg = [
+                float(sum(values[n + index :: width])),
+                min(values[2 * n + index :: width]),
+                sum(values[3 * n + index :: width]),
+                max(values[4 * n + index :: width]),
+            ]
+            if key in rollup:
+                merge_into(rollup, {key: agg})
+            else:
+                rollup[key] = agg
+    return rollup

@@ -176,7 +176,7 @@ def _series(asked: Sequence[str], buckets: Buckets) -> dict[str, Series]:
     found: set[str] = set()
     for fields in buckets.values():
         found.update(fields)
-    series_names: list[str] = []
+    series_names: dict[str, None] = {}  # ordered, without repeats
     for item in [asked] if isinstance(asked, str) else asked:
         if item == "*":
             more = [*FIELDS, *sorted(found - FIELD_SET, key=_natural)]
@@ -184,26 +184,19 @@ def _series(asked: Sequence[str], buckets: Buckets) -> dict[str, Series]:
             more = sorted((n for n in found if n.startswith(item[:-1])), key=_natural)
         else:
             more = [item]
-        series_names += [name for name in more if name not in series_names]
+        series_names.update(dict.fromkeys(more))
+    rows = [buckets[bucket] for bucket in order]
     series: dict[str, Series] = {}
     for name in series_names:
-        lows: list[float | None] = []
-        avgs: list[float | None] = []
-        highs: list[float | None] = []
-        for bucket in order:
-            agg = buckets[bucket].get(name)
-            if agg is None or not agg[0]:
-                lows.append(None)
-                avgs.append(None)
-                highs.append(None)
-            elif name in FIELD_SET:
-                lows.append(agg[1])
-                avgs.append(agg[2] / agg[0])
-                highs.append(agg[3])
-            else:  # stored as float32: 7 digits, without the binary noise (40.1, not 40.09999)
-                lows.append(float(f"{agg[1]:.7g}"))
-                avgs.append(float(f"{agg[2] / agg[0]:.7g}"))
-                highs.append(float(f"{agg[3]:.7g}"))
+        aggs = [row.get(name) for row in rows]
+        if name in FIELD_SET:
+            lows = [a[1] if a else None for a in aggs]
+            avgs = [a[2] / a[0] if a else None for a in aggs]
+            highs = [a[3] if a else None for a in aggs]
+        else:  # stored as float32: 7 digits, without the binary noise (40.1, not 40.09999)
+            lows = [float(f"{a[1]:.7g}") if a else None for a in aggs]
+            avgs = [float(f"{a[2] / a[0]:.7g}") if a else None for a in aggs]
+            highs = [float(f"{a[3]:.7g}") if a else None for a in aggs]
         series[name] = {"min": lows, "avg": avgs, "max": highs}
     return series
 

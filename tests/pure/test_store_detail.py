@@ -17,6 +17,7 @@ from maestro.store import detail_rollup, rollup
 from maestro.store.core import BUILTIN_MIGRATIONS, Store
 from maestro.store.db import connect, migrate
 from maestro.store.detail import DetailStager
+from maestro.store.packing import aggregate_rollups, merge_into, pack_rollup, unpack_rollup
 from maestro.store.query import History, query_history
 from maestro.store.replicas import attach_siblings
 from maestro.store.rollup import apply_retention
@@ -261,6 +262,18 @@ def test_the_minute_is_the_same_for_samples_and_detail() -> None:
 )  # fmt: skip
 def test_the_packed_values_follow_the_named_keys_in_order(one: Sample) -> None:
     assert detail_numbers(one) == [value for _, value in detail_items(one)]
+
+
+def test_rollup_rows_aggregate_like_their_merge() -> None:
+    one = {1: [2.0, 1.0, 3.0, 2.0], 2: [1.0, 5.0, 5.0, 5.0]}
+    two = {1: [3.0, 0.5, 6.0, 4.0], 2: [2.0, 1.0, 7.0, 6.0]}
+    other_keys = {3: [1.0, 9.0, 9.0, 9.0], 1: [1.0, 10.0, 10.0, 10.0]}
+    merged = unpack_rollup(pack_rollup(one))
+    for more in (two, other_keys):
+        merge_into(merged, unpack_rollup(pack_rollup(more)))
+    together = aggregate_rollups([pack_rollup(r) for r in (one, two, other_keys)])
+    assert together == merged
+    assert together[1] == [6.0, 0.5, 19.0, 10.0]
 
 
 def test_a_sample_with_other_keys_is_packed_with_its_own_key_ids(db: sqlite3.Connection) -> None:
