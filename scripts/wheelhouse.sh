@@ -4,15 +4,15 @@
 #   scripts/wheelhouse.sh                 print the wheelhouse dir: every wheel that
 #                                         `pip install --no-index --find-links DIR 'arete[server]'`
 #                                         (or 'arete[agent]') needs, with this checkout's arete wheel
-#   scripts/wheelhouse.sh --collections   print a collections path holding containers.podman
-#                                         and community.general (for ANSIBLE_COLLECTIONS_PATH)
+#   scripts/wheelhouse.sh --collections   print a collections path holding containers.podman,
+#                                         community.general and ansible.posix (for ANSIBLE_COLLECTIONS_PATH)
 #
 # The dependency wheels are keyed by a hash of pyproject.toml and the Python version, in
 # ~/.cache/arete/wheelhouse/<key>/ (ARETE_CACHE_DIR moves the cache): built once, then only
 # the arete wheel is rebuilt, and the file is replaced only when its content changed (so a
 # second Ansible run copies nothing). The wheels are for the controller's Python, which
 # must be the hosts' (Debian 12: 3.11). The collections come out of the `ansible` wheel
-# from PyPI (no Galaxy access here), into ~/.cache/arete/ansible_collections.
+# from PyPI (no Galaxy access here), into ~/.cache/arete/ansible-collections.
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +20,8 @@ CACHE=${ARETE_CACHE_DIR:-$HOME/.cache/arete}
 PYTHON=${ARETE_PYTHON:-$ROOT/.venv/bin/python}
 HOST_PYTHON=3.11
 ANSIBLE_SPEC='ansible>=12,<13'
-COLLECTIONS=(containers/podman community/general)
+# ansible.posix: its profile_tasks callback times each task in the deploy tier's logs.
+COLLECTIONS=(containers/podman community/general ansible/posix)
 
 die() {
     printf 'wheelhouse: FAILED: %s\n' "$*" >&2
@@ -30,36 +31,45 @@ mkdir -p "$CACHE"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 if [ "${1:-}" = --collections ]; then
-    target=$CACHE/ansible_collections
-    if [ -f "$target/.complete" ]; then
-        echo "$target"
-        exit 0
+    # Not named ansible_collections: Ansible takes a path with that name for the inner dir.
+    target=$CACHE/ansible-collections
+    missing() {
+        local name
+        for name in "${COLLECTIONS[@]}"; do
+            [ -f "$target/ansible_collections/$name/MANIFEST.json" ] || return 0
+        done
+        return 1
+    }
+    if missing; then
+        exec 9>"$CACHE/ansible-collections.lock"
+        flock 9
     fi
-    exec 9>"$CACHE/ansible_collections.lock"
-    flock 9
-    if [ ! -f "$target/.complete" ]; then
+    if missing; then
         work=$(mktemp -d "$CACHE/collections.XXXXXX")
         trap 'rm -rf -- "$work"' EXIT
         "$PYTHON" -m pip download -q --no-deps -d "$work/dl" "$ANSIBLE_SPEC" >&2 ||
             die "pip download $ANSIBLE_SPEC"
-        "$PYTHON" - "$work/dl" "$work/out" "${COLLECTIONS[@]}" <<'EOF'
+        # Each collection is moved into place whole (a rename): a run that uses the
+        # path meanwhile sees it complete or not at all.
+        "$PYTHON" - "$work/dl" "$work/out" "$target" "${COLLECTIONS[@]}" <<'EOF'
 import sys, zipfile
 from pathlib import Path
 
-source, out, wanted = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+source, out, target, wanted = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
 (wheel,) = source.glob("ansible-*.whl")
-prefixes = tuple(f"ansible_collections/{name}/" for name in wanted)
 with zipfile.ZipFile(wheel) as archive:
-    members = [m for m in archive.namelist() if m.startswith(prefixes)]
-    archive.extractall(out, members)
-for name in wanted:
-    if not (out / "ansible_collections" / name).is_dir():
-        sys.exit(f"wheelhouse: {name} is not in {wheel.name}")
+    for name in wanted:
+        final = target / "ansible_collections" / name
+        if (final / "MANIFEST.json").is_file():
+            continue
+        prefix = f"ansible_collections/{name}/"
+        members = [m for m in archive.namelist() if m.startswith(prefix)]
+        if not members:
+            sys.exit(f"wheelhouse: {name} is not in {wheel.name}")
+        archive.extractall(out, members)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        (out / "ansible_collections" / name).rename(final)
 EOF
-        rm -rf -- "$target"
-        mkdir -p "$target"
-        mv "$work/out/ansible_collections" "$target/ansible_collections"
-        : >"$target/.complete"
     fi
     echo "$target"
     exit 0
