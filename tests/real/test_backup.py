@@ -183,18 +183,36 @@ def test_a_backup_made_under_load_restores_the_same_fleet(
         new_broker.stop()
 
 
-@pytest.fixture
-def archive(broker: Broker, backup_key: Path, tmp_path: Path) -> Path:
-    """An archive of a running broker's data dir (with a users database in it)."""
-    broker.add_agent("a1")
-    store = UserStore(broker.data_dir / "web" / "users.db")
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A data dir (a signing key, a users database), its backup key and one archive of it,
+    made once for the tests below: (data dir, key, archive)."""
+    top = tmp_path_factory.mktemp("made")
+    data_dir = top / "data"
+    run_cli("keys", "create", "--data-dir", str(data_dir))
+    store = UserStore(data_dir / "web" / "users.db")
     store.add_user("admin", "admin", ADMIN_PASSWORD)
     store.close()
-    made = run_cli(
-        "backup", "create", "--data-dir", str(broker.data_dir), "--out", str(tmp_path / "out"),
-        "--key-file", str(backup_key),
+    key = top / "backup.key"
+    write_key_file(key)
+    done = run_cli(
+        "backup", "create", "--data-dir", str(data_dir), "--out", str(top / "out"),
+        "--key-file", str(key),
     )  # fmt: skip
-    return Path(made.stdout.split()[1])
+    return data_dir, key, Path(done.stdout.split()[1])
+
+
+@pytest.fixture
+def archive(made: tuple[Path, Path, Path], tmp_path: Path) -> Path:
+    """A copy of the module's archive, this test's to damage."""
+    copy = tmp_path / made[2].name
+    copy.write_bytes(made[2].read_bytes())
+    return copy
+
+
+@pytest.fixture
+def key(made: tuple[Path, Path, Path]) -> Path:
+    return made[1]
 
 
 def refused_restore(archive: Path, target: Path, key: Path) -> str:
@@ -238,7 +256,7 @@ def test_a_wrong_key_is_one_line_and_changes_nothing(
 
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated", "cut to the header"])
 def test_a_damaged_archive_is_one_line_and_changes_nothing(
-    archive: Path, target: Path, backup_key: Path, damage: str
+    archive: Path, target: Path, key: Path, damage: str
 ) -> None:
     data = bytearray(archive.read_bytes())
     if damage == "flipped byte":
@@ -248,36 +266,37 @@ def test_a_damaged_archive_is_one_line_and_changes_nothing(
     else:
         data = data[:37]
     archive.write_bytes(bytes(data))
-    line = refused_restore(archive, target, backup_key)
+    line = refused_restore(archive, target, key)
     assert "damaged" in line or "truncated" in line, line
     assert tree(target) == []
 
 
-def test_a_non_empty_data_dir_is_refused(archive: Path, target: Path, backup_key: Path) -> None:
+def test_a_non_empty_data_dir_is_refused(archive: Path, target: Path, key: Path) -> None:
     (target / "keep.me").write_text("mine\n")
-    line = refused_restore(archive, target, backup_key)
+    line = refused_restore(archive, target, key)
     assert "is not empty" in line
     (target / "keep.me").unlink()
 
 
 def test_rotation_keeps_the_newest_n_and_list_shows_them(
-    broker: Broker, backup_key: Path, tmp_path: Path
+    made: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
+    data_dir, key, _ = made
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("not an archive\n")
-    made = []
-    for _ in range(4):
+    archives = []
+    for _ in range(3):
         done = run_cli(
-            "backup", "create", "--data-dir", str(broker.data_dir), "--out", str(out),
-            "--keep", "2", "--key-file", str(backup_key),
+            "backup", "create", "--data-dir", str(data_dir), "--out", str(out),
+            "--keep", "2", "--key-file", str(key),
         )  # fmt: skip
-        made.append(Path(done.stdout.split()[1]))
+        archives.append(Path(done.stdout.split()[1]))
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [made[2].name, made[3].name, "notes.txt"]
+        [archives[1].name, archives[2].name, "notes.txt"]
     )
     listed = run_cli("backup", "list", "--out", str(out)).stdout.splitlines()
-    assert [line.split("\t")[0] for line in listed] == [made[2].name, made[3].name]
-    verified = run_cli("backup", "verify", str(made[3]), "--key-file", str(backup_key))
+    assert [line.split("\t")[0] for line in listed] == [archives[1].name, archives[2].name]
+    verified = run_cli("backup", "verify", str(archives[2]), "--key-file", str(key))
     assert ": ok, made " in verified.stdout
-    assert "broker/passwd" in verified.stdout
+    assert "web/users.db\tsqlite" in verified.stdout
