@@ -326,6 +326,17 @@ def test_a_shell_job_runs_its_command_line_where_each_agents_allowlist_lets_it(
     assert ran["result"]["stdout"].strip() == "job-42"
     assert sent["sh1"]["args"] == {"command": "echo job-$((6*7))", "timeout_s": 20}
     assert sent["sh2"]["state"] == "rejected", "sh2's allowlist refuses shell strings"
+    # Each agent's answer on the page: sh2 says why in a sentence, sh1 shows its output.
+    job.locator("[data-testid^='job-answers-']").click()
+    refused = job.get_by_test_id("job-result-sh2")
+    expect(refused).to_have_attribute("data-state", "rejected")
+    expect(refused.get_by_test_id("job-result-summary")).to_have_text(
+        "Shell strings are disabled on this agent."
+    )
+    job.get_by_test_id("job-result-open-sh1").click()
+    expect(job.get_by_test_id("job-result-sh1").get_by_test_id("shell-stdout")).to_have_text(
+        "job-42"
+    )
 
     # docker_restart needs its container, named as Docker would take it.
     page.get_by_test_id("job-command").select_option("docker_restart")

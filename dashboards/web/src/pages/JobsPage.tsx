@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { ConfirmDialog, type ConfirmRequest } from "../components/ConfirmDialog";
+import { JobResults } from "../components/JobResults";
 import { useApp, useNow } from "../context";
 import { errorText, get, post } from "../lib/api";
 import { roleAllows } from "../lib/commands";
@@ -18,6 +19,7 @@ export function JobsPage() {
   const [note, setNote] = useState("");
   const [error, setError] = useState("");
   const [confirm, setConfirm] = useState<ConfirmRequest | null>(null);
+  const [shown, setShown] = useState<string | null>(null); // the job whose answers are open
   const now = useNow(1000);
   const canRun = roleAllows(me.role, "operator");
   const commands = jobCommandsFor(me.role);
@@ -178,9 +180,21 @@ export function JobsPage() {
                 <div className="mt-2 h-2 overflow-hidden rounded bg-slate-800" role="progressbar" aria-valuemin={0} aria-valuemax={job.total} aria-valuenow={p.finished}>
                   <div className={`h-full ${p.failed ? "bg-amber-500" : "bg-emerald-500"}`} style={{ width: `${Math.round(p.share * 100)}%` }} />
                 </div>
-                <div className="mt-1 text-xs text-slate-500" data-testid="job-counts">
-                  {p.finished} of {job.total} finished{p.failed ? `, ${p.failed} failed` : ""} · {job.agents.slice(0, 10).join(", ")}{job.agents.length > 10 ? "…" : ""}
+                <div className="mt-1 flex flex-wrap items-center gap-x-3 text-xs text-slate-500">
+                  <span data-testid="job-counts">
+                    {p.finished} of {job.total} finished{p.failed ? `, ${p.failed} failed` : ""} · {job.agents.slice(0, 10).join(", ")}{job.agents.length > 10 ? "…" : ""}
+                  </span>
+                  <button
+                    type="button"
+                    data-testid={`job-answers-${job.id}`}
+                    aria-expanded={shown === job.id}
+                    onClick={() => setShown(shown === job.id ? null : job.id)}
+                    className="ml-auto min-h-10 rounded border border-slate-700 px-3 py-1 text-xs text-slate-300 hover:bg-slate-800"
+                  >
+                    {shown === job.id ? "Hide answers" : "Each agent's answer"}
+                  </button>
                 </div>
+                {shown === job.id && <JobResults job={job} />}
               </li>
             );
           })}
