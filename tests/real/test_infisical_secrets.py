@@ -5,19 +5,29 @@ running maestro to a real broker with the new one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from arete.payloads import AlertSeverity
 from maestro.errors import ConfigError
 from maestro.infisical import Identity, InfisicalClient
+from maestro.notify.discord import DiscordChannel
+from maestro.notify.message import Notice, NoticeItem, NoticeKind
+from maestro.notify.settings import DiscordSettings, TelegramSettings
+from maestro.notify.telegram import TelegramBot
 from maestro.settings import load_settings, resolve_broker
+from tests.fixtures import chat_servers
 from tests.fixtures.broker import Broker
+from tests.fixtures.chat_servers import FakeDiscord, FakeTelegram
 from tests.fixtures.infisical import CLIENT_ID, CLIENT_SECRET, ENVIRONMENT, PROJECT, FakeInfisical
 from tests.fixtures.maestro import MaestroThread
 from tests.fixtures.procs import ARETE, REPO, free_port, wait_for
@@ -253,3 +263,50 @@ def test_a_rotated_mqtt_password_reconnects_the_running_maestro_with_it(
         assert runner.sync(lambda m: m.link.config.password) == NEW_PASSWORD
     finally:
         runner.stop()
+
+
+def test_rotated_chat_secrets_are_used_from_the_next_send(
+    fake_telegram: FakeTelegram, fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the watcher's listener does on a rotation: the next send uses the new
+    token / webhook; errors never show the old or the new token."""
+    telegram_settings = TelegramSettings(
+        token=SecretStr(FakeTelegram.token), chat_ids=[7], base_url=fake_telegram.base_url
+    )
+    item = NoticeItem(
+        alert_id="0123456789abcdef",
+        rule="agent_offline",
+        severity=AlertSeverity.CRITICAL,
+        kind=NoticeKind.FIRING,
+        summary="h1 is offline (connection lost)",
+        since=time.time(),
+    )
+    notice = Notice(agent="h1", ts=time.time(), items=[item])
+    new_token = "987654321:ROTATED-token-of-the-fake-bot-0000"
+    new_webhook_token = "rotated-webhook-token-zyxwvutsrqponmlkjihgfedcba"
+
+    async def scenario() -> list[str]:
+        bot = TelegramBot(telegram_settings, FakeTelegram.token)
+        [channel] = bot.channels()
+        discord = DiscordChannel(
+            DiscordSettings(webhook_url=SecretStr("x")), fake_discord.webhook_url
+        )
+        try:
+            outcomes: list[str] = [(await channel.send(notice)).kind]
+            outcomes.append((await discord.send(notice)).kind)
+            monkeypatch.setattr(fake_telegram, "token", new_token)  # the old one is revoked
+            monkeypatch.setattr(chat_servers, "DISCORD_WEBHOOK_TOKEN", new_webhook_token)
+            refused = await channel.send(notice)
+            outcomes.append(refused.kind)
+            assert FakeTelegram.token not in refused.reason
+            bot.set_token(new_token)
+            discord.set_webhook_url(fake_discord.webhook_url)  # built from the new token
+            outcomes += [(await channel.send(notice)).kind, (await discord.send(notice)).kind]
+            return outcomes
+        finally:
+            await bot.aclose()
+            await discord.aclose()
+
+    assert asyncio.run(scenario()) == ["sent", "sent", "refused", "sent", "sent"]
+    assert len(fake_telegram.sent()) == 2
+    assert len(fake_discord.delivered()) == 2
