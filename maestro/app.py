@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import Metric
-from prometheus_client.registry import CollectorRegistry
 
 from arete.topics import BROKER_DROPPED, Kind, Topics
 from maestro.broker_drops import BrokerDrops
@@ -23,7 +22,7 @@ from maestro.events import EventBus
 from maestro.ingest import BrokerCounterIn, Inbound, Ingest, LoopInbox, ReplyIn
 from maestro.link import LinkConfig, MaestroLink
 from maestro.liveness import Policy
-from maestro.observe import make_registry
+from maestro.observe import Exposition, make_registry, serve
 from maestro.registry import Registry
 from maestro.settings import BrokerEndpoint, MaestroSettings, resolve_broker
 from maestro.stored_acks import StoredAcks
@@ -49,7 +48,7 @@ class Maestro:
         self.events = EventBus()
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_server: Any = None
-        self.prometheus: CollectorRegistry | None = None
+        self.prometheus: Exposition | None = None
         # Assembled in start().
         self.store: Store
         self.link: MaestroLink
@@ -170,13 +169,9 @@ class Maestro:
                 s.homeassistant, self.topics, self.link, self.registry, self.ingest
             )
             self._spawn("homeassistant", self.homeassistant.run())
-        self.prometheus = make_registry(self)
+        self.prometheus = make_registry(self, s.exporter_cache_s)
         if s.metrics_port:
-            from prometheus_client import start_http_server
-
-            self._metrics_server = start_http_server(
-                s.metrics_port, addr=s.metrics_host, registry=self.prometheus
-            )
+            self._metrics_server = serve(self.prometheus, s.metrics_port, s.metrics_host)
 
     async def stop(self) -> None:
         """Stop in the order that loses nothing: take no new messages (the broker keeps

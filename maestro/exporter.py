@@ -1,11 +1,14 @@
 """The fleet's metrics for Prometheus: each agent's newest sample, as series.
 
-Pure builder (:func:`fleet_families`) plus a thin collector that reads the maestro's
-registry and ingest at scrape time. Every series carries ``agent`` and the agent's own
-labels (made valid Prometheus label names). Where a value means what a node_exporter
-metric means, it has node_exporter's name (``node_load1``, ``node_memory_MemTotal_bytes``,
-``node_filesystem_size_bytes``, ``node_boot_time_seconds``); the rest are
-``arete_agent_*`` (the agent sends rates and percentages, not node_exporter's counters).
+What the series are: :func:`fleet_families` builds them as prometheus_client families
+(the reference, kept for tests and as bench/exporter.py's baseline); the maestro serves
+the same series rendered as text by :mod:`maestro.fleet_text` (an order of magnitude
+cheaper at thousands of agents), from :func:`views_of` copies. Every series carries
+``agent`` and the agent's own labels (made valid Prometheus label names). Where a value
+means what a node_exporter metric means, it has node_exporter's name (``node_load1``,
+``node_memory_MemTotal_bytes``, ``node_filesystem_size_bytes``,
+``node_boot_time_seconds``); the rest are ``arete_agent_*`` (the agent sends rates and
+percentages, not node_exporter's counters).
 
 Only agents that are online or late expose their sample; an agent that is offline keeps
 ``arete_agent_up 0`` alone, so Prometheus marks its other series stale instead of
@@ -15,12 +18,11 @@ repeating the last value. See docs/prometheus.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
 from arete.payloads import Sample
 
@@ -188,13 +190,3 @@ def views_of(maestro: Any) -> list[AgentView]:
             )
         )
     return out
-
-
-class FleetCollector(Collector):
-    """Scrape-time view of the fleet (see :func:`fleet_families`)."""
-
-    def __init__(self, maestro: Any) -> None:
-        self._m = maestro
-
-    def collect(self) -> Iterator[Metric]:
-        yield from fleet_families(views_of(self._m))

@@ -2,19 +2,30 @@
 
 The hot path keeps plain integer counters (cheap); this collector reads them when
 Prometheus scrapes, so nothing here costs anything between scrapes. Served by
-``arete maestro run --metrics-port`` and mounted by the web API at ``/metrics``.
+``arete maestro run --metrics-port`` (:func:`serve`) and mounted by the web API at
+``/metrics`` (:meth:`Exposition.render`), with the fleet's series after the maestro's.
 """
 
 from __future__ import annotations
 
+import gzip
+import socket
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Final
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer, gzip_accepted
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from maestro.fleet_text import FLEET_NAMES, FleetCache
+
 Source = Callable[[], Any]
+GZIP_LEVEL: Final = 6  # prometheus_client's 9 costs twice the CPU for a few % smaller
 
 
 class MaestroCollector(Collector):
@@ -133,10 +144,64 @@ def labelled(
     return family
 
 
-def make_registry(maestro: Any) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(MaestroCollector(maestro))
-    from maestro.exporter import FleetCollector
+class Exposition:
+    """What ``/metrics`` answers: the maestro's own series (prometheus_client) followed by
+    the fleet's, rendered as text (:mod:`maestro.fleet_text`) and cached ``cache_s``.
 
-    registry.register(FleetCollector(maestro))  # the fleet's own metrics (maestro.exporter)
-    return registry
+    Both parts are the Prometheus text format (never OpenMetrics, whatever the scraper
+    accepts: the fleet's text is appended to the maestro's). ``names`` (``name[]``)
+    selects series by name in both parts; a selection naming no fleet series does not
+    render the fleet at all.
+    """
+
+    def __init__(self, maestro: Any, cache_s: float = 5.0) -> None:
+        from maestro.exporter import views_of
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(MaestroCollector(maestro))
+        self.fleet = FleetCache(lambda: views_of(maestro), cache_s)
+
+    def render(self, names: Collection[str] | None = None) -> bytes:
+        if not names:
+            return generate_latest(self.registry) + self.fleet.get().body
+        wanted = set(names)
+        own = generate_latest(self.registry.restricted_registry(wanted))
+        if wanted.isdisjoint(FLEET_NAMES):
+            return own
+        return own + self.fleet.get().text(wanted).encode()
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """prometheus_client's app for anything but a GET; a GET gets :meth:`render`,
+        gzipped when the scraper accepts it."""
+        if environ["REQUEST_METHOD"] != "GET" or environ.get("PATH_INFO") == "/favicon.ico":
+            return make_wsgi_app(self.registry)(environ, start_response)  # type: ignore[no-any-return]
+        names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
+        body = self.render(names)
+        headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per scrape."""
+
+
+def serve(exposition: Exposition, port: int, host: str) -> tuple[WSGIServer, threading.Thread]:
+    """``/metrics`` on ``host:port`` (IPv4 or IPv6), one thread per request."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    server = make_server(host, port, exposition.wsgi_app, Server, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def make_registry(maestro: Any, cache_s: float = 5.0) -> Exposition:
+    return Exposition(maestro, cache_s)

@@ -99,6 +99,9 @@ class MaestroSettings(BaseSettings):
     signing_key_file: SecretPath | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    exporter_cache_s: float = Field(
+        5.0, ge=0, le=300, description="Reuse the fleet's rendered /metrics for so long (0: off)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     mqtt: MqttSettings = MqttSettings()

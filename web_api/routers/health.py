@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from maestro.errors import StoreError
 from web_api.auth.roles import Role
@@ -57,9 +57,12 @@ async def readyz(state: State) -> JSONResponse:
     response_class=Response,
     **needs(Role.VIEWER, 503),
 )
-async def metrics(user: CurrentUser, m: Fleet) -> Response:
-    """The maestro's Prometheus metrics (text exposition format)."""
+async def metrics(
+    user: CurrentUser, m: Fleet, names: Annotated[list[str] | None, Query(alias="name[]")] = None
+) -> Response:
+    """The maestro's and the fleet's Prometheus metrics (text exposition format);
+    ``name[]`` (repeatable) selects series by name (docs/prometheus.md)."""
     if m.prometheus is None:
         return Response("", media_type=CONTENT_TYPE_LATEST)
-    body = await asyncio.to_thread(generate_latest, m.prometheus)
+    body = await asyncio.to_thread(m.prometheus.render, names)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
