@@ -396,11 +396,23 @@ def passwd(
                 outcome = "set"
             if outcome in {"removed", "set"}:
                 write_password_file(layout.password_file, entries)
+                _same_owner(layout.data_dir, layout.password_file, layout.lock_file)
     except BrokerError as exc:
         raise _fail(exc, 2) from None
     typer.echo(f"{username}: {outcome}")
     if outcome in {"removed", "set"}:
         _reload_running(layout)
+
+
+def _same_owner(data_dir: Path, *paths: Path) -> None:
+    """Run as root (a deployment tool), give ``paths`` to the data dir's owner: the broker
+    runs as that user and must read them."""
+    import os
+
+    owner = data_dir.stat()
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        for path in paths:
+            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _reload_running(layout: Layout) -> None:

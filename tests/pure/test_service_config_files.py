@@ -338,3 +338,18 @@ def test_admin_made_from_stdin_leaves_no_one_time_password_file(tmp_path: Path) 
         assert not principal.must_change_password
     finally:
         store.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_broker_passwd_run_as_root_leaves_the_file_to_the_data_dirs_owner(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "broker").mkdir(parents=True)
+    for path in (data, data / "broker"):
+        os.chown(path, 4242, 4242)  # the service user that runs the broker
+    result = CliRunner().invoke(
+        app, ["broker", "passwd", "pc-7", "--data-dir", str(data)], input=PASSWORD + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("passwd", ".passwd.lock"):
+        info = (data / "broker" / name).stat()
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (4242, 4242, 0o600)
