@@ -363,17 +363,10 @@ def passwd(
       arete broker passwd pc-7 --remove --data-dir /var/lib/arete
     """
     from mosquitto.layout import Layout
-    from mosquitto.passwords import (
-        check_username,
-        hash_password,
-        locked,
-        read_password_file,
-        verify_password,
-        write_password_file,
-    )
+    from mosquitto.passwd import CHANGED, set_account
 
-    password = "" if remove else sys.stdin.readline().rstrip("\r\n")
-    if not remove and len(password) < MIN_PASSWORD_CHARS:
+    password = None if remove else sys.stdin.readline().rstrip("\r\n")
+    if password is not None and len(password) < MIN_PASSWORD_CHARS:
         typer.echo(
             f"error: give the password on stdin (one line, at least {MIN_PASSWORD_CHARS} "
             "characters: a random one)",
@@ -381,38 +374,13 @@ def passwd(
         )
         raise typer.Exit(2)
     try:
-        check_username(username)
         layout = Layout.at(data_dir)
-        layout.create()
-        with locked(layout.lock_file):
-            entries = read_password_file(layout.password_file)
-            current = entries.get(username)
-            if remove:
-                outcome = "removed" if entries.pop(username, None) is not None else "absent"
-            elif current is not None and verify_password(password, current):
-                outcome = "unchanged"
-            else:
-                entries[username] = hash_password(password)
-                outcome = "set"
-            if outcome in {"removed", "set"}:
-                write_password_file(layout.password_file, entries)
-                _same_owner(layout.data_dir, layout.password_file, layout.lock_file)
+        outcome = set_account(layout, username, password)
     except BrokerError as exc:
         raise _fail(exc, 2) from None
     typer.echo(f"{username}: {outcome}")
-    if outcome in {"removed", "set"}:
+    if outcome in CHANGED:
         _reload_running(layout)
-
-
-def _same_owner(data_dir: Path, *paths: Path) -> None:
-    """Run as root (a deployment tool), give ``paths`` to the data dir's owner: the broker
-    runs as that user and must read them."""
-    import os
-
-    owner = data_dir.stat()
-    if os.geteuid() == 0 and owner.st_uid != 0:
-        for path in paths:
-            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _reload_running(layout: Layout) -> None:
