@@ -26,9 +26,7 @@ MINUTE: Final = 60  # the same minute as maestro.store.rollup (a test checks)
 FOLD_CHUNK: Final = 500  # minutes (of one agent each) per transaction: ~30,000 raw rows
 RETENTION_CHUNK: Final = 5000
 
-_SELECT_DIRTY: Final = (
-    "SELECT agent_id, minute, first FROM detail_dirty WHERE minute < ? LIMIT ?"
-)
+_SELECT_DIRTY: Final = "SELECT agent_id, minute, first FROM detail_dirty WHERE minute < ? LIMIT ?"
 # One second either side, filtered in Python: the minute of a row is computed as when it
 # was marked (int(ts / 60) * 60), whatever rounding puts it at the edge.
 _SELECT_ROWS: Final = (
