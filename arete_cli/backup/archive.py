@@ -9,6 +9,7 @@ is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from arete_cli.backup.snapshot import Item, config_items, open_item, walk
 NAME_RE: Final = re.compile(r"^arete-(\d{8}T\d{6}Z)(?:-(\d{1,4}))?\.backup$")
 STAMP: Final = "%Y%m%dT%H%M%SZ"
 DEFAULT_KEEP: Final = 7
+_NO_HARD_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,12 @@ def _link_final(tmp: Path, out_dir: Path, when: datetime) -> Path:
             os.link(tmp, final)
         except FileExistsError:
             continue
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            if final.exists():  # a file system without hard links (SMB, some FUSE)
+                continue
+            tmp.rename(final)
         return final
     raise TargetError(f"too many archives for {when:%Y-%m-%d %H:%M:%S} in {out_dir}")
 

@@ -53,9 +53,13 @@ def restore_archive(
     _check_empty(data_dir)
     _check_header(archive, key)  # a wrong key is refused before anything is made
     made = [p for p in reversed(data_dir.parents) if not p.exists()]
+    # An existing (empty) target may be a mount point, or made by the deployment with its
+    # owner and mode: unpack inside it and keep it. A new one is unpacked beside it.
+    inside = data_dir.is_dir()
     try:
         data_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=data_dir.parent))
+        where = data_dir if inside else data_dir.parent
+        staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=where))
     except OSError as exc:
         _remove_empty(made)
         raise TargetError(f"cannot prepare {data_dir}: {exc.strerror or exc}") from None
@@ -70,14 +74,19 @@ def restore_archive(
                     f"{config_dir} already has {', '.join(clashes)}; move them away or give "
                     "another --config-dir"
                 )
-        _check_empty(data_dir)  # still empty now that the archive is known to be good
         unpacked = staging / "data"
-        unpacked.mkdir(mode=0o700, exist_ok=True)
-        unpacked.chmod(0o700)
         try:
-            if data_dir.exists():
-                data_dir.rmdir()
-            unpacked.rename(data_dir)
+            unpacked.mkdir(mode=0o700, exist_ok=True)
+            if inside:
+                # Still empty (but for our staging dir) now that the archive is known good.
+                if any(p != staging for p in data_dir.iterdir()):
+                    _check_empty(data_dir)
+                for entry in sorted(unpacked.iterdir()):
+                    entry.rename(data_dir / entry.name)
+            else:
+                _check_empty(data_dir)
+                unpacked.chmod(0o700)
+                unpacked.rename(data_dir)
         except OSError as exc:
             raise TargetError(f"cannot move the restored files to {data_dir}: {exc}") from None
         restored = Restored(manifest)

@@ -167,3 +167,21 @@ def test_a_failed_restore_leaves_no_directory_it_made(tmp_path: Path) -> None:
     with pytest.raises(WrongKeyError):
         restore_archive(made.path, target, bytes(32))
     assert not (tmp_path / "new-host").exists()
+
+
+def test_an_existing_empty_target_is_kept_and_filled_in_place(tmp_path: Path) -> None:
+    data = make_data_dir(tmp_path)
+    made = create_archive(data, tmp_path / "out", KEY)
+    target = tmp_path / "mounted"
+    target.mkdir(mode=0o750)
+    target.chmod(0o750)  # as a deployment (or a mount point) made it
+    inode = target.stat().st_ino
+    with pytest.raises(WrongKeyError):
+        restore_archive(made.path, target, bytes(32))
+    assert list(target.iterdir()) == []
+    restore_archive(made.path, target, KEY)
+    assert target.stat().st_ino == inode
+    assert target.stat().st_mode & 0o777 == 0o750
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        p.name for p in data.iterdir() if p.name != "out"
+    )
