@@ -93,6 +93,8 @@ def test_a_backup_made_under_load_restores_the_same_fleet(
     tmp_path: Path,
 ) -> None:
     data_dir = broker.data_dir
+    # Agents added after this require commands signed with the maestro's key.
+    run_cli("keys", "create", "--data-dir", str(data_dir))
     store = UserStore(data_dir / "web" / "users.db")
     store.add_user("admin", "admin", ADMIN_PASSWORD)
     token = store.create_token("admin", "before the backup")
@@ -122,7 +124,8 @@ def test_a_backup_made_under_load_restores_the_same_fleet(
         )
         assert signed_in.status_code == 200, signed_in.text
     command = api.post("/agents/a1/command?wait=true", json={"name": "metrics", "timeout": 10})
-    assert command.status_code in (200, 201), command.text
+    assert command.status_code == 200, command.text
+    assert command.json()["state"] == "ok", command.text
     t0 = time.time() - 300
     wait_for(lambda: len(history(api, "a1", t0, time.time())) >= 4, 30, "stored samples of a1")
     fleet = [agent["id"] for agent in api.get("/agents").json()]
@@ -168,6 +171,14 @@ def test_a_backup_made_under_load_restores_the_same_fleet(
         assert new_broker.accepts("a2", broker.password_of("a2"))
         with new_web.client(token) as api:  # the API token from before the backup
             wait_for(lambda: online(api, "a1"), 30, "a1 online on the restored fleet")
+            assert api.get("/agents/a2").status_code == 200  # the registry came back
+            # The restored signing key: the agent, configured before, accepts its commands.
+            signed = api.post(
+                "/agents/a1/command?wait=true", json={"name": "metrics", "timeout": 10}
+            )
+            assert signed.status_code == 200, signed.text
+            assert signed.json()["state"] == "ok", signed.text
+            assert api.get(f"/commands/{command.json()['id']}").json()["state"] == "ok"
             after = history(api, "a1", t0, history_before[-1] + 0.5)
             assert set(history_before) <= set(after), "history from before the backup is lost"
             audit_after = {entry["id"]: entry for entry in api.get("/audit?limit=1000").json()}
