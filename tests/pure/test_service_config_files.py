@@ -118,7 +118,11 @@ def test_web_run_with_an_unknown_key_is_one_line_and_exit_2(tmp_path: Path) -> N
 def test_web_run_without_any_data_dir_says_where_to_give_one(tmp_path: Path) -> None:
     config = tmp_path / "control.toml"
     config.write_text("[web]\nport = 8081\n")
-    result = CliRunner().invoke(app, ["web", "run", "--config", str(config)], env={})
+    result = CliRunner().invoke(
+        app,
+        ["web", "run", "--config", str(config)],
+        env={"ARETE_DATA_DIR": None, "ARETE_MAESTRO_DATA_DIR": None, "ARETE_WEB_DATA_DIR": None},
+    )
     assert result.exit_code == 2
     assert "no data dir: give --data-dir DIR, or data_dir in the config file" in result.output
 
@@ -174,7 +178,7 @@ def test_broker_run_with_an_unknown_key_is_one_line_and_exit_2(tmp_path: Path) -
 
 
 def test_broker_passwd_stores_only_a_hash_of_the_password_read_from_stdin(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = data_dir(tmp_path)  # a broker ran there (--remove wants an Areté data dir)
     runner = CliRunner()
     args = ["broker", "passwd", "maestro", "--data-dir", str(data)]
     first = runner.invoke(app, args, input=PASSWORD + "\n")
