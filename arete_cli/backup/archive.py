@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from arete_cli.backup.snapshot import Item, config_items, open_item, walk
 NAME_RE: Final = re.compile(r"^arete-(\d{8}T\d{6}Z)(?:-(\d{1,4}))?\.backup$")
 STAMP: Final = "%Y%m%dT%H%M%SZ"
 DEFAULT_KEEP: Final = 7
+LOCK_NAME: Final = ".arete-backup.lock"
 _NO_HARD_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK})
 
 
@@ -95,6 +98,47 @@ def create_archive(
         )
     extra = config_items(configs)
     _private_dir(out_dir)
+    with _exclusive(out_dir):
+        return _create(data_dir, out_dir, key, extra=extra, keep=keep, now=now)
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """One ``create`` per output dir at a time; what a killed one left there is removed.
+
+    A backup killed mid-way (kill -9, power loss) leaves its staging dir — plaintext
+    copies of the databases — and a partial archive: with the lock held, no other backup
+    is running, so every such leftover is stale.
+    """
+    try:
+        handle = (out_dir / LOCK_NAME).open("a")
+    except OSError as exc:
+        raise TargetError(f"cannot use {out_dir}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TargetError(
+                f"another 'arete backup create' is writing into {out_dir}; try again when "
+                "it has finished"
+            ) from None
+        for stale in out_dir.glob(".arete-backup-*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            elif stale.name.endswith(".partial"):
+                stale.unlink(missing_ok=True)
+        yield
+
+
+def _create(
+    data_dir: Path,
+    out_dir: Path,
+    key: bytes,
+    *,
+    extra: list[Item],
+    keep: int,
+    now: datetime | None,
+) -> Created:
     dirs, items = walk(data_dir, exclude=out_dir)
     when = now or datetime.now(UTC)
     staging = Path(tempfile.mkdtemp(prefix=".arete-backup-staging-", dir=out_dir))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from arete_cli.backup.archive import LOCK_NAME
 from arete_cli.backup.keys import write_key_file
 from tests.faults.conftest import Reliability
 from tests.fixtures.broker import Broker, run_cli
@@ -51,7 +52,7 @@ def test_backup_and_restore_on_a_full_disk_fail_cleanly_and_keep_the_old_archive
     assert "No space left" in lines[0] or "full" in lines[0], lines[0]
     # No partial archive, no staging dir; the archive before is there, byte for byte
     # (--keep 1 removes it only once a new one is complete).
-    assert sorted(p.name for p in out.iterdir()) == [first.name]
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, LOCK_NAME])
     assert first.read_bytes() == kept
 
     # Restore onto a full disk: one line, and nothing left beside the target.
@@ -72,7 +73,9 @@ def test_backup_and_restore_on_a_full_disk_fail_cleanly_and_keep_the_old_archive
     # Room again: the next backup works and replaces the old one.
     code, stdout, stderr = backup(broker.data_dir, out, key)
     assert code == 0, stderr
-    assert [p.name for p in out.iterdir()] == [Path(stdout.split()[1]).name]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [Path(stdout.split()[1]).name, LOCK_NAME]
+    )
     run_cli("backup", "verify", stdout.split()[1], "--key-file", str(key))
     reliability.record(
         "backup --out disk full, then restore onto a full disk",

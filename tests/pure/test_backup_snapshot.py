@@ -3,6 +3,7 @@ and that a restore gives back exactly the files, modes and database rows."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from arete_cli.backup.archive import create_archive, list_archives
+from arete_cli.backup.archive import LOCK_NAME, create_archive, list_archives
 from arete_cli.backup.errors import ArchiveError, TargetError, WrongKeyError
 from arete_cli.backup.restore import restore_archive, verify_archive
 
@@ -185,3 +186,25 @@ def test_an_existing_empty_target_is_kept_and_filled_in_place(tmp_path: Path) ->
     assert sorted(p.name for p in target.iterdir()) == sorted(
         p.name for p in data.iterdir() if p.name != "out"
     )
+
+
+def test_leftovers_of_a_killed_backup_are_removed_and_two_at_once_are_refused(
+    tmp_path: Path,
+) -> None:
+    data = make_data_dir(tmp_path)
+    out = tmp_path / "out"
+    create_archive(data, out, KEY)
+    # What a backup killed mid-way leaves: plaintext database copies, a partial archive.
+    stale = out / ".arete-backup-staging-x1"
+    stale.mkdir()
+    (stale / "snapshot-1.db").write_bytes(b"SQLite format 3\0 plaintext rows")
+    (out / ".arete-backup-y2.partial").write_bytes(b"ARETEBK")
+    (out / "notes.txt").write_text("mine\n")
+    create_archive(data, out, KEY)
+    names = sorted(p.name for p in out.iterdir())
+    assert not any(name.startswith(".arete-backup-") for name in names), names
+    assert "notes.txt" in names
+    with (out / LOCK_NAME).open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(TargetError, match="another 'arete backup create'"):
+            create_archive(data, out, KEY)

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from arete_cli.backup.archive import LOCK_NAME
 from arete_cli.backup.keys import write_key_file
 from tests.fixtures.agent import AgentProc
 from tests.fixtures.broker import Broker, run_cli
@@ -304,7 +305,7 @@ def test_rotation_keeps_the_newest_n_and_list_shows_them(
         )  # fmt: skip
         archives.append(Path(done.stdout.split()[1]))
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [archives[1].name, archives[2].name, "notes.txt"]
+        [archives[1].name, archives[2].name, "notes.txt", LOCK_NAME]
     )
     listed = run_cli("backup", "list", "--out", str(out)).stdout.splitlines()
     assert [line.split("\t")[0] for line in listed] == [archives[1].name, archives[2].name]
