@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from arete.datadir import data_dir_problem
 from arete.topics import DEFAULT_ROOT
 from arete_cli.options import data_dir_option
 from mosquitto.errors import BrokerConfigError, BrokerError, BrokerNotSetUp
@@ -365,6 +366,11 @@ def passwd(
     from mosquitto.layout import Layout
     from mosquitto.passwd import CHANGED, set_account
 
+    if remove:  # nothing to remove from a data dir that is not there: create none
+        problem = data_dir_problem(data_dir, create=False)
+        if problem is not None:
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2)
     password = None if remove else sys.stdin.readline().rstrip("\r\n")
     if password is not None and len(password) < MIN_PASSWORD_CHARS:
         typer.echo(
