@@ -22,7 +22,7 @@ from maestro.events import EventBus
 from maestro.ingest import BrokerCounterIn, Inbound, Ingest, LoopInbox, ReplyIn
 from maestro.link import LinkConfig, MaestroLink
 from maestro.liveness import Policy
-from maestro.observe import Exposition, make_registry, serve
+from maestro.observe import Exposition, serve
 from maestro.registry import Registry
 from maestro.settings import BrokerEndpoint, MaestroSettings, resolve_broker
 from maestro.stored_acks import StoredAcks
@@ -169,7 +169,7 @@ class Maestro:
                 s.homeassistant, self.topics, self.link, self.registry, self.ingest
             )
             self._spawn("homeassistant", self.homeassistant.run())
-        self.prometheus = make_registry(self, s.exporter_cache_s)
+        self.prometheus = Exposition(self, s.exporter_cache_s)
         if s.metrics_port:
             self._metrics_server = serve(self.prometheus, s.metrics_port, s.metrics_host)
 

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from maestro.fleet_text import FLEET_NAMES, FleetCache
 
 Source = Callable[[], Any]
-GZIP_LEVEL: Final = 6  # prometheus_client's 9 costs twice the CPU for a few % smaller
+GZIP_LEVEL: Final = 6  # prometheus_client's 9: 3x the CPU for ~15% fewer bytes
 
 
 class MaestroCollector(Collector):
@@ -201,7 +201,3 @@ def serve(exposition: Exposition, port: int, host: str) -> tuple[WSGIServer, thr
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return server, thread
-
-
-def make_registry(maestro: Any, cache_s: float = 5.0) -> Exposition:
-    return Exposition(maestro, cache_s)
