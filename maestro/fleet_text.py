@@ -116,13 +116,16 @@ class FleetCache:
         self._text: FleetText | None = None
         self._at = 0.0
         self.renders = 0
+        self.last_render_s = 0.0  # CPU seconds of the newest render (the GIL held as long)
 
     def get(self) -> FleetText:
         with self._lock:
             now = self._clock()
             fresh = self._ttl_s > 0 and now - self._at < self._ttl_s
             if self._text is None or not fresh:
+                began = time.thread_time()
                 self._text = render_fleet(self._views())
+                self.last_render_s = time.thread_time() - began
                 self._at = now
                 self.renders += 1
             return self._text

@@ -144,6 +144,28 @@ def labelled(
     return family
 
 
+class _ExporterCollector(Collector):
+    """What rendering the fleet's series costs (read from the cache, never renders)."""
+
+    def __init__(self, fleet: FleetCache) -> None:
+        self._fleet = fleet
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        yield _counter(
+            "arete_maestro_exporter_renders",
+            "Renders of the fleet's series for /metrics (one per exporter_cache_s at most)",
+            self._fleet.renders,
+        )
+        yield _gauge(
+            "arete_maestro_exporter_render_seconds",
+            "CPU seconds of the newest render of the fleet's series (ingest slows meanwhile)",
+            self._fleet.last_render_s,
+        )
+
+
 class Exposition:
     """What ``/metrics`` answers: the maestro's own series (prometheus_client) followed by
     the fleet's, rendered as text (:mod:`maestro.fleet_text`) and cached ``cache_s``.
@@ -157,9 +179,10 @@ class Exposition:
     def __init__(self, maestro: Any, cache_s: float = 5.0) -> None:
         from maestro.exporter import views_of
 
+        self.fleet = FleetCache(lambda: views_of(maestro), cache_s)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MaestroCollector(maestro))
-        self.fleet = FleetCache(lambda: views_of(maestro), cache_s)
+        self.registry.register(_ExporterCollector(self.fleet))
 
     def render(self, names: Collection[str] | None = None) -> bytes:
         if not names:

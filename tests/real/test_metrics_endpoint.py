@@ -83,7 +83,9 @@ def test_the_fleets_series_are_reused_for_the_cache_window_the_maestros_are_not(
         return 'arete_maestro_agents{state="online"} 1.0' in _get(port)[1]
 
     wait_for(counted, 20, "a1 counted online by the maestro's own series", step=0.3)
-    assert "arete_agent_up" not in _families(_get(port)[1])  # the fleet's text is the cached one
+    _, text = _get(port)
+    assert "arete_agent_up" not in _families(text)  # the fleet's text is the cached one
+    assert "arete_maestro_exporter_renders_total 1.0\n" in text  # however many scrapes
 
 
 def test_the_web_apis_metrics_select_series_by_name_too(
