@@ -16,7 +16,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -29,6 +29,9 @@ from cryptography.hazmat.primitives.serialization import (
 
 from maestro.errors import ConfigError
 from maestro.secrets import permission_problem
+
+if TYPE_CHECKING:
+    from maestro.settings import MaestroSettings
 
 PRIVATE_KEY_NAME: Final = "maestro-signing.key"
 PUBLIC_KEY_NAME: Final = "maestro-signing.pub"
@@ -200,3 +203,15 @@ def _sync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def configured_signing_key(settings: MaestroSettings) -> Ed25519PrivateKey | None:
+    """The maestro's signing key: ``signing_key_pem`` (environment, Infisical), else the
+    file (``signing_key_file`` or the data dir's), else None (commands go unsigned)."""
+    if settings.signing_key_pem is not None:
+        pem = settings.signing_key_pem.get_secret_value().strip() + "\n"
+        if "\n" not in pem.strip() and "\\n" in pem:  # one line, as an env file holds it
+            pem = pem.replace("\\n", "\n")
+        return parse_signing_key(pem.encode("utf-8"), "signing_key_pem")
+    path = settings.signing_key
+    return None if path is None else load_signing_key(path)

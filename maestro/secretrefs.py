@@ -1,7 +1,8 @@
 """Secrets read from a secrets manager: ``[secrets]`` settings and ``infisical:NAME``.
 
 A secret setting of the maestro (``mqtt.password``, ``notify.telegram.token``,
-``notify.discord.webhook_url``, ``influx.token``) may hold ``"infisical:NAME"``: with
+``notify.discord.webhook_url``, ``influx.token``, ``signing_key_pem``) may hold
+``"infisical:NAME"``: with
 ``[secrets] provider = "infisical"`` the value of secret NAME is read from Infisical
 when the maestro starts (no start without it), then again every ``refresh_s``; a
 changed value is handed to whoever uses it (the broker link reconnects with a new
@@ -29,7 +30,8 @@ log = logging.getLogger("arete.maestro.secrets")
 
 PREFIX: Final = "infisical:"
 # Where a secret value may name an Infisical secret: (table path, field).
-SECRET_FIELDS: Final = (
+SECRET_FIELDS: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
+    ((), "signing_key_pem"),
     (("mqtt",), "password"),
     (("notify", "telegram"), "token"),
     (("notify", "discord"), "webhook_url"),
@@ -208,7 +210,7 @@ class SecretWatcher:
 def rotation_listener(maestro: Maestro) -> Listener:
     """Applies a rotated secret to the running maestro (on its event loop): the broker
     link reconnects with a new password; Telegram and Discord use a new token or webhook
-    from their next send. A new InfluxDB token takes effect at the next start."""
+    from their next send. A new InfluxDB token or signing key takes effect at the next start."""
     from maestro.notify.discord import DiscordChannel
 
     loop = asyncio.get_running_loop()

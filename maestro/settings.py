@@ -16,7 +16,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -97,6 +105,11 @@ class MaestroSettings(BaseSettings):
     replica: str = Field("main", description="This replica's name (unique per broker).")
     db_file: Path | None = None
     signing_key_file: SecretPath | None = None
+    signing_key_pem: SecretStr | None = Field(
+        None,
+        description="The signing key's PEM itself (ARETE_MAESTRO_SIGNING_KEY_PEM, or"
+        " 'infisical:NAME'), instead of signing_key_file.",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(None, ge=0, le=65535)
     exporter_cache_s: float = Field(
@@ -121,6 +134,12 @@ class MaestroSettings(BaseSettings):
     @property
     def secret_watcher(self) -> SecretWatcher | None:
         return self._secret_watcher
+
+    @model_validator(mode="after")
+    def _one_signing_key(self) -> MaestroSettings:
+        if self.signing_key_file is not None and self.signing_key_pem is not None:
+            raise ValueError("set signing_key_file or signing_key_pem, not both")
+        return self
 
     # -- derived -----------------------------------------------------------------------
     @property

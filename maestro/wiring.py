@@ -31,7 +31,13 @@ from maestro.ports import Publisher
 from maestro.registry import Persist, Registry
 from maestro.settings import MaestroSettings
 from maestro.store.core import Store
-from maestro.store.registry import AgentRecord, add_event, load_states, save_state
+from maestro.store.registry import (
+    AgentRecord,
+    add_event,
+    forget_state,
+    load_states,
+    save_state,
+)
 
 if TYPE_CHECKING:
     from maestro.app import Maestro
@@ -70,11 +76,15 @@ def open_store(settings: MaestroSettings) -> tuple[Store, InfluxSink | None]:
 
 def registry_persister(store: Store) -> Persist:
     async def persist(
-        transitions: list[Transition], records: list[tuple[AgentLive, Status | None]]
+        transitions: list[Transition],
+        records: list[tuple[AgentLive, Status | None]],
+        removed: list[str],
     ) -> None:
         rows = [_record(state, status) for state, status in records]
 
         def write(conn: Any) -> None:
+            for name in removed:  # removed agents: no saved state (their history stays)
+                forget_state(conn, name)
             for row in rows:
                 save_state(conn, row)
             for moved in transitions:
@@ -146,13 +156,10 @@ def command_service(
     topics: Topics,
     events: EventBus,
 ) -> CommandService:
-    key = None
-    path = settings.signing_key
-    if path is not None:
-        from maestro.keys import load_signing_key
+    from maestro.keys import configured_signing_key
 
-        key = load_signing_key(path)
-    else:
+    key = configured_signing_key(settings)
+    if key is None:
         log.warning(
             "commands are NOT signed: no signing key (run `arete keys create --data-dir %s`)",
             settings.data_dir,

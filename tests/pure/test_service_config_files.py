@@ -16,7 +16,13 @@ from edge_agent.errors import ConfigError as AgentConfigError
 from edge_agent.settings import load_settings as load_agent_settings
 from edge_agent.settings import read_password
 from maestro.errors import ConfigError
-from maestro.keys import load_signing_key, public_key_text
+from maestro.keys import (
+    configured_signing_key,
+    load_signing_key,
+    new_private_key_pem,
+    parse_signing_key,
+    public_key_text,
+)
 from maestro.secrets import read_secret_file
 from maestro.settings import load_settings, resolve_broker
 from mosquitto.errors import BrokerConfigError
@@ -357,3 +363,18 @@ def test_broker_passwd_run_as_root_leaves_the_file_to_the_data_dirs_owner(tmp_pa
     for name in ("passwd", ".passwd.lock"):
         info = (data / "broker" / name).stat()
         assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (4242, 4242, 0o600)
+
+
+def test_the_signing_key_may_come_from_the_environment_even_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pem = new_private_key_pem().decode()
+    expected = public_key_text(parse_signing_key(pem.encode(), "test"))
+    data = data_dir(tmp_path)
+    for value in (pem, pem.strip().replace("\n", "\\n")):
+        monkeypatch.setenv("ARETE_MAESTRO_SIGNING_KEY_PEM", value)
+        key = configured_signing_key(load_settings(data_dir=data))
+        assert key is not None
+        assert public_key_text(key) == expected
+    with pytest.raises(ConfigError, match="signing_key_file or signing_key_pem, not both"):
+        load_settings(data_dir=data, signing_key_file=tmp_path / "k")

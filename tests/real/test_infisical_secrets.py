@@ -20,6 +20,12 @@ from pydantic import SecretStr
 from arete.payloads import AlertSeverity
 from maestro.errors import ConfigError
 from maestro.infisical import Identity, InfisicalClient
+from maestro.keys import (
+    configured_signing_key,
+    new_private_key_pem,
+    parse_signing_key,
+    public_key_text,
+)
 from maestro.notify.discord import DiscordChannel
 from maestro.notify.message import Notice, NoticeItem, NoticeKind
 from maestro.notify.settings import DiscordSettings, TelegramSettings
@@ -96,12 +102,18 @@ def test_secrets_are_read_at_start_from_credentials_named_in_the_file(
     config = write_config(tmp_path / "maestro.toml", infisical.url, broker_dir(tmp_path))
     monkeypatch.setenv("ARETE_MAESTRO_NOTIFY__TELEGRAM__TOKEN", "infisical:TELEGRAM_TOKEN")
     monkeypatch.setenv("ARETE_MAESTRO_NOTIFY__TELEGRAM__CHAT_IDS", "[42]")
+    pem = new_private_key_pem().decode()
+    infisical.set("SIGNING_KEY", pem)
+    monkeypatch.setenv("ARETE_MAESTRO_SIGNING_KEY_PEM", "infisical:SIGNING_KEY")
 
     settings = load_settings(config)
 
     assert resolve_broker(settings).password == "from-infisical-5e6f7a8b9c0d"
     assert settings.notify.telegram is not None
     assert settings.notify.telegram.read_token() == TELEGRAM_TOKEN
+    key = configured_signing_key(settings)
+    assert key is not None
+    assert public_key_text(key) == public_key_text(parse_signing_key(pem.encode(), "test"))
     assert infisical.requests["login"] == 1
     assert CLIENT_SECRET not in repr(settings)
     assert "from-infisical" not in repr(settings)
