@@ -150,24 +150,19 @@ def _sqlite_snapshot(path: Path, staging: Path) -> Iterator[BinaryIO | None]:
     try:
         try:
             # mode=rw: never create the file if it was removed since the walk.
-            source = sqlite3.connect(
-                f"file:{quote(str(path))}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S
-            )
+            _online_backup(f"file:{quote(str(path))}?mode=rw", copy)
         except sqlite3.OperationalError:
             if not path.exists():
                 yield None
                 return
-            raise
-        try:
-            target = sqlite3.connect(copy)
-            try:
-                # All pages in one step: in WAL mode it is one read transaction, which
-                # writers do not wait for, and a concurrent write cannot restart it.
-                source.backup(target)
-            finally:
-                target.close()
-        finally:
-            source.close()
+            if not _in_use(path):
+                # A WAL database on a read-only mount (the backup unit's ReadOnlyPaths)
+                # cannot be opened by SQLite once no one has it open (it would create its
+                # -shm file). Without -wal and -shm no connection has it open: read the
+                # file as it is.
+                _online_backup(f"file:{quote(str(path))}?immutable=1", copy)
+            else:
+                raise
         with copy.open("rb") as handle:
             yield handle
     except sqlite3.Error as exc:
@@ -177,3 +172,22 @@ def _sqlite_snapshot(path: Path, staging: Path) -> Iterator[BinaryIO | None]:
         ) from None
     finally:
         copy.unlink(missing_ok=True)
+
+
+def _online_backup(uri: str, copy: Path) -> None:
+    source = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        target = sqlite3.connect(copy)
+        try:
+            # All pages in one step: in WAL mode it is one read transaction, which
+            # writers do not wait for, and a concurrent write cannot restart it.
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a connection may have ``path`` open (its WAL or journal files exist)."""
+    return any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm", "-journal"))

@@ -4,6 +4,10 @@ history and audit log — and a wrong key or a damaged archive changes nothing."
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -312,3 +316,52 @@ def test_rotation_keeps_the_newest_n_and_list_shows_them(
     verified = run_cli("backup", "verify", str(archives[2]), "--key-file", str(key))
     assert ": ok, made " in verified.stdout
     assert "web/users.db\tsqlite" in verified.stdout
+
+
+def test_a_read_only_data_dir_is_backed_up_with_the_maestro_running_or_stopped(
+    tmp_path: Path,
+) -> None:
+    """The backup unit sees the data dir read-only (ReadOnlyPaths=): a WAL database is
+    backed up whether a writer has it open (its -shm exists) or not (no -shm can be made)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    data_dir = tmp_path / "data"
+    run_cli("keys", "create", "--data-dir", str(data_dir))
+    (data_dir / "maestro").mkdir(mode=0o700)
+    db = data_dir / "maestro" / "main.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    key = tmp_path / "key"
+    write_key_file(key)
+    view = tmp_path / "read-only"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(data_dir), str(view)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        backups = []
+        for step in ("running", "stopped"):
+            if step == "stopped":
+                writer.execute("INSERT INTO t VALUES (2)")
+                writer.close()  # the last connection: SQLite removes -wal and -shm
+                assert not (data_dir / "maestro" / "main.db-shm").exists()
+            done = run_cli(
+                "backup", "create", "--data-dir", str(view), "--out", str(tmp_path / "out"),
+                "--keep", "5", "--key-file", str(key),
+            )  # fmt: skip
+            backups.append(Path(done.stdout.split()[1]))
+    finally:
+        subprocess.run(["umount", str(view)], check=False)
+        with contextlib.suppress(sqlite3.Error):
+            writer.close()
+    for archive, expected in zip(backups, ([(1,)], [(1,), (2,)]), strict=True):
+        target = tmp_path / f"restored-{archive.stem}"
+        run_cli(
+            "backup", "restore", str(archive), "--data-dir", str(target), "--key-file", str(key)
+        )
+        copy = sqlite3.connect(target / "maestro" / "main.db")
+        try:
+            assert list(copy.execute("SELECT x FROM t ORDER BY x")) == expected
+        finally:
+            copy.close()
