@@ -103,6 +103,10 @@ class AgentWatch:
             return silent
         return None
 
+    def forget(self, agent_id: str) -> None:
+        """A removed agent: what was seen of it no longer counts."""
+        self._agents.pop(agent_id, None)
+
     # -- births ----------------------------------------------------------------------------
     def on_birth(self, agent_id: str, host: str, at: float) -> None:
         self._of(agent_id).births.append((at, host))
@@ -199,6 +203,11 @@ class Reporter:
             except Exception:
                 log.exception("an observer failed on condition %s of %s", rule, subject)
 
+    def forget(self, subject: str) -> None:
+        """A removed agent: its conditions are no longer reported (the alerts forget it)."""
+        for key in [k for k in self._reported if k[1] == subject]:
+            del self._reported[key]
+
     def known(self, agents: Mapping[str, tuple[str, bool, Mapping[str, str]]]) -> None:
         for observer in self.observers:
             observe = getattr(observer, "observe_known", None)
@@ -217,6 +226,9 @@ class SteadyEpochs:
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[int, float, float, int]] = {}  # epoch, first, last, n
+
+    def forget(self, agent_id: str) -> None:
+        self._seen.pop(agent_id, None)
 
     def observe(
         self, agent_id: str, state: AgentLive, contact: tuple[int, float] | None

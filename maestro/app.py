@@ -165,9 +165,7 @@ class Maestro:
         if s.homeassistant.enabled:
             from maestro.homeassistant import Discovery
 
-            self.homeassistant = Discovery(
-                s.homeassistant, self.topics, self.link, self.registry, self.ingest
-            )
+            self.homeassistant = Discovery(s.homeassistant, self.topics, self.link, self.registry)
             self._spawn("homeassistant", self.homeassistant.run())
         self.prometheus = Exposition(self, s.exporter_cache_s)
         if s.metrics_port:

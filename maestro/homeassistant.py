@@ -4,8 +4,10 @@ For every agent with a status it publishes the retained configs of
 :mod:`arete.homeassistant` (connectivity and main metrics, which Home Assistant then
 reads straight from the agent's own topics), again when the agent's host or version
 changes and after every MQTT reconnect (the broker may have restarted without its
-retained store). When an agent's retained status is cleared (the agent was removed) it
-publishes empty retained configs, which removes the entities. Off unless
+retained store). When an agent's retained status is cleared (``arete agents remove``)
+the registry forgets it: its configs are cleared (empty retained messages, which remove
+the entities) once, even if another replica announced them, and never published again
+unless the agent is added back and connects (a new birth). Off unless
 ``homeassistant.enabled`` (``ARETE_MAESTRO_HOMEASSISTANT__ENABLED=true``).
 """
 
@@ -51,23 +53,23 @@ class Discovery:
     """Keeps the broker's retained discovery configs in step with the known agents."""
 
     def __init__(
-        self, settings: HomeAssistantSettings, topics: Topics, link: Any, registry: Any, ingest: Any
+        self, settings: HomeAssistantSettings, topics: Topics, link: Any, registry: Any
     ) -> None:
         self.settings = settings
         self._topics = topics
         self._link = link
         self._registry = registry
-        self._ingest = ingest
         self.published: dict[str, AgentInfo] = {}
+        self.cleared: set[str] = set()  # removed agents whose configs were cleared
         self._connects = -1
         self.publishes = 0
 
     def wanted(self) -> dict[str, AgentInfo]:
-        cleared = set(self._ingest.cleared)
+        removed = self._registry.removed
         return {
             agent_id: AgentInfo(agent_id, status.host, status.version)
             for agent_id, status in list(self._registry.statuses.items())
-            if agent_id not in cleared
+            if agent_id not in removed
         }
 
     async def sync(self) -> None:
@@ -83,9 +85,14 @@ class Discovery:
                 await self._send(discovery_messages(prefix, self._topics, info))
                 self.published[agent_id] = info
                 log.info("home assistant discovery published", extra={"kv": {"agent": agent_id}})
-        for agent_id in sorted(set(self.published) - set(wanted)):
+        removed = set(self._registry.removed)
+        self.cleared &= removed  # added back: cleared again should it be removed again
+        gone = (set(self.published) - set(wanted)) | (removed - self.cleared)
+        for agent_id in sorted(gone):
             await self._send(removal_messages(prefix, agent_id))
-            del self.published[agent_id]
+            self.published.pop(agent_id, None)
+            if agent_id in removed:
+                self.cleared.add(agent_id)
             log.info("home assistant discovery removed", extra={"kv": {"agent": agent_id}})
 
     async def _send(self, messages: dict[str, bytes]) -> None:

@@ -73,6 +73,14 @@ class StatusIn:
 
 
 @dataclass(frozen=True, slots=True)
+class RemovedIn:
+    """The agent's retained status was cleared (an empty payload): it was removed."""
+
+    agent_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyIn:
     agent_id: str
     reply: Reply
@@ -95,7 +103,7 @@ class BrokerCounterIn:
     dropped: int
 
 
-Inbound = StatusIn | ReplyIn | PeerIn | BrokerCounterIn
+Inbound = StatusIn | RemovedIn | ReplyIn | PeerIn | BrokerCounterIn
 
 
 class LoopInbox:
@@ -162,8 +170,6 @@ class Ingest:
         # {agent: per-core, per-mount, per-sensor... readings of its newest live sample}
         self.detail: dict[str, dict[str, float]] = {}
         self.agent_dropped: dict[str, int] = {}
-        # Agents whose retained status was cleared (an empty payload): removed agents.
-        self.cleared: set[str] = set()
         # Counters (exported to Prometheus at scrape time).
         self.messages: Counter[str] = Counter()
         self.samples = 0
@@ -195,11 +201,10 @@ class Ingest:
                 beat = decode_heartbeat(message.payload)
                 self._contact(route.agent_id, beat.epoch)
             elif kind is Kind.STATUS:
-                if message.payload:  # an empty retained message clears the status
-                    self.cleared.discard(route.agent_id)
+                if message.payload:
                     self._status(route.agent_id, message, generation)
                     return
-                self.cleared.add(route.agent_id)  # the agent was removed (Home Assistant)
+                self._removed(route.agent_id)  # an empty retained message clears the status
             elif kind is Kind.REPLY:
                 reply = decode_reply(message.payload)
                 props = message.properties
@@ -307,6 +312,15 @@ class Ingest:
             self._acks.prompt(agent_id)  # its last samples: confirm them without delay
         ack = self._later(message, generation)
         self._inbox(StatusIn(agent_id, status, self._clock(), ack))
+
+    def _removed(self, agent_id: str) -> None:
+        """``arete agents remove`` cleared the agent's retained status: drop what this
+        thread keeps of it, and tell the registry (which forgets the rest)."""
+        for table in (self.contacts, self.latest, self.latest_sample, self.detail):
+            table.pop(agent_id, None)
+        self.agent_dropped.pop(agent_id, None)
+        log.info("agent removed (its retained status was cleared) agent_id=%s", agent_id)
+        self._inbox(RemovedIn(agent_id, self._clock()))
 
     def _later(self, message: mqtt.MQTTMessage, generation: int) -> Callable[[], None] | None:
         """The ack of a message the event loop will handle (bounded by Receive Maximum)."""

@@ -30,7 +30,7 @@ from maestro.agent_watch import AgentWatch, Reporter, SteadyEpochs, conditions
 from maestro.diskstate import Throttle
 from maestro.errors import MaestroError
 from maestro.events import EventBus
-from maestro.ingest import Inbound, PeerIn, StatusIn
+from maestro.ingest import Inbound, PeerIn, RemovedIn, StatusIn
 from maestro.liveness import (
     AgentLive,
     Contact,
@@ -69,8 +69,13 @@ class Observer(Protocol):
         labels: Mapping[str, str] = ...,
     ) -> None: ...
 
+    # Optional: ``forget_agent(agent_id, now)``, told when an agent is removed.
 
-Persist = Callable[[list[Transition], list[tuple[AgentLive, Status | None]]], Awaitable[None]]
+
+Persist = Callable[
+    [list[Transition], list[tuple[AgentLive, Status | None]], list[str]], Awaitable[None]
+]
+"""Store transitions, agents' states, and drop the saved state of removed agents."""
 
 
 class Registry:
@@ -112,6 +117,10 @@ class Registry:
         self.observers: list[Observer] = []
         self._unsaved: list[Transition] = []
         self._dirty: set[str] = set()
+        # Removed agents (their retained status was cleared): {agent: its last epoch}.
+        # Only a new birth brings one back; a late Will of the old connection is stale.
+        self.removed: dict[str, int] = {}
+        self._forgotten: set[str] = set()  # removed agents whose saved state is to go
         self.transitions = 0
         self.stale_ignored = 0
         self.store_failing: str | None = None  # the store's error while saves wait
@@ -141,6 +150,8 @@ class Registry:
         """Entry point for :class:`~maestro.ingest.LoopInbox` items of the registry."""
         if isinstance(item, StatusIn):
             self.on_status(item.agent_id, item.status, item.at)
+        elif isinstance(item, RemovedIn):
+            self.forget(item.agent_id, item.at)
         elif isinstance(item, PeerIn):
             self.on_peer(item)
 
@@ -148,6 +159,17 @@ class Registry:
         now = self._clock() if now is None else now
         current = self.states.get(agent_id)
         birth = status.state is AgentState.ONLINE
+        if agent_id in self.removed:
+            if not birth:  # e.g. the Will of the connection it had when it was removed
+                self.stale_ignored += 1
+                log.info(
+                    "ignored a status of a removed agent agent_id=%s state=%s epoch=%d",
+                    agent_id,
+                    status.state,
+                    status.epoch,
+                )
+                return
+            del self.removed[agent_id]  # added again: a new agent from its birth on
         if not birth and current is not None and status.epoch < current.epoch:
             self.stale_ignored += 1
             log.info(
@@ -188,11 +210,45 @@ class Registry:
         if item.digest is not None:
             merged = self._peer_contacts
             for agent_id, (epoch, at) in item.digest.seen.items():
+                if agent_id in self.removed:
+                    continue  # a peer's word from before the removal
                 known_contact = merged.get(agent_id)
                 # The newest word wins (as in our own contacts), never the biggest epoch:
                 # one forged epoch must not stick.
                 if known_contact is None or at >= known_contact[1]:
                     merged[agent_id] = (epoch, at)
+
+    def forget(self, agent_id: str, now: float | None = None) -> None:
+        """The agent was removed (its retained status was cleared): forget it entirely,
+        with no transition (nothing pages); its saved state goes at the next flush, its
+        samples and state changes stay as history. The dashboard hears ``agent_removed``."""
+        now = self._clock() if now is None else now
+        state = self.states.pop(agent_id, None)
+        status = self.statuses.pop(agent_id, None)
+        epochs = [state.epoch if state else 0, status.epoch if status else 0]
+        for table in (self._contacts, self._peer_contacts, self._shared):
+            contact = table.pop(agent_id, None)
+            epochs.append(contact[0] if contact else 0)
+        self.removed[agent_id] = max(epochs)
+        self._latest.pop(agent_id, None)
+        self._detail.pop(agent_id, None)
+        self._quiet.pop(agent_id, None)
+        self._dirty.discard(agent_id)
+        self._forgotten.add(agent_id)
+        self.gate.forget(agent_id)  # a Will held for its settle delay is dropped
+        self.watch.forget(agent_id)
+        self.steady.forget(agent_id)
+        self.reports.forget(agent_id)
+        log.info("agent removed agent_id=%s known=%s", agent_id, state is not None)
+        self.events.publish("agent_removed", now, {"id": agent_id})
+        for observer in self.observers:
+            forget = getattr(observer, "forget_agent", None)
+            if forget is None:
+                continue
+            try:
+                forget(agent_id, now)
+            except Exception:
+                log.exception("an observer failed to forget agent_id=%s", agent_id)
 
     # -- clock ---------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> None:
@@ -207,7 +263,7 @@ class Registry:
         # list(dict.items()) copies at C level, atomically under the GIL: the ingest thread
         # may add agents to ``contacts`` at any moment.
         for agent_id, (epoch, at) in list(contacts.items()):
-            if agent_id in self.states:
+            if agent_id in self.states or agent_id in self.removed:
                 continue
             new, moved = evaluate(agent_id, None, Contact(epoch, at), now, self.policy)
             self._apply(agent_id, new, moved)
@@ -371,16 +427,20 @@ class Registry:
             await asyncio.sleep(self.tick_s)
 
     async def flush(self) -> None:
-        if self._persist is None or not (self._unsaved or self._dirty):
+        if self._persist is None or not (self._unsaved or self._dirty or self._forgotten):
             self._unsaved.clear()
             self._dirty.clear()
+            self._forgotten.clear()
             return
         transitions, self._unsaved = self._unsaved, []
         dirty, self._dirty = self._dirty, set()
+        # Added again since: its new state replaces the saved one.
+        forgotten = sorted(a for a in self._forgotten if a in self.removed)
+        self._forgotten = set()
         records = [(self.states[a], self.statuses.get(a)) for a in dirty if a in self.states]
         try:
             # Shielded: a shutdown that cancels the tick loop must not drop this batch.
-            await asyncio.shield(self._persist(transitions, records))
+            await asyncio.shield(self._persist(transitions, records, forgotten))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - keep judging liveness; keep what is decided
@@ -388,6 +448,7 @@ class Registry:
             if len(self._unsaved) < MAX_UNSAVED:  # try again at the next tick
                 self._unsaved[:0] = transitions
                 self._dirty |= dirty
+                self._forgotten.update(forgotten)
             if self._store_log.ready(time.monotonic()):  # once a minute, not each tick
                 log.error(
                     "could not store liveness transitions=%d error=%s; kept in memory and "

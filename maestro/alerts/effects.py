@@ -110,6 +110,7 @@ class Effects:
         self._jobs: asyncio.Queue[Job] = asyncio.Queue()
         self._waiting: deque[Job] = deque()  # submitted, not stored yet, in order
         self._dirty: set[str] = set()
+        self._removed: set[str] = set()  # removed agents: their snapshot is cleared
         self._dirty_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.notifications_queued = 0
@@ -153,6 +154,7 @@ class Effects:
                 data = {"change": f"silence_{action.change}", "silence": action.silence.to_json()}
                 self._events.publish("alert", job.now, data)
             elif isinstance(action, Publish):
+                self._removed.discard(action.agent)  # known again (re-added)
                 self._dirty.add(action.agent)
                 self._dirty_event.set()
         for index, action in enumerate(job.actions):
@@ -167,6 +169,15 @@ class Effects:
                 self.outbox.hold(job.memos.values())
         self._waiting.append(job)
         self._jobs.put_nowait(job)
+
+    def forget(self, agent: str) -> None:
+        """The agent was removed: clear its retained snapshot (an empty retained message)
+        instead of publishing one, should it still be due."""
+        if agent.startswith(SELF_PREFIX):
+            return
+        self._removed.add(agent)
+        self._dirty.add(agent)
+        self._dirty_event.set()
 
     @property
     def unstored(self) -> int:
@@ -292,7 +303,8 @@ class Effects:
             log.warning("no alerts topic for this agent id", extra={"kv": kv})
             return
         try:
-            await self._publisher.publish(topic, encode(self._snapshot(agent)), qos=1, retain=True)
+            payload = b"" if agent in self._removed else encode(self._snapshot(agent))
+            await self._publisher.publish(topic, payload, qos=1, retain=True)
         except MaestroError as exc:
             self.publish_errors += 1
             log.warning(

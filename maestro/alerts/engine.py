@@ -34,6 +34,7 @@ from maestro.alerts.model import (
     Action,
     AddSilence,
     AgentObserved,
+    AgentRemoved,
     AgentsKnown,
     AgentView,
     AlertRecord,
@@ -47,6 +48,7 @@ from maestro.alerts.model import (
     SilenceChanged,
     SilenceRecord,
     Tick,
+    Told,
     make_alert_id,
 )
 from maestro.alerts.notices import forget_resolved, notify
@@ -95,6 +97,8 @@ def evaluate(state: EngineState, event: Event, now: float) -> tuple[EngineState,
     if isinstance(event, AgentObserved):
         work.agents[event.agent] = AgentView(event.state, event.clean, dict(event.labels))
         _state_rules(work, [event.agent], now)
+    elif isinstance(event, AgentRemoved):
+        _forget_agent(work, event.agent, now)
     elif isinstance(event, AgentsKnown):
         for agent, view in event.agents.items():
             work.agents.setdefault(agent, view)
@@ -296,6 +300,24 @@ def _open(
 
 def _resolved(alert: AlertRecord, now: float) -> AlertRecord:
     return replace(alert, phase=AlertPhase.RESOLVED, since=now, resolved_at=now, clear_since=None)
+
+
+def _forget_agent(work: Work, agent: str, now: float) -> None:
+    """Resolve the agent's open incidents as told (no "resolved" message is owed, now or
+    after a restart), then forget the agent: no incident can reopen, nothing is grouped,
+    no condition is remembered, and its snapshot is not republished."""
+    for key, alert in list(work.alerts.items()):
+        if alert.agent != agent:
+            continue
+        if alert.is_open:
+            quiet = replace(_resolved(alert, now), told=Told.RESOLVED, told_at=now)
+            work.change(quiet, "resolved")
+        del work.alerts[key]
+    work.agents.pop(agent, None)
+    work.groups.pop(agent, None)
+    for key in [k for k in work.conditions if k[1] == agent]:
+        del work.conditions[key]
+    work.dirty.discard(agent)
 
 
 # -- operator actions --------------------------------------------------------------------

@@ -239,6 +239,14 @@ class MetricsObserved:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentRemoved:
+    """The agent was removed (``arete agents remove``): its open incidents resolve without
+    a message, and it is forgotten (no timers, no ``alerts/<agent>`` snapshot)."""
+
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Advance timers only (pending delays, clear delays, groups, reminders, silences)."""
 
@@ -262,6 +270,7 @@ class EndSilence:
 
 Event = (
     AgentObserved
+    | AgentRemoved
     | AgentsKnown
     | ConditionObserved
     | MetricsObserved

@@ -29,6 +29,7 @@ from maestro.alerts.model import (
     Action,
     AddSilence,
     AgentObserved,
+    AgentRemoved,
     AgentsKnown,
     AgentView,
     AlertChanged,
@@ -156,6 +157,16 @@ class AlertService:
     ) -> None:
         """A liveness transition from the registry (on the event loop; never blocks)."""
         self._apply(AgentObserved(agent_id, str(state), bool(clean), dict(labels or {})), now)
+
+    def forget_agent(self, agent_id: str, now: float) -> None:
+        """The agent was removed: its open alerts resolve without a message (an
+        ``agent.removed`` audit entry names them), and its retained ``alerts/<agent>``
+        snapshot is cleared rather than republished."""
+        ids = [alert.id for alert in self._state.open_alerts(agent_id)]
+        self._state, actions = evaluate(self._state, AgentRemoved(agent_id), now)
+        audit = AuditEntry("maestro", "agent.removed", agent_id, {"resolved": ids})
+        self.effects.submit(self._job(now, actions, [audit]))
+        self.effects.forget(agent_id)
 
     def observe_known(self, agents: Mapping[str, tuple[str, bool, Mapping[str, str]]]) -> None:
         """Agents known at startup, ``{agent: (state, clean, labels)}``: every rule covers

@@ -105,6 +105,14 @@ def save_state(conn: sqlite3.Connection, record: AgentRecord) -> None:
     )
 
 
+def forget_state(conn: sqlite3.Connection, name: str) -> None:
+    """Drop the saved state of a removed agent (in a write transaction). Its samples and
+    its state changes stay: they are history, pruned by retention."""
+    found = find_agent_id(conn, name)
+    if found is not None:
+        conn.execute("DELETE FROM agent_state WHERE agent_id = ?", (found,))
+
+
 def load_states(conn: sqlite3.Connection) -> list[AgentRecord]:
     """Every saved agent state, by agent name."""
     rows = conn.execute(

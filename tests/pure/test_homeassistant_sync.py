@@ -28,11 +28,7 @@ class FakeLink:
 @dataclass
 class FakeRegistry:
     statuses: dict[str, Status] = field(default_factory=dict)
-
-
-@dataclass
-class FakeIngest:
-    cleared: set[str] = field(default_factory=set)
+    removed: dict[str, int] = field(default_factory=dict)
 
 
 def status(version: str = "1.0") -> Status:
@@ -41,14 +37,20 @@ def status(version: str = "1.0") -> Status:
     )
 
 
-def make() -> tuple[Discovery, FakeLink, FakeRegistry, FakeIngest]:
-    link, registry, ingest = FakeLink(), FakeRegistry(), FakeIngest()
+def make() -> tuple[Discovery, FakeLink, FakeRegistry]:
+    link, registry = FakeLink(), FakeRegistry()
     settings = HomeAssistantSettings(enabled=True)
-    return Discovery(settings, Topics("arete"), link, registry, ingest), link, registry, ingest
+    return Discovery(settings, Topics("arete"), link, registry), link, registry
+
+
+def removed(registry: FakeRegistry, agent_id: str) -> None:
+    """What the registry does when the agent's retained status is cleared."""
+    del registry.statuses[agent_id]
+    registry.removed[agent_id] = 1
 
 
 def test_an_agent_is_announced_once_then_again_on_a_new_version_or_connection() -> None:
-    discovery, link, registry, _ = make()
+    discovery, link, registry = make()
     registry.statuses["a1"] = status()
     asyncio.run(discovery.sync())
     assert len(link.sent) == 8
@@ -64,20 +66,49 @@ def test_an_agent_is_announced_once_then_again_on_a_new_version_or_connection() 
     assert len(link.sent) == 24
 
 
-def test_a_cleared_agent_is_removed_with_empty_retained_configs() -> None:
-    discovery, link, registry, ingest = make()
+def test_a_removed_agent_is_removed_with_empty_retained_configs_and_not_announced_again() -> None:
+    discovery, link, registry = make()
     registry.statuses["a1"] = status()
     asyncio.run(discovery.sync())
     announced = {topic for topic, _, _ in link.sent}
     link.sent.clear()
-    ingest.cleared.add("a1")
+    removed(registry, "a1")
     asyncio.run(discovery.sync())
     assert {topic for topic, _, _ in link.sent} == announced
     assert all(payload == b"" and retain for _, payload, retain in link.sent)
+    link.sent.clear()
+    link.connects += 1  # a reconnect announces every known agent again: not a removed one
+    asyncio.run(discovery.sync())
+    asyncio.run(discovery.sync())
+    assert link.sent == []
+
+
+def test_an_agent_removed_before_this_replica_announced_it_is_cleared_once() -> None:
+    discovery, link, registry = make()
+    registry.removed["a1"] = 1  # announced by another replica, or by this one before a restart
+    asyncio.run(discovery.sync())
+    assert len(link.sent) == 8
+    assert all(payload == b"" and retain and "/a1/" in t for t, payload, retain in link.sent)
+    asyncio.run(discovery.sync())
+    assert len(link.sent) == 8, "cleared once"
+
+
+def test_an_agent_added_back_is_announced_again() -> None:
+    discovery, link, registry = make()
+    registry.statuses["a1"] = status()
+    asyncio.run(discovery.sync())
+    removed(registry, "a1")
+    asyncio.run(discovery.sync())
+    link.sent.clear()
+    del registry.removed["a1"]  # its new birth
+    registry.statuses["a1"] = status()
+    asyncio.run(discovery.sync())
+    assert len(link.sent) == 8
+    assert all(payload and retain for _, payload, retain in link.sent)
 
 
 def test_nothing_is_sent_while_the_link_is_down() -> None:
-    discovery, link, registry, _ = make()
+    discovery, link, registry = make()
     link.connected = False
     registry.statuses["a1"] = status()
     asyncio.run(discovery.sync())
