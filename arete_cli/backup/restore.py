@@ -2,9 +2,9 @@
 
 Nothing is written where it matters before the whole archive has been decrypted,
 authenticated and checked against its manifest (and every database passed SQLite's
-quick check): the files are unpacked into a private directory beside the target, which
-is renamed to the target only at the end. A wrong key, a damaged or a truncated archive
-leaves the target as it was.
+quick check): the files are unpacked into a private directory beside a new target (then
+renamed to it), or inside an existing empty one (then moved up, entry by entry). A wrong
+key, a damaged or a truncated archive leaves the target, and its parents, as they were.
 """
 
 from __future__ import annotations
@@ -120,7 +120,9 @@ def _check_header(archive: Path, key: bytes) -> None:
 
 def _check_empty(data_dir: Path) -> None:
     try:
-        if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        if data_dir.exists() and not data_dir.is_dir():
+            raise TargetError(f"{data_dir} is a file; restore into a new or empty directory")
+        if data_dir.exists() and any(data_dir.iterdir()):
             raise TargetError(
                 f"{data_dir} is not empty; restore into a new or empty directory (move the "
                 "old data dir away first, and stop the services that use it)"
