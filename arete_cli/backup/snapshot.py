@@ -69,7 +69,8 @@ def walk(data_dir: Path, exclude: Path | None = None) -> tuple[list[DirMeta], li
     items: list[Item] = []
 
     def fail(exc: OSError) -> None:
-        raise SourceError(f"cannot read {exc.filename}: {exc.strerror or exc}")
+        if not isinstance(exc, FileNotFoundError):  # a dir removed while we walk: skip it
+            raise SourceError(f"cannot read {exc.filename}: {exc.strerror or exc}")
 
     for top, subdirs, names in os.walk(data_dir, onerror=fail):
         here = Path(top)
