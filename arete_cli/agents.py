@@ -365,7 +365,8 @@ def _forget(layout: Layout, agent_id: str, *, quiet: bool = False) -> bool:
     from arete_cli.forget import forget_agent
 
     try:
-        cleared = forget_agent(layout, agent_id)
+        # Quiet: the account was removed before (or never existed): clear what is there.
+        cleared = forget_agent(layout, agent_id, removed=not quiet)
     except BrokerError as exc:
         typer.echo(f"warning: could not clear the agent's retained messages: {exc}", err=True)
         return False

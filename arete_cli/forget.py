@@ -4,8 +4,10 @@ A removed agent's last status stays retained on the broker, so every MQTT client
 subscribes later (a phone app, Home Assistant, a new maestro) would still be told about
 it, as offline forever. ``arete agents remove`` therefore clears, as the maestro account:
 
-- the agent's retained status (the maestro then drops the agent's Home Assistant
-  entities itself, see ``maestro.homeassistant``) and its retained alert state;
+- the agent's retained status: an empty retained status tells every running maestro
+  that the agent was removed (it forgets the agent, resolves its alerts without a page
+  and drops its Home Assistant entities, see ``maestro.registry``), so it is published
+  even when the broker retained none (it lost its store); and its retained alert state;
 - its Home Assistant discovery configs, if any are retained (discovery on), so the
   entities go even when no maestro is running.
 
@@ -13,7 +15,9 @@ Only retained messages that exist are cleared (nothing is published for a discov
 that was never on). The broker drops a still-connected agent when it reloads its
 accounts; should it publish that agent's Will (a retained ``offline``) it does so at
 the reload, before this runs, but the status is cleared only once it no longer says
-``online`` (or after :data:`WILL_WAIT_S`), so a late Will cannot bring it back.
+``online`` (or after :data:`WILL_WAIT_S`); a Will that still lands after the clear (the
+broker was slow to reload) is cleared again within :data:`LATE_WILL_S`, so it cannot
+bring the agent back to a maestro that starts later (running maestros ignore it).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ CONNECT_TIMEOUT_S: Final = 10.0
 # a client whose account is gone, so this is only a guard against a late one).
 WILL_WAIT_S: Final = 2.0
 PUBLISH_TIMEOUT_S: Final = 10.0
+LATE_WILL_S: Final = 1.0  # how long a Will landing after the clear is watched for
 
 
 class ForgetError(BrokerError):
@@ -147,8 +152,10 @@ class _Session:
         self.client.loop_stop()
 
 
-def clear_retained(broker: Broker, agent_id: str) -> list[str]:
-    """Clear what the broker retains about ``agent_id``; the topics cleared."""
+def clear_retained(broker: Broker, agent_id: str, *, removed: bool = True) -> list[str]:
+    """Clear what the broker retains about ``agent_id``; the topics that were retained.
+    ``removed``: the agent's account was just removed, so its status is cleared even if
+    none is retained (the maestros learn of the removal from it)."""
     topics = retained_topics(Topics(broker.root), agent_id)
     status = topics[0]
     session = _Session(broker)
@@ -164,7 +171,15 @@ def clear_retained(broker: Broker, agent_id: str) -> list[str]:
                 lambda: not is_online(session.payloads.get(status, b"")), WILL_WAIT_S
             )
             retained = [t for t in topics if session.payloads.get(t)]
-        session.clear(retained)
+            session.payloads[status] = b""  # what the broker holds from now on
+        cleared = retained if not removed or status in retained else [status, *retained]
+        session.clear(cleared)
+        with session.changed:  # a late Will: the broker dropped the agent only now
+            late = session.changed.wait_for(
+                lambda: bool(session.payloads.get(status)), LATE_WILL_S if cleared else 0
+            )
+        if late:
+            session.clear([status])
         return retained
     finally:
         session.close()
@@ -181,9 +196,10 @@ def _local(host: str) -> str:
     return host
 
 
-def forget_agent(layout: Layout, agent_id: str) -> list[str] | None:
+def forget_agent(layout: Layout, agent_id: str, *, removed: bool = True) -> list[str] | None:
     """Clear ``agent_id``'s retained messages on this data dir's running broker: the
-    topics cleared, or None when the broker is not running (nothing can be cleared)."""
+    topics that were retained, or None when the broker is not running (nothing can be
+    cleared). ``removed``: see :func:`clear_retained`."""
     info = load_info(layout)
     if running_pid(layout, info) is None:
         return None
@@ -193,4 +209,4 @@ def forget_agent(layout: Layout, agent_id: str) -> list[str] | None:
     except (OSError, UnicodeError) as exc:
         raise ForgetError(f"cannot read the maestro's broker password {secret}: {exc}") from None
     broker = Broker(_local(info.host), info.port, info.root, password)
-    return clear_retained(broker, agent_id)
+    return clear_retained(broker, agent_id, removed=removed)

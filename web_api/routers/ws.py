@@ -85,6 +85,10 @@ async def watch_credentials(ws: WebSocket, needed: Role) -> None:
             return
 
 
+# The maestro's events a dashboard hears (agent_removed: ``arete agents remove``).
+LIVE_KINDS = ("agent", "agent_removed", "alert", "command")
+
+
 @router.websocket("/ws")
 async def live(ws: WebSocket) -> None:
     principal = await websocket_principal(ws, Role.VIEWER)
@@ -104,7 +108,7 @@ async def live(ws: WebSocket) -> None:
             await ws.send_text(json.dumps(frame, default=str))
 
     async def forward_events() -> None:
-        with m.events.subscribe({"agent", "alert", "command"}, maxsize=1000) as sub:
+        with m.events.subscribe(set(LIVE_KINDS), maxsize=1000) as sub:
             await send({"kind": "hello", "ts": time.time(), "data": {"user": principal.name}})
             while True:
                 await send(event_frame(await sub.get(), principal.role))

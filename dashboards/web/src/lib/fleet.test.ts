@@ -30,6 +30,13 @@ describe("the fleet reducer", () => {
     expect(loaded.agents["web-1"]!.state).toBe("online"); // the old state is not mutated
   });
 
+  it("drops an agent the maestro says was removed, and ignores an unknown one", () => {
+    const next = applyEvent(loaded, { kind: "agent_removed", ts: 1, data: { id: "db-1" } });
+    expect(Object.keys(next.agents)).toEqual(["web-1"]);
+    expect(Object.keys(loaded.agents).sort()).toEqual(["db-1", "web-1"]); // not mutated
+    expect(applyEvent(next, { kind: "agent_removed", ts: 2, data: { id: "db-1" } })).toBe(next);
+  });
+
   it("adds an agent it had never seen", () => {
     const next = applyEvent(loaded, { kind: "agent", ts: 1, data: { ...agent("new-1") } });
     expect(next.agents["new-1"]!.state).toBe("online");

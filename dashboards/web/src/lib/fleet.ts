@@ -37,6 +37,13 @@ export function applyEvent(state: FleetState, event: LiveEvent): FleetState {
     const merged: Agent = { ...before, ...view, alerts: view.alerts ?? before?.alerts ?? 0 };
     return { ...state, agents: { ...state.agents, [view.id]: merged } };
   }
+  if (event.kind === "agent_removed" && isAgent(event.data)) {
+    // `arete agents remove`: the maestro forgot it; so does the fleet view.
+    const id = (event.data as { id: string }).id;
+    if (!(id in state.agents)) return state;
+    const { [id]: _gone, ...agents } = state.agents;
+    return { ...state, agents };
+  }
   if (event.kind === "metrics" && isMetricsFrame(event.data)) {
     const frame = event.data;
     const agent = state.agents[frame.agent];

@@ -128,7 +128,7 @@ export interface ContainerInfo {
 
 /** One message on `/ws` (server → client). */
 export interface LiveEvent {
-  kind: "agent" | "alert" | "command" | "metrics" | string;
+  kind: "agent" | "agent_removed" | "alert" | "command" | "metrics" | string;
   ts: number;
   data: Record<string, unknown>;
 }
