@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +135,33 @@ class LoopInbox:
                 ack()
 
 
+class LiveDetail(Mapping[str, dict[str, float]]):
+    """The per-item readings (:func:`~maestro.store.rows.detail_values`) of each agent's
+    newest sample, worked out when read and kept until a newer sample comes: a view reads
+    them now and then, while thousands of samples a second arrive."""
+
+    def __init__(self, samples: Mapping[str, Sample]) -> None:
+        self._samples = samples
+        self._cache: dict[str, tuple[Sample, dict[str, float]]] = {}
+
+    def __getitem__(self, agent_id: str) -> dict[str, float]:
+        sample = self._samples[agent_id]
+        cached = self._cache.get(agent_id)
+        if cached is not None and cached[0] is sample:
+            return cached[1]
+        if len(self._cache) > 2 * len(self._samples) + 100:  # agents removed meanwhile
+            self._cache = {a: c for a, c in self._cache.items() if a in self._samples}
+        values = detail_values(sample)
+        self._cache[agent_id] = (sample, values)
+        return values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._samples))
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+
 class Ingest:
     """Called by the link for every message; keeps counters for self-observation."""
 
@@ -167,8 +194,9 @@ class Ingest:
         self.latest: dict[str, tuple[float, SampleRow]] = {}
         # The same newest sample whole (every field), for the Prometheus exporter.
         self.latest_sample: dict[str, Sample] = {}
-        # {agent: per-core, per-mount, per-sensor... readings of its newest live sample}
-        self.detail: dict[str, dict[str, float]] = {}
+        # {agent: per-core, per-mount, per-sensor... readings of its newest live sample},
+        # worked out when a view asks (not for every message).
+        self.detail = LiveDetail(self.latest_sample)
         self.agent_dropped: dict[str, int] = {}
         # Counters (exported to Prometheus at scrape time).
         self.messages: Counter[str] = Counter()
@@ -258,7 +286,6 @@ class Ingest:
             self._contact(agent_id, epoch)
             self.latest[agent_id] = (now, newest)
             self.latest_sample[agent_id] = samples[-1]
-            self.detail[agent_id] = detail_values(samples[-1])
         if metrics.dropped:
             self.agent_dropped[agent_id] = metrics.dropped
         # Once committed (on the store's writer thread): the broker's ack, then the
@@ -316,7 +343,7 @@ class Ingest:
     def _removed(self, agent_id: str) -> None:
         """``arete agents remove`` cleared the agent's retained status: drop what this
         thread keeps of it, and tell the registry (which forgets the rest)."""
-        for table in (self.contacts, self.latest, self.latest_sample, self.detail):
+        for table in (self.contacts, self.latest, self.latest_sample):
             table.pop(agent_id, None)
         self.agent_dropped.pop(agent_id, None)
         log.info("agent removed (its retained status was cleared) agent_id=%s", agent_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -21,6 +22,7 @@ async def main(settings: MaestroSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Maestro.running(settings) as maestro:
+        gc.freeze()  # what startup made lives as long as the process: no need to scan it
         log.info(
             "maestro running replica=%s store=%s broker=%s:%d root=%s",
             settings.replica,
@@ -33,8 +35,19 @@ async def main(settings: MaestroSettings) -> None:
     log.info("maestro stopped replica=%s", settings.replica)
 
 
+def tune_gc() -> None:
+    """Collect the young generation every 10,000 allocations instead of 700.
+
+    Each metrics message allocates a few dozen tracked objects (decoded sample, rows,
+    callbacks); with the default threshold the collector ran every ~20 messages and took
+    half of the ingest thread's time at fleet scale (bench/ingest.py). The maestro makes
+    few reference cycles, so collecting them later costs little memory."""
+    gc.set_threshold(10_000, 20, 100)
+
+
 def run_forever(settings: MaestroSettings) -> int:
     setup_logging(settings.log_level, settings.log_format)
+    tune_gc()
     try:
         asyncio.run(main(settings))
     except MaestroError as exc:

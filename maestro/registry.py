@@ -87,7 +87,7 @@ class Registry:
         *,
         contacts: dict[str, tuple[int, float]],
         latest: dict[str, tuple[float, SampleRow]],
-        detail: dict[str, dict[str, float]] | None = None,
+        detail: Mapping[str, dict[str, float]] | None = None,
         persist: Persist | None = None,
         publisher: Publisher | None = None,
         policy: Policy | None = None,
@@ -231,7 +231,6 @@ class Registry:
             epochs.append(contact[0] if contact else 0)
         self.removed[agent_id] = max(epochs)
         self._latest.pop(agent_id, None)
-        self._detail.pop(agent_id, None)
         self._quiet.pop(agent_id, None)
         self._dirty.discard(agent_id)
         self._forgotten.add(agent_id)

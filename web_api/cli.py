@@ -328,6 +328,9 @@ def run(
     # One logging setup for the maestro, the API and uvicorn (ARETE_MAESTRO_LOG_LEVEL,
     # ARETE_MAESTRO_LOG_FORMAT); one line per request only at debug.
     setup_logging(maestro_settings.log_level, maestro_settings.log_format)
+    from maestro.main import tune_gc
+
+    tune_gc()  # the maestro runs in this process: same collector settings as its own
     debug = maestro_settings.log_level == "debug"
     try:
         uvicorn.run(
