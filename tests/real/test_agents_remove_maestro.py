@@ -4,10 +4,14 @@ maestro restart nor a broker reconnect brings it back, nor its Home Assistant en
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
+import websockets
 
 from arete.topics import Kind
 from maestro.app import Maestro
@@ -51,8 +55,22 @@ def test_a_removed_agent_leaves_the_api_fleet_within_seconds_and_stays_gone_afte
     both = {"a1": "online", "a2": "online"}
     wait_for(lambda: fleet_states(client) == both, 20, "a1 and a2 online", step=0.1)
 
+    url = f"{api.ws_url}/ws?token={api.tokens[Role.VIEWER]}"
+
+    async def removed_live() -> dict[str, Any]:
+        """Remove a1 (while it is connected) with the dashboard's live stream open."""
+        async with websockets.connect(url) as ws:
+            assert json.loads(await ws.recv())["kind"] == "hello"
+            await asyncio.to_thread(broker.remove_agent, "a1")
+            async with asyncio.timeout(10):
+                while True:
+                    frame: dict[str, Any] = json.loads(await ws.recv())
+                    if frame["kind"] == "agent_removed":
+                        return frame
+
     began = time.monotonic()
-    broker.remove_agent("a1")  # while it is connected
+    frame = asyncio.run(removed_live())
+    assert frame["data"] == {"id": "a1"}, "the fleet view is told to drop a1"
     wait_for(lambda: fleet_ids(client) == ["a2"], 10, "a1 gone from /agents", step=0.1)
     assert time.monotonic() - began < 8, "gone within seconds of the command"
     assert client.get("/agents/a1").status_code == 404
