@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from arete.payloads import AgentState
+import paho.mqtt.client as paho
+
+from arete.payloads import AgentState, PeerDigest
+from arete.topics import Topics
 from maestro.events import EventBus
-from maestro.ingest import RemovedIn
+from maestro.ingest import Ingest, PeerIn, RemovedIn
 from maestro.liveness import AgentLive, Transition
 from tests.pure.test_registry_watch import Fleet, online_fleet
 
@@ -129,3 +132,29 @@ def test_the_saved_state_of_a_removed_agent_is_dropped_at_the_next_flush() -> No
     count = len(saved)
     asyncio.run(fleet.registry.flush())
     assert len(saved) == count, "dropped once: nothing left to store"
+
+
+def test_a_peer_digest_from_before_the_removal_does_not_bring_it_back() -> None:
+    fleet, _ = removed_fleet()
+    remove(fleet, "a1")
+    digest = PeerDigest(replica="other", ts=fleet.now, seen={"a1": (11, fleet.now)})
+    fleet.registry.on_peer(PeerIn("other", digest=digest))
+    fleet.run(30, live={"a2": 21, "a3": 31})
+    assert "a1" not in fleet.registry.states
+    assert fleet.states_seen("a1") == ["online"]
+
+
+def test_the_ingest_takes_an_empty_retained_status_for_a_removal() -> None:
+    inbox: list[object] = []
+    ingest = Ingest(
+        Topics("arete"), "main", submit=lambda rows, done: None, ack=lambda g, m: None,
+        inbox=inbox.append, clock=lambda: 5.0,
+    )  # fmt: skip
+    ingest.contacts["a1"] = (11, 4.0)
+    ingest.contacts["a2"] = (21, 4.0)
+    message = paho.MQTTMessage(1, Topics("arete").status("a1").encode())
+    message.payload = b""
+    message.retain = True
+    ingest.handle(message, 1)
+    assert inbox == [RemovedIn("a1", 5.0)]
+    assert list(ingest.contacts) == ["a2"], "what the ingest kept of a1 is dropped"

@@ -149,3 +149,21 @@ def test_a_removed_agent_is_never_paged_and_its_entities_stay_gone_after_reconne
     assert "a1" not in restarted.states(), "its saved state is gone"
     assert a1_retained("restarted") == []
     assert fake_discord.delivered() == [], "nor is it paged after a restart"
+
+
+def test_a_maestro_stopped_during_the_removal_forgets_the_agent_when_it_is_back(
+    broker: Broker,
+    start_agent: Callable[..., AgentProc],
+    maestro_thread: Callable[..., MaestroThread],
+) -> None:
+    maestro = maestro_thread()
+    start_agent("a1")
+    start_agent("a2")
+    maestro.wait_state("a1", "online", timeout=20)
+    maestro.wait_state("a2", "online", timeout=20)
+    maestro.stop()
+    broker.remove_agent("a1")  # the broker keeps the maestro's session: the clear waits
+    back = maestro_thread()
+    wait_for(lambda: "a1" not in back.states(), 10, "the maestro back forgets a1")
+    back.wait_state("a2", "online", timeout=10)
+    assert "a1" not in back.states()
