@@ -167,3 +167,25 @@ def test_a_maestro_stopped_during_the_removal_forgets_the_agent_when_it_is_back(
     wait_for(lambda: "a1" not in back.states(), 10, "the maestro back forgets a1")
     back.wait_state("a2", "online", timeout=10)
     assert "a1" not in back.states()
+
+
+def test_every_replica_forgets_a_removed_agent(
+    broker: Broker,
+    start_agent: Callable[..., AgentProc],
+    maestro_thread: Callable[..., MaestroThread],
+) -> None:
+    replicas = [maestro_thread("main"), maestro_thread("second")]
+    start_agent("a1")
+    start_agent("a2")
+    for replica in replicas:
+        replica.wait_state("a1", "online", timeout=20)
+        replica.wait_state("a2", "online", timeout=20)
+    broker.remove_agent("a1")
+    for replica in replicas:
+
+        def forgot(r: MaestroThread = replica) -> bool:
+            return "a1" not in r.states()
+
+        wait_for(forgot, 5, f"{replica.replica} forgets a1")
+    time.sleep(2)  # peer digests go on: none brings a1 back
+    assert [r.states() for r in replicas] == [{"a2": "online"}] * 2
