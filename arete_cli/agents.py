@@ -30,12 +30,12 @@ from edge_agent.settings import (
     render_toml,
 )
 from mosquitto.accounts import add_agent_credentials
+from mosquitto.cli import reload_accounts
 from mosquitto.config import validate_host
 from mosquitto.errors import (
     BrokerConfigError,
     BrokerError,
     BrokerNotSetUp,
-    ReloadNotPermitted,
     UnknownAgent,
 )
 from mosquitto.layout import Layout, write_private
@@ -156,24 +156,6 @@ def _fail(exc: BrokerError) -> typer.Exit:
     return typer.Exit(2 if isinstance(exc, _INPUT_ERRORS) else 1)
 
 
-def _reload(layout: Layout) -> None:
-    """Make the running broker reload its accounts, and say what happened."""
-    from mosquitto.state import reload_broker
-
-    try:
-        pid = reload_broker(layout)
-    except ReloadNotPermitted as exc:
-        typer.echo(f"warning: {exc}", err=True)
-        return
-    except BrokerError as exc:
-        typer.echo(f"warning: could not reload the broker: {exc}", err=True)
-        return
-    if pid is not None:
-        typer.echo(f"the running broker (pid {pid}) reloaded its accounts")
-    else:
-        typer.echo("the broker is not running; it picks the change up when started")
-
-
 def issue_agent(
     layout: Layout, agent_id: str, settings: AgentSettings, *, rotate: bool = False
 ) -> Path:
@@ -286,7 +268,7 @@ def add(  # noqa: PLR0917 - Typer passes CLI options as keyword arguments
 
     verb = "issued a new password for" if rotate else "added"
     typer.echo(f"{verb} agent {agent_id!r}; its config (keep it private): {config}")
-    _reload(layout)
+    reload_accounts(layout, say_stopped=True)
     if use_tls:
         typer.echo(
             f"the agent verifies the broker with {layout.agent_ca_cert}: copy it along, "
@@ -356,7 +338,7 @@ def remove(
     config = layout.agent_config(agent_id)
     if config in removed:
         typer.echo(f"deleted its config {config}")
-    _reload(layout)
+    reload_accounts(layout, say_stopped=True)
     _forget(layout, agent_id)
 
 

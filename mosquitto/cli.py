@@ -386,10 +386,12 @@ def passwd(
         raise _fail(exc, 2) from None
     typer.echo(f"{username}: {outcome}")
     if outcome in CHANGED:
-        _reload_running(layout)
+        reload_accounts(layout)
 
 
-def _reload_running(layout: Layout) -> None:
+def reload_accounts(layout: Layout, *, say_stopped: bool = False) -> None:
+    """Make the running broker reload its accounts (SIGHUP), and say what happened; a
+    broker of another user or one that cannot be signalled is a warning, not an error."""
     from mosquitto.errors import ReloadNotPermitted
     from mosquitto.state import reload_broker
 
@@ -403,3 +405,5 @@ def _reload_running(layout: Layout) -> None:
         return
     if pid is not None:
         typer.echo(f"the running broker (pid {pid}) reloaded its accounts")
+    elif say_stopped:
+        typer.echo("the broker is not running; it picks the change up when started")
