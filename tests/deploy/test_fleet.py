@@ -82,9 +82,17 @@ def test_a_second_run_of_site_yml_changes_nothing(fleet: Fleet) -> None:
     assert fleet.first_run.recap.keys() == {"central", *AGENTS}
     second = fleet.playbook("site-2.log")
     assert second.returncode == 0, second.tail()
-    assert second.changed() == {"central": 0, **dict.fromkeys(AGENTS, 0)}, changed_tasks(
-        second.output
-    )
+    changed = second.changed()
+    if changed != {"central": 0, **dict.fromkeys(AGENTS, 0)}:
+        units = {
+            name: host.sh(
+                "systemctl show -p Id -p ActiveState -p NRestarts -p ExecMainStartTimestamp "
+                "'arete-*' caddy.service",
+                check=False,
+            )
+            for name, host in fleet.hosts.items()
+        }
+        pytest.fail(f"the second run changed {changed}: {changed_tasks(second.output)}\n{units}")
     assert all(counts.get("failed", 0) == 0 for counts in second.recap.values())
 
 
