@@ -9,6 +9,7 @@ can be several MiB): listings leave them out unless asked.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -221,14 +222,22 @@ _COLUMNS: Final = (
 
 
 def get(
-    conn: sqlite3.Connection, command_id: str, *, include_result: bool = True
+    conn: sqlite3.Connection,
+    command_id: str,
+    *,
+    include_result: bool = True,
+    schemas: Sequence[str] = ("main",),
 ) -> CommandRecord | None:
+    """The record from the first of ``schemas`` holding it (own store first)."""
     result_column = ", result" if include_result else ""
-    row = conn.execute(
-        f"SELECT {_COLUMNS}{result_column} FROM commands WHERE id = ?",  # noqa: S608 - constants
-        (command_id,),
-    ).fetchone()
-    return None if row is None else _record(row)
+    for schema in schemas:
+        row = conn.execute(
+            f"SELECT {_COLUMNS}{result_column} FROM {schema}.commands WHERE id = ?",  # noqa: S608 - constants
+            (command_id,),
+        ).fetchone()
+        if row is not None:
+            return _record(row)
+    return None
 
 
 def select(
@@ -240,8 +249,13 @@ def select(
     limit: int = 100,
     before: str | None = None,
     include_result: bool = False,
+    schemas: Sequence[str] = ("main",),
 ) -> list[CommandRecord]:
-    """Newest first; ``before`` is the id of the last record of the previous page."""
+    """Newest first; ``before`` is the id of the last record of the previous page.
+
+    Reads every one of ``schemas`` (own store and sibling replicas' files) and merges
+    them by creation time; a record found twice is shown once (own store's copy).
+    """
     where: list[str] = []
     params: list[Any] = []
     if agent is not None:
@@ -254,17 +268,25 @@ def select(
         where.append("job_id = ?")
         params.append(job_id)
     if before is not None:
-        where.append("(created_at, id) < (SELECT created_at, id FROM commands WHERE id = ?)")
-        params.append(before)
+        cursor = get(conn, before, include_result=False, schemas=schemas)
+        if cursor is None:
+            return []
+        where.append("(created_at, id) < (?, ?)")
+        params.extend((cursor.created_at, cursor.id))
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     result_column = ", result" if include_result else ""
     params.append(max(1, min(limit, MAX_LIST)))
-    rows = conn.execute(
-        f"SELECT {_COLUMNS}{result_column} FROM commands{clause}"  # noqa: S608 - constants
-        " ORDER BY created_at DESC, id DESC LIMIT ?",
-        params,
-    ).fetchall()
-    return [_record(row) for row in rows]
+    merged: dict[str, CommandRecord] = {}
+    for schema in schemas:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS}{result_column} FROM {schema}.commands{clause}"  # noqa: S608 - constants
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            params,
+        ).fetchall()
+        for row in rows:
+            merged.setdefault(row[0], _record(row))
+    newest = sorted(merged.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+    return newest[: params[-1]]
 
 
 def select_open(conn: sqlite3.Connection) -> list[CommandRecord]:
@@ -278,13 +300,19 @@ def select_open(conn: sqlite3.Connection) -> list[CommandRecord]:
     return [_record(row) for row in rows]
 
 
-def history(conn: sqlite3.Connection, command_id: str) -> list[CommandEvent]:
-    rows = conn.execute(
-        "SELECT command_id, ts, state, detail FROM command_events WHERE command_id = ?"
-        " ORDER BY ts, rowid",
-        (command_id,),
-    ).fetchall()
-    return [CommandEvent(row[0], row[1], CommandState(row[2]), row[3]) for row in rows]
+def history(
+    conn: sqlite3.Connection, command_id: str, *, schemas: Sequence[str] = ("main",)
+) -> list[CommandEvent]:
+    """The events from the first of ``schemas`` holding any (the replica that sent it)."""
+    for schema in schemas:
+        rows = conn.execute(
+            f"SELECT command_id, ts, state, detail FROM {schema}.command_events"  # noqa: S608 - constants
+            " WHERE command_id = ? ORDER BY ts, rowid",
+            (command_id,),
+        ).fetchall()
+        if rows:
+            return [CommandEvent(row[0], row[1], CommandState(row[2]), row[3]) for row in rows]
+    return []
 
 
 def job_counts(conn: sqlite3.Connection, job_id: str) -> dict[CommandState, int]:

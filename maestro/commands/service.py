@@ -49,6 +49,7 @@ from maestro.errors import CommandError, LinkError, StoreError
 from maestro.events import EventBus
 from maestro.ports import Publisher
 from maestro.store.core import Store
+from maestro.store.replicas import schemas_with
 
 log = logging.getLogger("arete.maestro.commands")
 
@@ -381,7 +382,7 @@ class CommandService:
         entry = self._open.get(command_id)
         if entry is not None:
             return entry.record
-        record = await self._read(partial(records.get, command_id=command_id))
+        record = await self._read_replicas(partial(records.get, command_id=command_id))
         if record is None:
             raise CommandError(f"no command {command_id!r}", code="not_found")
         return record
@@ -406,7 +407,7 @@ class CommandService:
             raise CommandError(f"unknown command state {state!r}", code="bad_request") from None
         if not 1 <= limit <= records.MAX_LIST:
             raise CommandError(f"limit must be 1-{records.MAX_LIST}", code="bad_request")
-        return await self._read(
+        return await self._read_replicas(
             partial(
                 records.select,
                 agent=agent,
@@ -420,7 +421,7 @@ class CommandService:
 
     async def history(self, command_id: str) -> builtins.list[CommandEvent]:
         """Every recorded state change of a command (and notes such as a re-publish)."""
-        return await self._read(partial(records.history, command_id=command_id))
+        return await self._read_replicas(partial(records.history, command_id=command_id))
 
     async def job_counts(self, job_id: str) -> dict[CommandState, int]:
         return await self._read(partial(records.job_counts, job_id=job_id))
@@ -447,6 +448,11 @@ class CommandService:
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await _store_call(self.store.read(fn))
+
+    async def _read_replicas(self, fn: Callable[..., T]) -> T:
+        """``fn(conn, schemas=...)`` over this store and the sibling replicas' files."""
+        own = self.store.path
+        return await self._read(lambda conn: fn(conn, schemas=schemas_with(conn, own, "commands")))
 
 
 async def _store_call(call: Awaitable[T]) -> T:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -85,8 +86,16 @@ def list_audit(
     since: float | None = None,
     limit: int = 100,
     before_id: int | None = None,
+    before_ts: float | None = None,
+    schemas: Sequence[str] = ("main",),
 ) -> list[AuditEntry]:
-    """Entries newest first; the next page is ``before_id=<last id of this page>``."""
+    """Entries newest first (by time, then id), from every one of ``schemas`` (own store
+    and the sibling replicas' files, merged).
+
+    The next page is ``before_ts=<ts>&before_id=<id>`` of the last entry of this page (ids
+    are per store file, so over several files the time is the cursor); ``before_id``
+    alone pages by id in each file, as one store alone did.
+    """
     check_limit(limit)
     where: list[str] = []
     params: list[Any] = []
@@ -97,16 +106,23 @@ def list_audit(
     if since is not None:
         where.append("ts >= ?")
         params.append(since)
-    if before_id is not None:
+    if before_ts is not None:
+        where.append("(ts, id) < (?, ?)")
+        params.extend((before_ts, before_id if before_id is not None else 2**63 - 1))
+    elif before_id is not None:
         where.append("id < ?")
         params.append(before_id)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(
-        f"SELECT id, ts, actor, action, target, detail FROM audit {clause}"  # noqa: S608 - fixed clauses
-        " ORDER BY id DESC LIMIT ?",
-        (*params, limit),
-    )
-    return [
-        AuditEntry(id=id_, ts=ts, actor=who, action=what, target=on, detail=json.loads(text))
-        for (id_, ts, who, what, on, text) in rows
-    ]
+    found: list[AuditEntry] = []
+    for schema in schemas:
+        rows = conn.execute(
+            f"SELECT id, ts, actor, action, target, detail FROM {schema}.audit {clause}"  # noqa: S608 - fixed clauses
+            " ORDER BY ts DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        found.extend(
+            AuditEntry(id=id_, ts=ts, actor=who, action=what, target=on, detail=json.loads(text))
+            for (id_, ts, who, what, on, text) in rows
+        )
+    found.sort(key=lambda e: (e.ts, e.id), reverse=True)
+    return found[:limit]

@@ -4,7 +4,9 @@ Replicas on one host share the data dir, each with its own ``maestro/<replica>.d
 and each stores only its share of the metrics (MQTT shared subscriptions hand each
 message to one of them). A history asked of any replica must show the whole series,
 so its reader connections ATTACH the sibling files read-only and the query reads
-every file (:func:`maestro.store.query.query_history` merges their buckets).
+every file (:func:`maestro.store.query.query_history` merges their buckets). Command
+records, the audit log and alert history are read the same way (:func:`schemas_with`):
+a command another replica sent, or the audit a failed replica wrote, stays visible.
 
 Siblings are found at each call (a replica started later is picked up; a file that is
 gone is detached). A file that cannot be opened or has no sample tables is skipped,
@@ -72,6 +74,23 @@ def attach_siblings(conn: sqlite3.Connection, own: Path) -> list[str]:
             else:
                 _quietly(conn, f"DETACH DATABASE {schema}")
     return ["main", *sorted(by_file.values())]
+
+
+def schemas_with(conn: sqlite3.Connection, own: Path, table: str) -> list[str]:
+    """:func:`attach_siblings`, keeping only the schemas that hold ``table`` (``main`` first).
+
+    Writes stay local: the siblings are attached read-only.
+    """
+    schemas = attach_siblings(conn, own)
+    return [schema for schema in schemas if schema == "main" or _has_table(conn, schema, table)]
+
+
+def _has_table(conn: sqlite3.Connection, schema: str, table: str) -> bool:
+    sql = f"SELECT count(*) FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?"  # noqa: S608
+    try:
+        return int(conn.execute(sql, (table,)).fetchone()[0]) == 1
+    except sqlite3.Error:
+        return False
 
 
 def _has_samples(conn: sqlite3.Connection, schema: str) -> bool:
