@@ -49,7 +49,6 @@ from maestro.events import EventBus
 from maestro.notify.outbox import Outbox
 from maestro.ports import Publisher
 from maestro.store.core import Store
-from maestro.store.replicas import schemas_with
 
 log = logging.getLogger(__name__)
 
@@ -277,10 +276,7 @@ class AlertService:
         if current is not None:
             return current
         await self.effects.flushed()
-        own = self._store.path
-        stored = await self._store.read(
-            lambda conn: tables.get_alert(conn, alert_id, schemas=schemas_with(conn, own, "alerts"))
-        )
+        stored = await self._store.read(lambda conn: tables.get_alert(conn, alert_id))
         if stored is None:
             raise AlertError(f"no alert with id {alert_id!r}")
         return stored
@@ -294,15 +290,8 @@ class AlertService:
         except ValueError:
             raise AlertError(f"unknown phase {phase!r} (pending, firing, resolved)") from None
         await self.effects.flushed()
-        own = self._store.path
         return await self._store.read(
-            lambda conn: tables.list_alerts(
-                conn,
-                phase=wanted,
-                agent=agent,
-                limit=limit,
-                schemas=schemas_with(conn, own, "alerts"),
-            )
+            lambda conn: tables.list_alerts(conn, phase=wanted, agent=agent, limit=limit)
         )
 
     async def list_silences(self) -> list[SilenceRecord]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
 from typing import Any, Final
 
 from arete.payloads import AlertPhase, AlertSeverity
@@ -129,18 +128,12 @@ def load_current(conn: sqlite3.Connection, resolved_since: float) -> list[AlertR
     return [_alert(row) for row in rows]
 
 
-def get_alert(
-    conn: sqlite3.Connection, alert_id: str, *, schemas: Sequence[str] = ("main",)
-) -> AlertRecord | None:
-    """The alert from the first of ``schemas`` holding it (own store first)."""
-    for schema in schemas:
-        row = conn.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM {schema}.alerts WHERE id = ?",  # noqa: S608 - constant columns
-            (alert_id,),
-        ).fetchone()
-        if row is not None:
-            return _alert(row)
-    return None
+def get_alert(conn: sqlite3.Connection, alert_id: str) -> AlertRecord | None:
+    row = conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?",  # noqa: S608 - constant columns
+        (alert_id,),
+    ).fetchone()
+    return None if row is None else _alert(row)
 
 
 def list_alerts(
@@ -149,14 +142,9 @@ def list_alerts(
     phase: AlertPhase | None = None,
     agent: str | None = None,
     limit: int = 100,
-    schemas: Sequence[str] = ("main",),
 ) -> list[AlertRecord]:
     """Newest first. Incidents that never fired (pending, then cleared) are not listed:
-    they are no history (a store written before they were dropped may still hold some).
-
-    Reads every one of ``schemas`` (own store, sibling replicas' files) merged by start
-    time; an alert held by two files is shown once (the first schema's copy).
-    """
+    they are no history (a store written before they were dropped may still hold some)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise AlertError(f"limit must be between 1 and {MAX_LIMIT}")
     where: list[str] = ["(phase != 'resolved' OR fired_at IS NOT NULL)"]
@@ -168,18 +156,12 @@ def list_alerts(
         where.append("agent = ?")
         params.append(agent)
     clause = f" WHERE {' AND '.join(where)}"
-    merged: dict[str, AlertRecord] = {}
-    for schema in schemas:
-        rows = conn.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM {schema}.alerts{clause}"  # noqa: S608 - constant columns
-            " ORDER BY started_at DESC, id LIMIT ?",
-            (*params, limit),
-        )
-        for row in rows:
-            merged.setdefault(row[0], _alert(row))
-    newest = sorted(merged.values(), key=lambda a: a.id)
-    newest.sort(key=lambda a: a.started_at, reverse=True)
-    return newest[:limit]
+    rows = conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts{clause}"  # noqa: S608 - constant columns
+        " ORDER BY started_at DESC, id LIMIT ?",
+        (*params, limit),
+    )
+    return [_alert(row) for row in rows]
 
 
 def prune_resolved(conn: sqlite3.Connection, before: float) -> int:

@@ -5,8 +5,9 @@ and each stores only its share of the metrics (MQTT shared subscriptions hand ea
 message to one of them). A history asked of any replica must show the whole series,
 so its reader connections ATTACH the sibling files read-only and the query reads
 every file (:func:`maestro.store.query.query_history` merges their buckets). Command
-records, the audit log and alert history are read the same way (:func:`schemas_with`):
-a command another replica sent, or the audit a failed replica wrote, stays visible.
+records and the audit log are read the same way (:func:`schemas_with`): a command another
+replica sent, or the audit a failed replica wrote, stays visible. Alerts are not: every
+replica evaluates every incident itself, so its own store already holds the whole history.
 
 Siblings are found at each call (a replica started later is picked up; a file that is
 gone is detached). A file that cannot be opened or has no sample tables is skipped,

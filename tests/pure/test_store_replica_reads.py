@@ -1,5 +1,6 @@
-"""Command records, the audit log and alert history read through one replica's store show
-what every replica sharing the data dir wrote (the siblings' files, read-only)."""
+"""Command records and the audit log read through one replica's store show what every
+replica sharing the data dir wrote (the siblings' files, read-only). Alert history is
+not merged: every replica evaluates every incident itself (ids differ), see docs/api.md."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from typing import Any
 
 import pytest
 
-from arete.payloads import AlertPhase, AlertSeverity
-from maestro.alerts import ALERT_MIGRATIONS, tables
-from maestro.alerts.model import AlertRecord
 from maestro.commands import COMMAND_MIGRATIONS, records
 from maestro.commands.lifecycle import CommandState
 from maestro.commands.records import CommandRecord
@@ -21,7 +19,7 @@ from maestro.store.audit import add_audit, list_audit
 from maestro.store.core import Store
 from maestro.store.replicas import schemas_with
 
-MIGRATIONS = {"commands": COMMAND_MIGRATIONS, "alerts": ALERT_MIGRATIONS}
+MIGRATIONS = {"commands": COMMAND_MIGRATIONS}
 
 
 @pytest.fixture
@@ -48,20 +46,6 @@ def command(id_: str, created_at: float) -> CommandRecord:
         created_at=created_at,
         expires_at=created_at + 30,
         updated_at=created_at,
-    )
-
-
-def alert(id_: str, started_at: float) -> AlertRecord:
-    return AlertRecord(
-        id=id_,
-        rule="cpu_high",
-        agent="web-1",
-        severity=AlertSeverity.WARNING,
-        phase=AlertPhase.FIRING,
-        started_at=started_at,
-        since=started_at,
-        summary="cpu high",
-        fired_at=started_at,
     )
 
 
@@ -121,20 +105,3 @@ def test_audit_of_both_replicas_merged_newest_first_and_paged(
     )
     assert [e.actor for e in first] == ["user:b2", "user:a2"]
     assert page(before_ts=first[-1].ts, before_id=first[-1].id) == ["user:b1", "user:a1"]
-
-
-def test_alert_history_of_both_replicas_merged_once_each(stores: tuple[Store, Store]) -> None:
-    a, b = stores
-    write(a, partial(tables.save_alert, alert=alert("al-a", 100.0)))
-    write(b, partial(tables.save_alert, alert=alert("al-b", 200.0)))
-    write(a, partial(tables.save_alert, alert=alert("al-both", 150.0)))
-    write(b, partial(tables.save_alert, alert=alert("al-both", 150.0)))
-    listed = b.read_now(
-        lambda conn: tables.list_alerts(conn, schemas=schemas_with(conn, b.path, "alerts"))
-    )
-    assert [x.id for x in listed] == ["al-b", "al-both", "al-a"]
-    got = b.read_now(
-        lambda conn: tables.get_alert(conn, "al-a", schemas=schemas_with(conn, b.path, "alerts"))
-    )
-    assert got is not None
-    assert got.id == "al-a"
