@@ -72,10 +72,24 @@ def wait_state(fleet: Fleet, agent: str, state: str, timeout: float = 90) -> dic
 
 
 def command(fleet: Fleet, agent: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """POST a command (``?wait=true``); its final record."""
     with fleet.https(fleet.admin_token(), timeout=60) as client:
         answer = client.post(f"/agents/{agent}/{path}", params={"wait": "true"}, json=body)
-    assert answer.status_code in (200, 201, 202), answer.text
-    return answer.json()
+        assert answer.status_code in (200, 201, 202), answer.text
+        record = answer.json()
+        history = client.get(f"/commands/{record['id']}/history")
+        record["_history"] = history.json() if history.status_code == 200 else history.text
+    return record
+
+
+def agent_log(fleet: Fleet, agent: str) -> str:
+    """The agent's last journal lines, for an assertion message."""
+    return fleet.hosts[agent].sh(f"journalctl -u {AGENT_UNIT} -n 25 --no-pager", check=False)
+
+
+def show(record: Any) -> str:
+    """A command record in full, for an assertion message."""
+    return json.dumps(record, default=str)[:3000]
 
 
 def test_a_second_run_of_site_yml_changes_nothing(fleet: Fleet) -> None:
@@ -173,12 +187,12 @@ def test_agents_require_signed_commands_and_run_a_signed_one(fleet: Fleet) -> No
         config = _agent_config(fleet, agent)
         assert public_key in config or "public_key_file" in config, config
     done = command(fleet, "agent1", "command", {"name": "metrics", "args": {}, "timeout": 30})
-    assert done["state"] == "ok", done
-    assert done.get("result"), done
+    assert done["state"] == "ok", show(done)
+    assert done.get("result"), show(done)
     # The remote shell is off on agents deployed without an allow list.
     shell = command(fleet, "agent2", "command", {"name": "shell", "args": {"argv": ["id"]}})
-    assert shell["state"] in ("rejected", "failed"), shell
-    assert shell.get("error_code") == "not_allowed", shell
+    assert shell["state"] in ("rejected", "failed"), f"{show(shell)}\n{agent_log(fleet, 'agent2')}"
+    assert shell.get("error_code") == "not_allowed", show(shell)
 
 
 def _mqtt_connect(
@@ -280,7 +294,7 @@ def test_restart_command_brings_the_agent_back_under_systemd(fleet: Fleet) -> No
     host = fleet.hosts["agent1"]
     before = int(host.unit(AGENT_UNIT, "MainPID"))
     done = command(fleet, "agent1", "restart")
-    assert done["state"] == "ok", done
+    assert done["state"] == "ok", f"{show(done)}\n{agent_log(fleet, 'agent1')}"
     wait_for(
         lambda: int(host.unit(AGENT_UNIT, "MainPID")) not in (0, before),
         60,
@@ -302,7 +316,7 @@ def test_stop_command_keeps_the_agent_stopped(fleet: Fleet) -> None:
     host = fleet.hosts["agent2"]
     restarts = host.unit(AGENT_UNIT, "NRestarts")
     done = command(fleet, "agent2", "stop")
-    assert done["state"] == "ok", done
+    assert done["state"] == "ok", show(done)
     wait_for(
         lambda: host.is_active(AGENT_UNIT) in ("inactive", "failed"),
         60,
