@@ -62,17 +62,18 @@ def test_a_removed_agent_leaves_the_api_fleet_within_seconds_and_stays_gone_afte
         async with websockets.connect(url) as ws:
             assert json.loads(await ws.recv())["kind"] == "hello"
             await asyncio.to_thread(broker.remove_agent, "a1")
+            removed_at.append(time.monotonic())  # the command is done (it starts slowly)
             async with asyncio.timeout(10):
                 while True:
                     frame: dict[str, Any] = json.loads(await ws.recv())
                     if frame["kind"] == "agent_removed":
                         return frame
 
-    began = time.monotonic()
+    removed_at: list[float] = []
     frame = asyncio.run(removed_live())
     assert frame["data"] == {"id": "a1"}, "the fleet view is told to drop a1"
     wait_for(lambda: fleet_ids(client) == ["a2"], 10, "a1 gone from /agents", step=0.1)
-    assert time.monotonic() - began < 8, "gone within seconds of the command"
+    assert time.monotonic() - removed_at[0] < 5, "gone within seconds of the command"
     assert client.get("/agents/a1").status_code == 404
     time.sleep(3)  # past the Will's settle delay and the group wait: a page would be out
     assert fleet_states(client) == {"a2": "online"}, "it does not come back as offline"

@@ -172,14 +172,22 @@ def test_a_backup_made_under_load_restores_the_same_fleet(
     try:
         new_web = start_web(restored)
         # Same agent config (same password) as before the disaster.
+        restarted_at = time.time()
         start_agent("a1", config=broker.agent_config("a1"), state_dir=agents[0].state_dir)
         assert new_broker.accepts("a2", broker.password_of("a2"))
         with new_web.client(token) as api:  # the API token from before the backup
             wait_for(lambda: online(api, "a1"), 30, "a1 online on the restored fleet")
+            # Online alone may be the retained status restored with the broker: wait for
+            # the restarted agent's own samples before commanding it.
+            wait_for(
+                lambda: len(history(api, "a1", restarted_at, time.time())) >= 1,
+                60,
+                "samples of the restarted a1 on the restored fleet",
+            )
             assert api.get("/agents/a2").status_code == 200  # the registry came back
             # The restored signing key: the agent, configured before, accepts its commands.
             signed = api.post(
-                "/agents/a1/command?wait=true", json={"name": "metrics", "timeout": 10}
+                "/agents/a1/command?wait=true", json={"name": "metrics", "timeout": 30}
             )
             assert signed.status_code == 200, signed.text
             assert signed.json()["state"] == "ok", signed.text
