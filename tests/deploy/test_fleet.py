@@ -293,7 +293,7 @@ def test_control_plane_stays_up_through_a_kill_and_a_rolling_restart(fleet: Flee
 def test_restart_command_brings_the_agent_back_under_systemd(fleet: Fleet) -> None:
     host = fleet.hosts["agent1"]
     before = int(host.unit(AGENT_UNIT, "MainPID"))
-    done = command(fleet, "agent1", "restart")
+    done = command(fleet, "agent1", "command", {"name": "restart", "args": {}, "timeout": 30})
     assert done["state"] == "ok", f"{show(done)}\n{agent_log(fleet, 'agent1')}"
     wait_for(
         lambda: int(host.unit(AGENT_UNIT, "MainPID")) not in (0, before),
@@ -315,7 +315,7 @@ def test_rebooting_an_agent_host_brings_its_agent_back_with_no_action(fleet: Fle
 def test_stop_command_keeps_the_agent_stopped(fleet: Fleet) -> None:
     host = fleet.hosts["agent2"]
     restarts = host.unit(AGENT_UNIT, "NRestarts")
-    done = command(fleet, "agent2", "stop")
+    done = command(fleet, "agent2", "command", {"name": "stop", "args": {}, "timeout": 30})
     assert done["state"] == "ok", show(done)
     wait_for(
         lambda: host.is_active(AGENT_UNIT) in ("inactive", "failed"),

@@ -148,7 +148,13 @@ def resent(maestro: MaestroProc) -> int:
 
 
 def record(
-    reliability: Reliability, scenario: str, counts: dict[str, Count], catch_up_s: float, extra: str
+    reliability: Reliability,
+    scenario: str,
+    counts: dict[str, Count],
+    catch_up_s: float,
+    extra: str,
+    *,
+    max_duplicates: int = 0,
 ) -> None:
     lost = sum(c.lost for c in counts.values())
     duplicates = sum(c.duplicates for c in counts.values())
@@ -164,7 +170,7 @@ def record(
         ),
     )
     assert lost == 0, f"samples lost: {counts}"
-    assert duplicates == 0, f"samples stored twice: {counts}"
+    assert duplicates <= max_duplicates, f"samples stored twice: {counts}"
 
 
 def agent_procs(agents: list[AgentProc]) -> tuple[dict[str, Proc], dict[str, Path]]:
@@ -351,6 +357,11 @@ def test_broker_kill_9_with_two_replicas_sharing_the_ingest_loses_no_sample(
         counts,
         catch_up,
         f"the $share subscriptions split a0 as {shares}",
+        # Two stores: a sample the broker acknowledged just before it died, stored by one
+        # replica whose Stored did not reach the agent within the 3 s grace (a starved
+        # CPU), is re-sent and may land in the other store (docs/topics.md, Durability).
+        # Seen once in CI under load; never a lost sample.
+        max_duplicates=2,
     )
 
 

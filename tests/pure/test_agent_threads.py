@@ -28,6 +28,9 @@ def test_a_blocked_job_does_not_stop_another_pool() -> None:
     handlers, sampling = DaemonPool(1, "handlers"), DaemonPool(1, "sampler")
     handlers.submit(never.wait)  # blocked for good, like a capture of a hung X server
     assert sampling.submit(lambda: "sample").result(2) == "sample"
+    deadline = time.monotonic() + 5  # the handler thread picks the job up on its own time
+    while handlers.busy != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert handlers.busy == 1
     started = time.monotonic()
     handlers.shutdown(wait=True)  # returns at once although its thread is blocked
