@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sections import replace_section
+from sections import git_commit, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABILITY = ROOT / "RELIABILITY.md"
@@ -134,17 +134,6 @@ def run_tier(pytest_args: Sequence[str], rows_file: Path) -> tuple[int, str]:
         f"exit {done.returncode}",
     )
     return done.returncode, summary
-
-
-def git_commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip() or "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,9 +6,23 @@ in the file is left as people wrote it.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def git_commit() -> str:
+    """The checkout's short commit, for a section's header ("unknown" outside git)."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=BENCHMARKS.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
+
 
 INTRO = """\
 # Benchmarks

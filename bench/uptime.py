@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sections import replace_section
+from sections import git_commit, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABILITY = ROOT / "RELIABILITY.md"
@@ -77,17 +77,6 @@ def render(figures: dict[str, Any], *, when: str, commit: str) -> str:
         lines += [f"- {str(item).replace('|', '/')}" for item in failures]
     lines += ["", f"The scenario and its assertions: `{TEST}`."]
     return "\n".join(lines) + "\n"
-
-
-def git_commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip() or "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
