@@ -226,11 +226,13 @@ def _on_contact(
     )
 
 
-def quiet_until(state: AgentLive, policy: Policy) -> float:
+def quiet_until(state: AgentLive, policy: Policy, heard: float = 0.0) -> float:
     """Until when a :class:`Tick` without new contact leaves ``state`` as it is: the next
     deadline of its silence (late for an online agent, critical for a late one; none for
-    the others). The registry skips such agents' ticks, so a fleet costs its changes."""
-    silent_from = max(state.last_contact, state.judged_from)
+    the others), counted from ``heard`` too when that is later (a contact of its own
+    connection not folded into ``state`` yet). The registry skips such agents' ticks, so
+    a fleet costs its changes."""
+    silent_from = max(state.last_contact, state.judged_from, heard)
     if state.state is Liveness.ONLINE:
         return silent_from + policy.late_deadline(state.heartbeat_s)
     if state.state is Liveness.LATE:

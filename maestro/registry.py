@@ -140,7 +140,6 @@ class Registry:
         # contact before ``until`` need no judging again (liveness.quiet_until).
         self._quiet: dict[str, tuple[AgentLive, tuple[int, float] | None, float]] = {}
         self._next_watch = 0.0
-        self._late_by_heartbeat: dict[float, float] = {}
 
     def now(self) -> float:
         return self._clock()
@@ -312,17 +311,8 @@ class Registry:
             state.state is Liveness.ONLINE
             and contact is not None
             and contact[0] == state.epoch
-            and now
-            <= max(contact[1], state.last_contact, state.judged_from) + self._late_deadline(state)
+            and now <= quiet_until(state, self.policy, heard=contact[1])
         )
-
-    def _late_deadline(self, state: AgentLive) -> float:
-        deadline = self._late_by_heartbeat.get(state.heartbeat_s)
-        if deadline is None:
-            deadline = self._late_by_heartbeat[state.heartbeat_s] = self.policy.late_deadline(
-                state.heartbeat_s
-            )
-        return deadline
 
     def _contact_of(self, agent_id: str, state: AgentLive) -> tuple[int, float] | None:
         """The newest contact of the agent's current connection, ours or a peer's."""
