@@ -33,6 +33,8 @@ class CommandName(StrEnum):
     DOCKER_RESTART = "docker_restart"
     METRICS = "metrics"
     TERMINAL = "terminal"
+    UPDATE = "update"
+    DOCKER_UPDATE = "docker_update"
 
 
 class _Args(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -105,6 +107,50 @@ class TerminalArgs(_Args, kw_only=True, frozen=True):
     idle_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 900.0
 
 
+# A release version: 1-4 dot-separated numbers ("0.2", "1.4.10"); compared numerically
+# (arete.release.compare_versions). Pre-release suffixes are not part of the scheme.
+VERSION_PATTERN: Final = r"^[0-9]{1,6}(\.[0-9]{1,6}){0,3}\Z"
+Version = Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN, max_length=27)]
+
+
+class UpdateArgs(_Args, kw_only=True, frozen=True):
+    """Update the agent to the signed release ``version`` (docs/updates.md), or, with
+    ``rollback``, go back to the version installed before the current one.
+
+    Exactly one of ``version`` or ``rollback=true``. The agent fetches the release from
+    the broker, verifies signature, expiry, version order and every artifact's hash, and
+    hands it to its host's updater, which installs it beside the current version,
+    switches, restarts the agent and rolls back by itself unless the new version reports
+    healthy within ``health_deadline_s``.
+    """
+
+    version: Version | None = None
+    rollback: bool = False
+    health_deadline_s: Annotated[float, msgspec.Meta(ge=10, le=3600)] = 120.0
+
+    def __post_init__(self) -> None:
+        if (self.version is None) == (not self.rollback):
+            raise ValueError("give exactly one of 'version' or 'rollback': true")
+
+
+_CONTAINER_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z"
+# An image reference: [registry[:port]/]path[:tag][@digest], as the engine takes it.
+_IMAGE_REF: Final = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}\Z"
+
+
+class DockerUpdateArgs(_Args, kw_only=True, frozen=True):
+    """Pull ``image`` (default: the reference the container was created from), recreate
+    the container with the same configuration if the pull brought a different image,
+    wait for its health check (or for it to keep running ``stable_s``), and put the
+    previous image back if the new one fails."""
+
+    container: Annotated[str, msgspec.Meta(pattern=_CONTAINER_NAME)]
+    image: Annotated[str, msgspec.Meta(pattern=_IMAGE_REF)] | None = None
+    health_timeout_s: Annotated[int, msgspec.Meta(ge=1, le=1800)] = 60
+    stable_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 10
+    stop_timeout_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 10
+
+
 CommandArgs = (
     RestartArgs
     | StopArgs
@@ -114,6 +160,8 @@ CommandArgs = (
     | DockerRestartArgs
     | MetricsArgs
     | TerminalArgs
+    | UpdateArgs
+    | DockerUpdateArgs
 )
 
 ARG_MODELS: Final[dict[CommandName, type[CommandArgs]]] = {
@@ -125,6 +173,8 @@ ARG_MODELS: Final[dict[CommandName, type[CommandArgs]]] = {
     CommandName.DOCKER_RESTART: DockerRestartArgs,
     CommandName.METRICS: MetricsArgs,
     CommandName.TERMINAL: TerminalArgs,
+    CommandName.UPDATE: UpdateArgs,
+    CommandName.DOCKER_UPDATE: DockerUpdateArgs,
 }
 
 DEFAULT_TIMEOUT_S: Final[dict[CommandName, float]] = {
@@ -136,6 +186,10 @@ DEFAULT_TIMEOUT_S: Final[dict[CommandName, float]] = {
     CommandName.DOCKER_RESTART: 120.0,
     CommandName.METRICS: 10.0,
     CommandName.TERMINAL: 15.0,  # until the shell runs, not the session's length
+    # until the release is fetched, verified and handed to the host's updater; the
+    # install and the health check that follow are reported in the agent's status.
+    CommandName.UPDATE: 300.0,
+    CommandName.DOCKER_UPDATE: 600.0,
 }
 
 
@@ -211,3 +265,26 @@ class TerminalResult(Result, kw_only=True, frozen=True):
     shell: ShortStr  # the program running in the terminal
     pid: NonNegInt
     idle_timeout_s: NonNegFloat  # as granted (the agent may cap the one asked for)
+
+
+class UpdateResult(Result, kw_only=True, frozen=True):
+    """``handed_over``: verified and given to the host's updater (progress follows in the
+    agent's status, ``update``); ``up_to_date``: already on that version;
+    ``rollback_requested``: the updater is switching back to ``to_version``."""
+
+    state: ShortStr
+    from_version: ShortStr
+    to_version: ShortStr
+
+
+class DockerUpdateResult(Result, kw_only=True, frozen=True):
+    """``updated``, ``up_to_date`` (the pull brought the image the container runs) or
+    ``rolled_back`` (sent with a ``failed`` reply, code ``unhealthy``)."""
+
+    id: ShortStr
+    name: ShortStr
+    state: ShortStr
+    image: ShortStr
+    old_image_id: ShortStr
+    new_image_id: ShortStr = ""
+    message: str = ""

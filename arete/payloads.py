@@ -89,6 +89,26 @@ class _Payload(msgspec.Struct, kw_only=True, frozen=True):
 
 
 # -- status ------------------------------------------------------------------------------
+class UpdatePhase(StrEnum):
+    """The host updater's progress with one self-update (docs/updates.md)."""
+
+    PENDING = "pending"  # handed over; the updater has not started on it yet
+    INSTALLING = "installing"  # installing beside the current version
+    SWITCHED = "switched"  # running the new version; waiting for it to prove healthy
+    HEALTHY = "healthy"  # the new version proved healthy in time: the update is done
+    ROLLED_BACK = "rolled_back"  # the previous version is back (``reason`` says why)
+    FAILED = "failed"  # nothing was switched (``reason`` says why)
+
+
+class UpdateState(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    phase: UpdatePhase
+    from_version: ShortStr
+    to_version: ShortStr
+    ts: Timestamp  # when the updater last changed ``phase``
+    command_id: ShortStr | None = None
+    reason: ShortStr | None = None
+
+
 class Status(_Payload, kw_only=True, frozen=True):
     """Retained on ``status/<id>``; the agent's Last Will is one of these too."""
 
@@ -102,6 +122,8 @@ class Status(_Payload, kw_only=True, frozen=True):
     reason: ShortStr | None = None
     # The agent's state disk is full: its outbox keeps nothing more (docs/topics.md).
     disk_full: bool = False
+    # Where the host's updater is with the last self-update (docs/updates.md).
+    update: UpdateState | None = None
 
 
 def is_stale(current: Status | None, incoming: Status) -> bool:

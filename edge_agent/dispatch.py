@@ -110,7 +110,21 @@ def build_table(
         CommandName.METRICS: Entry(metrics),
         # terminal: ``ok`` once the shell runs; the session then lives in ``terminals``.
         CommandName.TERMINAL: Entry(terminals.open, precheck=terminals.precheck),
+        # Being built (issue 13): refused with a clear code until their handlers land.
+        CommandName.UPDATE: Entry(_not_yet, precheck=_not_yet_check("update")),
+        CommandName.DOCKER_UPDATE: Entry(_not_yet, precheck=_not_yet_check("docker_update")),
     }
+
+
+async def _not_yet(_: CommandArgs) -> MessageResult:
+    raise CommandFailed("not_supported", "this agent version cannot run this command")
+
+
+def _not_yet_check(what: str) -> Precheck:
+    def check(_: object) -> None:
+        raise CommandFailed("not_supported", f"this agent version cannot run '{what}'")
+
+    return check
 
 
 def _enabled(enabled: bool, what: str) -> Precheck:

@@ -27,11 +27,13 @@ from arete.commands import (
     CommandName,
     DockerPsArgs,
     DockerRestartArgs,
+    DockerUpdateArgs,
     MetricsArgs,
     RestartArgs,
     ScreenshotArgs,
     ShellArgs,
     StopArgs,
+    UpdateArgs,
     command_name,
     parse_args,
 )
@@ -547,7 +549,7 @@ def test_stale_exactly_when_the_incoming_epoch_is_lower(current: int, incoming: 
 
 
 # -- command names and arguments ---------------------------------------------------------
-def test_the_allowlist_has_exactly_eight_commands_each_with_a_model_and_timeout() -> None:
+def test_the_allowlist_has_exactly_ten_commands_each_with_a_model_and_timeout() -> None:
     names = {name.value for name in CommandName}
     assert names == {
         "restart",
@@ -558,6 +560,8 @@ def test_the_allowlist_has_exactly_eight_commands_each_with_a_model_and_timeout(
         "docker_restart",
         "metrics",
         "terminal",
+        "update",
+        "docker_update",
     }
     assert set(ARG_MODELS) == set(CommandName)
     assert set(DEFAULT_TIMEOUT_S) == set(CommandName)
@@ -856,3 +860,22 @@ def test_docs_list_every_topic_kind() -> None:
     text = DOCS.read_text(encoding="utf-8")
     for kind in Kind:
         assert f"`arete/{kind.value}/<" in text, kind
+
+
+def test_update_takes_exactly_one_of_a_version_or_rollback() -> None:
+    assert parse_args("update", {"version": "0.2.1"}) == UpdateArgs(version="0.2.1")
+    assert parse_args("update", {"rollback": True}) == UpdateArgs(rollback=True)
+    for bad in ({}, {"version": "0.2", "rollback": True}, {"rollback": False}):
+        with pytest.raises(CommandArgsError, match="exactly one"):
+            parse_args("update", bad)
+    for version in ("1.2.3-rc1", "v1", "1..2", "1.2.3.4.5", "", "1.2\n"):
+        with pytest.raises(CommandArgsError, match="version"):
+            parse_args("update", {"version": version})
+
+
+def test_docker_update_refuses_a_bad_image_reference() -> None:
+    args = parse_args("docker_update", {"container": "web", "image": "127.0.0.1:5000/bb:2"})
+    assert args == DockerUpdateArgs(container="web", image="127.0.0.1:5000/bb:2")
+    for image in ("-bad", "a b", "x;rm -rf /", "a" * 256):
+        with pytest.raises(CommandArgsError, match="image"):
+            parse_args("docker_update", {"container": "web", "image": image})
