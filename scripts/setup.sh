@@ -124,7 +124,7 @@ find_python() {
 # plugin (mosquitto/c/), which `arete broker run` loads.
 wanted=(mosquitto mosquitto-clients openssl gcc libc6-dev mosquitto-dev libmosquitto-dev)
 if [ "$dev" -eq 1 ]; then
-    wanted+=(xvfb podman runc busybox-static prometheus prometheus-node-exporter victoria-metrics chromium iproute2 iptables faketime debootstrap)
+    wanted+=(xvfb podman runc busybox-static prometheus prometheus-node-exporter victoria-metrics chromium iproute2 iptables faketime debootstrap docker-registry)
 fi
 if ! venv_healthy && ! find_python >/dev/null; then
     # Debian 12's python3 is 3.11; python3-venv brings ensurepip, python3-pip a system pip.
