@@ -16,7 +16,9 @@ from arete.commands import (
 from arete.errors import (
     AreteError,
     CommandArgsError,
+    KeyFormatError,
     PayloadError,
+    ReleaseRefused,
     TopicError,
     UnknownCommandError,
 )
@@ -60,9 +62,11 @@ __all__ = [
     "CommandName",
     "ErrorInfo",
     "Heartbeat",
+    "KeyFormatError",
     "Kind",
     "Metrics",
     "PayloadError",
+    "ReleaseRefused",
     "Reply",
     "ReplyState",
     "Sample",

@@ -41,3 +41,20 @@ class UnknownCommandError(PayloadError):
     def __init__(self, name: str) -> None:
         super().__init__(f"unknown command {name!r}", code="unknown_command")
         self.name = name
+
+
+class ReleaseRefused(AreteError, ValueError):  # noqa: N818 - the name the plan and agents use
+    """A signed release (or one of its artifacts) that must not be installed.
+
+    ``code`` is the reply code an agent answers with (docs/updates.md): ``bad_manifest``,
+    ``unsigned``, ``unknown_key``, ``bad_signature``, ``expired``, ``downgrade``,
+    ``too_old``, ``tampered``, ``fetch_failed``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class KeyFormatError(AreteError, ValueError):
+    """A public key that is neither base64 of a raw 32-byte Ed25519 key nor Ed25519 PEM."""
