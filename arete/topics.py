@@ -26,6 +26,14 @@ _SESSION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Third level of a replica's digest topic, ``<root>/maestro/<replica>/seen``.
 SEEN: Final = "seen"
 
+# Levels under ``<root>/release/<version>/`` (arete.release, docs/updates.md).
+RELEASE_MANIFEST: Final = "manifest"
+RELEASE_CHUNK: Final = "chunk"
+# A release version as a topic level: arete.commands.VERSION_PATTERN (not imported: the
+# topic module depends on nothing but its errors).
+_VERSION_RE: Final = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,3}\Z")
+_INDEX_RE: Final = re.compile(r"^(0|[1-9][0-9]{0,5})\Z")
+
 SHARED_PREFIX: Final = "$share/"
 
 RESERVED_IDS: Final = frozenset({"maestro", "viewer", "admin", "root", "all"})
@@ -49,6 +57,7 @@ class Kind(StrEnum):
     ALERTS = "alerts"
     MAESTRO = "maestro"
     STORED = "stored"  # the maestro's end-to-end acknowledgement to one agent
+    RELEASE = "release"  # signed releases: <root>/release/<version>/... (not per agent)
 
 
 class TermDirection(StrEnum):
@@ -85,6 +94,15 @@ class ParsedTopic:
     session: str | None = None
     direction: TermDirection | None = None
     digest: bool = False  # ``maestro/<replica>/seen`` rather than ``maestro/<replica>``
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseTopic:
+    """What a release topic says: the version, and for a chunk its artifact and index."""
+
+    version: str
+    artifact: int | None = None  # None: the manifest
+    chunk: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +153,17 @@ class Topics:
             raise TopicError(f"invalid terminal direction {direction!r}") from None
         return f"{self._agent_topic(Kind.TERM, agent_id)}/{session}/{way}"
 
+    def release_manifest(self, version: str) -> str:
+        """Where the maestro keeps a signed release (retained): ``<root>/release/<v>/manifest``."""
+        return f"{self._release(version)}/{RELEASE_MANIFEST}"
+
+    def release_chunk(self, version: str, artifact: int, chunk: int) -> str:
+        """Chunk ``chunk`` of artifact ``artifact`` (its index in the manifest), retained."""
+        for name, index in (("artifact", artifact), ("chunk", chunk)):
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10**6:
+                raise TopicError(f"invalid release {name} index {index!r}")
+        return f"{self._release(version)}/{RELEASE_CHUNK}/{artifact}/{chunk}"
+
     # -- filters ---------------------------------------------------------------------
     def all_of(self, kind: Kind) -> str:
         """Subscription filter for one kind across the fleet, e.g. ``arete/status/+``."""
@@ -142,12 +171,22 @@ class Topics:
             kind = Kind(kind)
         except ValueError:
             raise TopicError(f"unknown topic kind {kind!r}") from None
+        if kind is Kind.RELEASE:
+            raise TopicError("release topics are not per agent: use all_releases()")
         suffix = "/+/+" if kind is Kind.TERM else ""
         return f"{self.root}/{kind}/+{suffix}"
 
     def all_maestro_seen(self) -> str:
         """Subscription filter for every replica's digest, ``<root>/maestro/+/seen``."""
         return f"{self.root}/{Kind.MAESTRO}/+/{SEEN}"
+
+    def release_filter(self, version: str) -> str:
+        """Every topic of one release: ``<root>/release/<version>/#``."""
+        return f"{self._release(version)}/#"
+
+    def all_releases(self) -> str:
+        """Every release topic, ``<root>/release/#`` (ACL lines, the store's cleanup)."""
+        return f"{self.root}/{Kind.RELEASE}/#"
 
     def everything(self) -> str:
         return f"{self.root}/#"
@@ -185,6 +224,8 @@ class Topics:
             kind = Kind(parts[0])
         except ValueError:
             raise TopicError(f"unknown topic kind in {topic!r}") from None
+        if kind is Kind.RELEASE:
+            raise TopicError(f"release topic {topic!r}: parse it with parse_release()")
         if kind is Kind.TERM:
             if len(parts) != 4:
                 raise TopicError(f"terminal topic {topic!r} must be term/<id>/<session>/<dir>")
@@ -202,6 +243,33 @@ class Topics:
         if kind is Kind.MAESTRO:
             return ParsedTopic(kind, validate_agent_id_or_replica(parts[1]))
         return ParsedTopic(kind, validate_agent_id(parts[1]))
+
+    def parse_release(self, topic: str) -> ReleaseTopic:
+        """Parse ``<root>/release/<v>/manifest`` or ``<root>/release/<v>/chunk/<a>/<n>``."""
+        prefix = f"{self.root}/{Kind.RELEASE}/"
+        if not topic.startswith(prefix):
+            raise TopicError(f"topic {topic!r} is not a release topic under {self.root!r}")
+        parts = topic[len(prefix) :].split("/")
+        if not _VERSION_RE.match(parts[0]):
+            raise TopicError(f"invalid release version in {topic!r}")
+        if parts[1:] == [RELEASE_MANIFEST]:
+            return ReleaseTopic(parts[0])
+        if (
+            len(parts) == 4
+            and parts[1] == RELEASE_CHUNK
+            and _INDEX_RE.match(parts[2])
+            and _INDEX_RE.match(parts[3])
+        ):
+            return ReleaseTopic(parts[0], int(parts[2]), int(parts[3]))
+        raise TopicError(
+            f"release topic {topic!r} must be release/<version>/manifest"
+            " or release/<version>/chunk/<artifact>/<n>"
+        )
+
+    def _release(self, version: str) -> str:
+        if not isinstance(version, str) or not _VERSION_RE.match(version):
+            raise TopicError(f"invalid release version {version!r}: 1-4 dot-separated numbers")
+        return f"{self.root}/{Kind.RELEASE}/{version}"
 
     def _agent_topic(self, kind: Kind, agent_id: str) -> str:
         return f"{self.root}/{kind}/{validate_agent_id(agent_id)}"

@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CHECKED = ["edge_agent", "mosquitto", "maestro", "web_api", "arete_cli", "bench"]
 
-_KINDS = r"(status|metrics|heartbeat|cmd|reply|term|alerts|stored)"
+_KINDS = r"(status|metrics|heartbeat|cmd|reply|term|alerts|stored|release)"
 STRAY_TOPIC = re.compile(
     # "arete/status/{...}", 'cmd/%u', "reply/+" ... (the before-stop hook's pattern)
     rf"[\"'](arete/)?{_KINDS}/[{{%+#]"

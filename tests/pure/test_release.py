@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arete.errors import AreteError, KeyFormatError, PayloadError, ReleaseRefused
+from arete.errors import AreteError, KeyFormatError, PayloadError, ReleaseRefused, TopicError
 from arete.release import (
     MAX_RELEASE_BYTES,
     RELEASE_CHUNK_BYTES,
@@ -37,6 +37,7 @@ from arete.release import (
     sign_release,
     verify_release,
 )
+from arete.topics import Kind, ReleaseTopic, Topics
 
 NOW = 1_800_000_000.0
 KEY = Ed25519PrivateKey.generate()
@@ -394,3 +395,58 @@ def test_models_reject_unknown_fields_when_built_from_json() -> None:
         msgspec.json.decode(
             b'{"name":"a-1-py3-none-any.whl","sha256":"","size":0}', type=ReleaseArtifact
         )
+
+
+# -- topics ---------------------------------------------------------------------------
+
+
+def test_release_topics_are_built_and_parsed_under_the_root() -> None:
+    topics = Topics("acme/eu")
+    assert topics.release_manifest("0.2.0") == "acme/eu/release/0.2.0/manifest"
+    assert topics.release_chunk("0.2.0", 3, 17) == "acme/eu/release/0.2.0/chunk/3/17"
+    assert topics.release_filter("0.2.0") == "acme/eu/release/0.2.0/#"
+    assert topics.all_releases() == "acme/eu/release/#"
+    assert topics.parse_release("acme/eu/release/0.2.0/manifest") == ReleaseTopic("0.2.0")
+    assert topics.parse_release("acme/eu/release/1/chunk/3/17") == ReleaseTopic("1", 3, 17)
+
+
+@given(st.lists(st.integers(0, 999_999), min_size=1, max_size=4), st.integers(0, 999_999))
+def test_release_chunk_topics_round_trip(parts: list[int], index: int) -> None:
+    topics = Topics()
+    version = as_text(parts)
+    topic = topics.release_chunk(version, index, index // 2)
+    assert topics.parse_release(topic) == ReleaseTopic(version, index, index // 2)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "arete/release/0.2.0",
+        "arete/release/0.2.0/manifest/x",
+        "arete/release/v1/manifest",
+        "arete/release/0.2.0/chunk/1",
+        "arete/release/0.2.0/chunk/01/0",
+        "arete/release/0.2.0/chunk/-1/0",
+        "arete/release/0.2.0/chunk/a/0",
+        "arete/release/+/manifest",
+        "other/release/0.2.0/manifest",
+        "arete/status/0.2.0",
+    ],
+)
+def test_parse_release_refuses_topics_outside_the_contract(topic: str) -> None:
+    with pytest.raises(TopicError):
+        Topics().parse_release(topic)
+
+
+def test_release_topic_builders_refuse_bad_versions_and_indexes() -> None:
+    topics = Topics()
+    for version in ["", "+", "#", "1/2", "1.0-rc1", "../x"]:
+        with pytest.raises(TopicError):
+            topics.release_manifest(version)
+    for index in [-1, 10**6, True]:
+        with pytest.raises(TopicError):
+            topics.release_chunk("1.0", index, 0)
+    with pytest.raises(TopicError):
+        topics.all_of(Kind.RELEASE)  # not per agent: <root>/release/+ would be wrong
+    with pytest.raises(TopicError, match="parse_release"):
+        topics.parse("arete/release/0.2.0/manifest")
