@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
 
 from edge_agent.errors import ConfigError
@@ -17,8 +15,9 @@ def load_verifier(settings: CommandSettings) -> Verify | None:
         return None
     # Imported here: agents without signing never load the crypto library.
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from arete.errors import KeyFormatError
+    from arete.release import load_public_key
 
     if settings.public_key_file is not None:
         try:
@@ -27,23 +26,10 @@ def load_verifier(settings: CommandSettings) -> Verify | None:
             raise ConfigError(f"commands.public_key_file: {exc}") from None
     else:
         text = (settings.public_key or "").strip()
-    key: Ed25519PublicKey
-    if text.startswith("-----BEGIN"):
-        try:
-            loaded = load_pem_public_key(text.encode())
-        except ValueError as exc:
-            raise ConfigError(f"commands public key: not a valid PEM key: {exc}") from None
-        if not isinstance(loaded, Ed25519PublicKey):
-            raise ConfigError("commands public key: not an Ed25519 key")
-        key = loaded
-    else:
-        try:
-            raw = base64.b64decode(text, validate=True)
-            key = Ed25519PublicKey.from_public_bytes(raw)
-        except (binascii.Error, ValueError):
-            raise ConfigError(
-                "commands public key: expected base64 of a raw 32-byte Ed25519 key or PEM"
-            ) from None
+    try:
+        key = load_public_key(text)
+    except KeyFormatError as exc:
+        raise ConfigError(f"commands public key: {exc}") from None
 
     def verify(signature: bytes, data: bytes) -> bool:
         try:
