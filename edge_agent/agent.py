@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -32,6 +33,7 @@ from arete.payloads import (
     ReplyState,
     Sample,
     Status,
+    UpdateState,
     decode_maestro_status,
     encode,
     encode_metrics,
@@ -45,6 +47,7 @@ from edge_agent.delivery import AckMode, Batch, HubWatch, Unconfirmed
 from edge_agent.dispatch import Entry, build_table, deadline_s
 from edge_agent.errors import CommandFailed, StateError
 from edge_agent.gate import Admitted, Refused, admit, salvage_id
+from edge_agent.health import HealthReport, HealthWatch, remove_health, write_health
 from edge_agent.link import (
     Connected,
     Disconnected,
@@ -65,6 +68,8 @@ from edge_agent.state import AgentState as StateStore
 from edge_agent.state import EpochCounter, OutboxRow
 from edge_agent.terminal import TerminalManager
 from edge_agent.threads import DaemonPool
+from edge_agent.update import SelfUpdate
+from edge_agent.update_files import STATE_POLL_S, UpdateFileError, UpdateFiles
 from edge_agent.verify import load_verifier
 
 log = logging.getLogger("arete.agent")
@@ -164,8 +169,28 @@ class Agent:
             self.topics,
             lambda topic, payload: self.link.publish(topic, payload, qos=0) is not None,
         )
+        # -- self-update hook (edge_agent/update.py, health.py; docs/updates.md)
+        self._state_dir = state_dir
+        self._started_at = time.time()
+        self.health = HealthWatch()
+        self._birth_key: tuple[int, int] | None = None  # (generation, mid) of ``online``
+        remove_health(state_dir)  # an earlier process's word is not this one's
+        update_files = UpdateFiles(state_dir)
+        update_files.clean_partial()
+        self.updates = SelfUpdate(
+            settings.update,
+            self.topics,
+            update_files,
+            # self.link is made in run(): looked up at each call
+            subscribe=lambda topic_filter: self.link.subscribe(topic_filter),  # noqa: PLW0108
+            unsubscribe=lambda topic_filter: self.link.unsubscribe(topic_filter),  # noqa: PLW0108
+        )
+        self._update_state = self._read_update_state()
         self._table: dict[CommandName, Entry] = build_table(
-            settings, fresh_sample=self._fresh_sample, terminals=self.terminals
+            settings,
+            fresh_sample=self._fresh_sample,
+            terminals=self.terminals,
+            updates=self.updates,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -196,6 +221,7 @@ class Agent:
             self._spawn(self._sample_loop(), "sampler"),
             self._spawn(self._heartbeat_loop(), "heartbeat"),
             self._spawn(self._housekeeping_loop(), "housekeeping"),
+            self._spawn(self._update_state_loop(), "update-state"),
         ]
         await self._stop.wait()
         budget_end = time.monotonic() + SHUTDOWN_BUDGET_S
@@ -273,6 +299,8 @@ class Agent:
                 self._on_published(event)
             elif isinstance(event, Received) and self.terminals.owns(event.topic):
                 self.terminals.on_message(event.topic, event.payload)  # terminal hook
+            elif isinstance(event, Received) and self.updates.owns(event.topic):
+                self.updates.on_message(event.topic, event.payload)  # self-update hook
             elif isinstance(event, Received) and self._on_delivery_news(event):
                 pass
             elif isinstance(event, Received):
@@ -283,17 +311,23 @@ class Agent:
                     log.exception("command handling failed; dropped")
             elif isinstance(event, Connected):
                 self._generation, self._epoch = event.generation, event.epoch
+                self._birth_key = (event.generation, event.birth_mid)
+                self.health.on_connected()
                 self._replay_cursor = 0
                 self._flush_replies()
                 self._replay_wake.set()
             elif isinstance(event, Disconnected):
                 log.warning("link lost", extra={"kv": {"reason": event.reason}})
+                self.health.on_disconnected()
                 self._requeue_unacked(link_lost=True)
                 self._fail_controls()
+            self._note_health()
 
     def _on_published(self, event: Published) -> None:
         entry = self._inflight.pop((event.generation, event.mid), None)
         self._acked.set()
+        if event.ok:
+            self._note_acked(event, entry)
         if entry is None:
             return
         if isinstance(entry, _Control):
@@ -318,6 +352,15 @@ class Agent:
             self.unconfirmed.confirm_batch(entry.batch)
             self._store(lambda: self.state.outbox_delete(entry.seqs), "outbox_delete_failed")
             self._replay_wake.set()
+
+    def _note_acked(self, event: Published, entry: _Live | _Replay | _Control | None) -> None:
+        """The broker has the online status or samples: signs of health (health.py)."""
+        if (event.generation, event.mid) == self._birth_key:
+            self.health.on_online_acked()
+        elif isinstance(entry, _Live):
+            self.health.on_samples_acked(len(entry.rows))
+        elif isinstance(entry, _Replay):
+            self.health.on_samples_acked(len(entry.seqs))
 
     def _on_delivery_news(self, event: Received) -> bool:
         """A stored acknowledgement or a maestro replica's state; False for other topics."""
@@ -449,6 +492,8 @@ class Agent:
             self._inflight[sent] = _Live([row], now)
         if qos or self.ack_mode.on:  # QoS 0 without a maestro: fire and forget
             self.unconfirmed.sent_live(row, now)
+        if not qos:  # no PUBACK at QoS 0: a sample out on a live link is all there is
+            self.health.on_samples_acked(1)
         return True
 
     def _to_outbox(self, rows: list[OutboxRow], *, count_lost: bool = True) -> bool:
@@ -585,7 +630,10 @@ class Agent:
             if not self.link.connected:
                 continue
             beat = Heartbeat(epoch=self._epoch, seq=self.state.last_seq, ts=time.time())
-            self.link.publish(self.topics.heartbeat(self.settings.id), encode(beat), qos=0)
+            topic = self.topics.heartbeat(self.settings.id)
+            if self.link.publish(topic, encode(beat), qos=0) is not None:
+                self.health.on_heartbeat()
+                self._note_health()
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -594,6 +642,47 @@ class Agent:
                 lambda: self.state.forget_commands_expired_before(time.time() - 120.0),
                 "prune_failed",
             )
+
+    # -- self-update: health.json and the updater's state ------------------------------------
+    def _note_health(self) -> None:
+        """Write ``health.json`` the first time every sign of a working agent is in."""
+        if not self.health.due():
+            return
+        self.health.written = True  # once per process, even if the write fails
+        now = time.time()
+        report = HealthReport(
+            version=__version__, pid=os.getpid(), started_at=self._started_at, healthy_at=now
+        )
+        try:
+            write_health(self._state_dir, report)
+        except OSError as exc:
+            log.error("cannot write health.json", extra={"kv": {"error": str(exc)}})
+            return
+        log.info("agent healthy", extra={"kv": {"after_s": round(now - self._started_at, 2)}})
+
+    def _read_update_state(self) -> UpdateState | None:
+        try:
+            return self.updates.files.read_state()
+        except UpdateFileError as exc:
+            log.warning("update state unreadable", extra={"kv": {"error": str(exc)}})
+            return getattr(self, "_update_state", None)
+
+    async def _update_state_loop(self) -> None:
+        """Every STATE_POLL_S: the updater's state.json; a change goes out in the status."""
+        while True:
+            await asyncio.sleep(STATE_POLL_S)
+            state = await asyncio.to_thread(self._read_update_state)
+            if state == self._update_state:
+                continue
+            self._update_state = state
+            if state is not None:
+                log.info(
+                    "update state changed",
+                    extra={"kv": {"phase": state.phase.value, "to_version": state.to_version}},
+                )
+            if self.link.connected:
+                status = self._status(AgentState.ONLINE, self._epoch, None)
+                self.link.publish(status.topic, status.payload, qos=1, retain=True)
 
     # -- commands --------------------------------------------------------------------------
     def note_maestro_time(self, maestro_ts: float) -> None:
@@ -711,7 +800,12 @@ class Agent:
             log.info("command running", extra={"kv": kv})
             try:
                 deadline = deadline_s(admitted.name, admitted.args, self.settings.docker)
-                result = await asyncio.wait_for(entry.handler(admitted.args), deadline)
+                call = (
+                    entry.handler(admitted.args, cmd)
+                    if entry.with_command
+                    else entry.handler(admitted.args)
+                )
+                result = await asyncio.wait_for(call, deadline)
             except CommandFailed as exc:
                 self._reply(
                     cmd.id,
@@ -804,6 +898,7 @@ class Agent:
             heartbeat_s=self.settings.heartbeat_s,
             reason=reason,
             disk_full=self.state.disk_full,
+            update=self._update_state,
         )
         return Retained(self.topics.status(self.settings.id), encode(status))
 

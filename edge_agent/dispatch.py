@@ -30,8 +30,10 @@ from edge_agent.settings import AgentSettings, DockerSettings
 
 if TYPE_CHECKING:
     from edge_agent.terminal import TerminalManager
+    from edge_agent.update import SelfUpdate
 
-Handler = Callable[[Any], Awaitable[Any]]
+# Called with the command's args, and the command itself when ``with_command`` is set.
+Handler = Callable[..., Awaitable[Any]]
 Precheck = Callable[[Any], object]  # raises CommandFailed when this agent's policy refuses
 
 # The shell ends itself at most OVERRUN_S after its ``timeout_s`` (SIGTERM grace, SIGKILL,
@@ -56,6 +58,7 @@ class Entry:
     precheck: Precheck | None = None  # policy, checked before ``accepted`` is sent
     slot: bool = False  # waits for one of the agent's shared command slots
     limit: int | None = None  # at most this many at once; more are rejected ``busy``
+    with_command: bool = False  # the handler also gets the Command (its id, for records)
 
 
 def build_table(
@@ -63,6 +66,7 @@ def build_table(
     *,
     fresh_sample: Callable[[], Awaitable[Sample]],
     terminals: TerminalManager,
+    updates: SelfUpdate,
 ) -> dict[CommandName, Entry]:
     # Handlers import their heavy libraries (mss, docker) only when first called.
     from edge_agent.handlers.docker import docker_ps, docker_restart
@@ -111,7 +115,10 @@ def build_table(
         # terminal: ``ok`` once the shell runs; the session then lives in ``terminals``.
         CommandName.TERMINAL: Entry(terminals.open, precheck=terminals.precheck),
         # Being built (issue 13): refused with a clear code until their handlers land.
-        CommandName.UPDATE: Entry(_not_yet, precheck=_not_yet_check("update")),
+        # update: ``ok`` once the host's updater has the verified release (edge_agent/update.py)
+        CommandName.UPDATE: Entry(
+            updates.run, precheck=updates.precheck, limit=1, with_command=True
+        ),
         CommandName.DOCKER_UPDATE: Entry(_not_yet, precheck=_not_yet_check("docker_update")),
     }
 

@@ -36,6 +36,7 @@ SESSION_TAKEN_OVER = 142  # MQTT 5 reason code: another client connected with ou
 class Connected:
     generation: int
     epoch: int
+    birth_mid: int = 0  # the online status's message id: its PUBACK says it is retained
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,7 @@ class MqttLink:
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._taken_over = False
         self._kicks = KickWatch()  # closed right after connecting, again and again
+        self._extra: set[str] = set()  # subscriptions made at run time (subscribe())
 
     # -- called from the agent's thread ----------------------------------------------------
     def start(self) -> None:
@@ -146,6 +148,27 @@ class MqttLink:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return None
             return self._generation, info.mid
+
+    def subscribe(self, topic_filter: str) -> bool:
+        """Subscribe (QoS 1) now and after every reconnect, until :meth:`unsubscribe`.
+
+        False when not connected (it is sent at the next connection)."""
+        with self._lock:
+            self._extra.add(topic_filter)
+            client = self._client
+            # paho's own state, not ``_connected``: on_connect may be taking its list
+            # of subscriptions right now, on the network thread.
+            if client is None or not client.is_connected():
+                return False
+            rc, _ = client.subscribe(topic_filter, qos=1)
+            return bool(rc == MQTTErrorCode.MQTT_ERR_SUCCESS)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        with self._lock:
+            self._extra.discard(topic_filter)
+            client = self._client
+            if client is not None and client.is_connected():
+                client.unsubscribe(topic_filter)
 
     def close(self, timeout: float = 5.0) -> None:
         """Disconnect cleanly (DISCONNECT reason 0: the broker drops the Will) and join."""
@@ -259,10 +282,12 @@ class MqttLink:
                 return
             # Subscribe and announce first, from this thread, so that no command that
             # arrives before the agent's loop runs is missed and "online" goes out first.
-            for topic in self._config.subscriptions:
+            with self._lock:
+                extra = sorted(self._extra)
+            for topic in (*self._config.subscriptions, *extra):
                 client.subscribe(topic, qos=1)
             birth = self._birth(epoch)
-            client.publish(birth.topic, birth.payload, qos=1, retain=True)
+            info = client.publish(birth.topic, birth.payload, qos=1, retain=True)
             with self._lock:
                 self._connected = True
                 generation = self._generation
@@ -272,7 +297,7 @@ class MqttLink:
                     "kv": {"host": self._config.host, "port": self._config.port, "epoch": epoch}
                 },
             )
-            self._on_event(Connected(generation, epoch))
+            self._on_event(Connected(generation, epoch, info.mid))
 
         return on_connect
 

@@ -7,6 +7,8 @@ Nested keys use a double underscore in the environment: ``ARETE_AGENT_MQTT__HOST
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import tomllib
@@ -31,6 +33,12 @@ RESTART_EXIT_CODE: Final = 75  # systemd unit: Restart=always brings the agent b
 _CREDENTIALS_RE: Final = re.compile(
     r"^\$(?:\{CREDENTIALS_DIRECTORY\}|CREDENTIALS_DIRECTORY)(?=/|$)"
 )
+
+# An update command has DEFAULT_TIMEOUT_S["update"] (300 s) to fetch, verify, spool and
+# hand over; these two bounds keep both waits, with room to write the files, inside it.
+MAX_FETCH_TIMEOUT_S: Final = 240.0
+MAX_PICKUP_TIMEOUT_S: Final = 40.0
+RELEASE_KEY_BYTES: Final = 32
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 PosFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -109,6 +117,21 @@ class OutboxSettings(_Section, kw_only=True):
     replay_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 300
 
 
+class UpdateSettings(_Section, kw_only=True):
+    """Self-update (docs/updates.md): off unless enabled and given a release key."""
+
+    enabled: bool = False
+    # Ed25519 public keys that may sign releases (base64 of the raw 32 bytes): NOT the
+    # command-signing key. More than one while a release key is being rotated.
+    release_keys: list[str] = []
+    # A file with more such keys, one per line ('#' starts a comment).
+    release_key_file: str | None = None
+    # How long the release may take to arrive from the broker (manifest and chunks).
+    fetch_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_FETCH_TIMEOUT_S)] = 120.0
+    # How long the host's updater may take to pick a verified release up.
+    pickup_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_PICKUP_TIMEOUT_S)] = 15.0
+
+
 class AgentSettings(_Section, kw_only=True):
     id: str
     state_dir: str | None = (
@@ -126,6 +149,7 @@ class AgentSettings(_Section, kw_only=True):
     docker: DockerSettings = msgspec.field(default_factory=DockerSettings)
     commands: CommandSettings = msgspec.field(default_factory=CommandSettings)
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
+    update: UpdateSettings = msgspec.field(default_factory=UpdateSettings)
 
     @property
     def username(self) -> str:
@@ -165,6 +189,7 @@ _RELATIVE_PATHS: Final = (
     ("mqtt", "ca_file"),
     ("mqtt", "password_file"),
     ("commands", "public_key_file"),
+    ("update", "release_key_file"),
     (None, "state_dir"),
 )
 
@@ -239,11 +264,27 @@ def _check(settings: AgentSettings) -> AgentSettings:
         raise ConfigError("mqtt.ca_file is set but mqtt.tls is false")
     if settings.commands.public_key and settings.commands.public_key_file:
         raise ConfigError("set commands.public_key or commands.public_key_file, not both")
+    for index, key in enumerate(settings.update.release_keys):
+        check_release_key(key, f"update.release_keys[{index}]")
     from edge_agent.handlers.allowlist import compile_rule  # it imports this module
 
     for index, entry in enumerate(settings.shell.allow):
         compile_rule(entry, f"shell.allow[{index}]")
     return settings
+
+
+def check_release_key(text: str, where: str) -> bytes:
+    """The raw 32 bytes of a base64 release key, or a ConfigError naming ``where``."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != RELEASE_KEY_BYTES:
+        raise ConfigError(
+            f"{where}: expected base64 of a raw 32-byte Ed25519 public key "
+            "(`arete release key public` prints one)"
+        )
+    return raw
 
 
 def read_password(settings: AgentSettings) -> str | None:
