@@ -10,10 +10,12 @@ maestro      everything under ``<root>``, Home Assistant   everything under ``<r
                                                            counter (``$SYS``)
 viewer       nothing                                       status, metrics, heartbeat,
                                                            alerts, maestro of every agent,
+                                                           signed releases,
                                                            ``homeassistant/#``
 agent ``%u`` its own status, metrics, heartbeat, reply,    its own cmd, terminal input and
              terminal output                               stored acknowledgement, the
-                                                           maestro's status
+                                                           maestro's status, signed
+                                                           releases (``<root>/release/#``)
 ============ ============================================= ===============================
 
 Mosquitto applies ``pattern`` lines to *every* user, service accounts included. That is
@@ -53,6 +55,9 @@ def agent_rules(topics: Topics) -> list[tuple[str, str]]:
     rules.append(("read", topics.acl_pattern(Kind.TERM, suffix=TERM_IN_SUFFIX)))
     # Every agent may watch the hub's retained status (no %u: all replicas).
     rules.append(("read", topics.all_of(Kind.MAESTRO)))
+    # Signed releases, published by the maestro for the agents' `update` command: the
+    # agent verifies them itself, so reading every release gives nothing away.
+    rules.append(("read", topics.all_releases()))
     return rules
 
 
@@ -87,6 +92,7 @@ def render_acl(topics: Topics) -> str:
     lines.extend(f"topic deny {topic}" for topic in denied)
     # One level (`+`): every topic the viewer may read is <root>/<kind>/<id>.
     lines.extend(f"topic read {topics.all_of(kind)}" for kind in VIEWER_READS)
+    lines.append(f"topic read {topics.all_releases()}")  # what the fleet may update to
     lines.append(f"topic read {HA_DISCOVERY}")  # Home Assistant connects as the viewer
     lines += [
         "",

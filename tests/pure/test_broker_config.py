@@ -299,7 +299,8 @@ def every_topic(topics: Topics, agent_ids: list[str]) -> list[str]:
             topics.term(agent, "s1", TermDirection.IN),
             topics.term(agent, "s1", TermDirection.OUT),
         ]
-    return [*concrete, topics.maestro("m1")]
+    releases = [topics.release_manifest("0.2.0"), topics.release_chunk("0.2.0", 1, 2)]
+    return [*concrete, topics.maestro("m1"), *releases]
 
 
 def term(topics: Topics, agent: str, direction: TermDirection) -> str:
@@ -328,7 +329,9 @@ def test_viewer_can_publish_nowhere_not_even_on_topics_named_after_itself(
         assert not acl.allows(VIEWER, "write", topic), topic
 
 
-def test_viewer_reads_status_metrics_heartbeat_alerts_and_maestro_only(topics: Topics) -> None:
+def test_viewer_reads_status_metrics_heartbeat_alerts_maestro_and_releases_only(
+    topics: Topics,
+) -> None:
     acl = AclModel(render_acl(topics))
     readable = {t for t in every_topic(topics, ["a1"]) if acl.allows(VIEWER, "read", t)}
     assert readable == {
@@ -337,6 +340,8 @@ def test_viewer_reads_status_metrics_heartbeat_alerts_and_maestro_only(topics: T
         topics.heartbeat("a1"),
         topics.alerts("a1"),
         topics.maestro("m1"),
+        topics.release_manifest("0.2.0"),
+        topics.release_chunk("0.2.0", 1, 2),
     }
 
 
@@ -354,7 +359,7 @@ def test_an_agent_writes_only_its_own_status_metrics_heartbeat_reply_and_termina
     }
 
 
-def test_an_agent_reads_only_its_own_commands_terminal_input_stored_acks_and_the_maestro(
+def test_an_agent_reads_only_its_own_commands_terminal_input_stored_acks_maestro_releases(
     topics: Topics,
 ) -> None:
     acl = AclModel(render_acl(topics))
@@ -364,7 +369,18 @@ def test_an_agent_reads_only_its_own_commands_terminal_input_stored_acks_and_the
         topics.stored("a1"),
         term(topics, "a1", TermDirection.IN),
         topics.maestro("m1"),
+        topics.release_manifest("0.2.0"),
+        topics.release_chunk("0.2.0", 1, 2),
     }
+
+
+def test_only_the_maestro_publishes_releases(topics: Topics) -> None:
+    acl = AclModel(render_acl(topics))
+    release = [topics.release_manifest("0.2.0"), topics.release_chunk("0.2.0", 0, 0)]
+    for topic in release:
+        assert acl.allows(MAESTRO, "write", topic)
+        for user in (VIEWER, "a1", "maestro2"):
+            assert not acl.allows(user, "write", topic), (user, topic)
 
 
 def test_only_the_maestro_reads_the_brokers_dropped_counter_and_nobody_writes_it(
