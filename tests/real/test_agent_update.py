@@ -1,0 +1,264 @@
+"""The ``update`` command end to end: a real broker holding a signed release (retained,
+published as the maestro account), a real agent fetching, verifying and handing it over;
+the host updater is played by the test (it writes ``state.json`` when ``request.json``
+appears). Also ``health.json`` and the status's ``update`` field."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from arete.payloads import ReplyState, UpdatePhase, UpdateState
+from arete.release import RELEASE_CHUNK_BYTES
+from arete.version import __version__
+from edge_agent.update_files import UpdateFiles
+from tests.fixtures.agent import Commander, ReadyAgent, states, wait_status
+from tests.fixtures.broker import Broker
+from tests.fixtures.procs import wait_for
+from tests.fixtures.releases import BuiltRelease, build_release, public_text, wheel_name
+
+pytestmark = pytest.mark.real
+
+OK = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.OK]
+FAILED = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.FAILED]
+KEY = Ed25519PrivateKey.generate()
+MAJOR, MINOR = (int(part) for part in __version__.split(".")[:2])
+NEXT = f"{MAJOR}.{MINOR + 1}.0"  # newer than the running version
+
+
+def update_env(**extra: str) -> dict[str, str]:
+    return {
+        "ARETE_AGENT_UPDATE__ENABLED": "true",
+        "ARETE_AGENT_UPDATE__RELEASE_KEYS": json.dumps([public_text(KEY)]),
+        "ARETE_AGENT_UPDATE__FETCH_TIMEOUT_S": "6",
+        "ARETE_AGENT_UPDATE__PICKUP_TIMEOUT_S": "3",
+        **extra,
+    }
+
+
+def wheels(version: str) -> dict[str, bytes]:
+    return {
+        wheel_name("arete", version): os.urandom(RELEASE_CHUNK_BYTES + 1000),
+        wheel_name("paho_mqtt", "2.1.0"): os.urandom(5000),
+    }
+
+
+def publish(commander: Commander, broker: Broker, release: BuiltRelease) -> None:
+    """Retained, QoS 1, as the maestro publishes a release."""
+    for topic, payload in release.messages(broker.topics):
+        reason = commander.probe.publish(topic, payload, qos=1, retain=True)
+        assert reason in (0, 16), reason  # 16: accepted, no subscriber yet
+
+
+class FakeUpdater:
+    """Plays the host's updater: answers each request.json with a state.json."""
+
+    def __init__(self, state_dir: Path, phase: UpdatePhase = UpdatePhase.PENDING) -> None:
+        self.files = UpdateFiles(state_dir)
+        self.phase = phase
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                raw = self.files.request.read_bytes()
+            except FileNotFoundError:
+                continue
+            self.requests.append(raw)
+            request = json.loads(raw)
+            state = UpdateState(
+                phase=self.phase,
+                from_version=request["from_version"],
+                to_version=request["version"] or "",
+                ts=time.time(),
+                command_id=request["command_id"],
+            )
+            write_state(self.files, state)
+            self.files.request.unlink()  # as the real one does once it took it
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+def write_state(files: UpdateFiles, state: UpdateState) -> None:
+    files.root.mkdir(parents=True, exist_ok=True)
+    tmp = files.state.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.json.encode(state))
+    tmp.replace(files.state)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "release.pub"
+    path.write_text(public_text(KEY) + "\n")
+    return path
+
+
+def test_a_good_release_is_handed_over_byte_exact_and_its_progress_shows_in_status(
+    ready_agent: ReadyAgent, broker: Broker
+) -> None:
+    agent, commander = ready_agent(env=update_env())
+    release = build_release(KEY, NEXT, wheels(NEXT))
+    publish(commander, broker, release)
+    updater = FakeUpdater(agent.state_dir)
+    try:
+        replies = commander.run("update", {"version": NEXT, "health_deadline_s": 60}, timeout=30)
+    finally:
+        updater.close()
+    assert states(replies) == OK, replies[-1].error
+    assert replies[-1].result == {
+        "state": "handed_over",
+        "from_version": __version__,
+        "to_version": NEXT,
+    }
+    spooled = agent.state_dir / "updates" / NEXT
+    assert (spooled / "release.json").read_bytes() == release.raw
+    assert sorted(p.name for p in spooled.iterdir()) == sorted(["release.json", *release.artifacts])
+    for name, data in release.artifacts.items():
+        assert (spooled / name).read_bytes() == data
+    request = json.loads(updater.requests[0])
+    assert request == {
+        "version": NEXT,
+        "rollback": False,
+        "from_version": __version__,
+        "command_id": replies[-1].id,
+        "health_deadline_s": 60.0,
+        "requested_at": pytest.approx(time.time(), abs=60),
+    }
+    # The updater's progress reaches the retained status within its 2 s poll.
+    status = wait_status(
+        commander.probe,
+        broker.topics,
+        agent.agent_id,
+        lambda s: s.update is not None and s.update.phase is UpdatePhase.PENDING,
+    )
+    assert status.update is not None
+    assert (status.update.to_version, status.update.command_id) == (NEXT, replies[-1].id)
+    files = UpdateFiles(agent.state_dir)
+    write_state(files, msgspec.structs.replace(status.update, phase=UpdatePhase.HEALTHY))
+    wait_status(
+        commander.probe,
+        broker.topics,
+        agent.agent_id,
+        lambda s: s.update is not None and s.update.phase is UpdatePhase.HEALTHY,
+    )
+
+
+def test_every_bad_release_is_refused_with_its_own_code_and_nothing_written(
+    ready_agent: ReadyAgent, broker: Broker
+) -> None:
+    agent, commander = ready_agent(env=update_env())
+    base = f"{MAJOR}.{MINOR + 1}"
+    cases = {
+        "unsigned": build_release(KEY, f"{base}.1", wheels("1"), unsigned=True),
+        "bad_signature": build_release(KEY, f"{base}.2", wheels("2"), bad_signature=True),
+        "unknown_key": build_release(Ed25519PrivateKey.generate(), f"{base}.3", wheels("3")),
+        "expired": build_release(KEY, f"{base}.4", wheels("4"), expires_in_s=-30),
+        "downgrade": build_release(KEY, "0.0.5", wheels("5"), min_from_version="0.0.1"),
+        "too_old": build_release(KEY, f"{base}.6", wheels("6"), min_from_version=f"{base}.0"),
+        "tampered": build_release(KEY, f"{base}.7", wheels("7"), tamper_chunk=(0, 1)),
+    }
+    for release in cases.values():
+        publish(commander, broker, release)
+    missing = f"{base}.8"
+    codes = {}
+    runs = [(code, release.version) for code, release in cases.items()]
+    for code, version in [*runs, ("no_release", missing)]:
+        replies = commander.run("update", {"version": version}, timeout=30)
+        assert states(replies) == FAILED, (code, replies)
+        assert replies[-1].error is not None
+        codes[code] = replies[-1].error.code
+    assert codes == {code: code for code in codes}
+    updates = agent.state_dir / "updates"
+    assert not updates.exists() or list(updates.iterdir()) == [], "nothing written"
+
+
+def test_chunks_that_never_come_are_fetch_failed(ready_agent: ReadyAgent, broker: Broker) -> None:
+    agent, commander = ready_agent(env=update_env())
+    release = build_release(KEY, NEXT, wheels(NEXT))
+    release.chunks = release.chunks[:-1]
+    publish(commander, broker, release)
+    replies = commander.run("update", {"version": NEXT}, timeout=30)
+    assert states(replies) == FAILED
+    assert replies[-1].error is not None
+    assert replies[-1].error.code == "fetch_failed"
+    assert not (agent.state_dir / "updates").exists()
+
+
+def test_an_agent_without_update_enabled_refuses_before_accepting(
+    ready_agent: ReadyAgent, broker: Broker
+) -> None:
+    agent, commander = ready_agent()
+    replies = commander.run("update", {"version": NEXT})
+    assert states(replies) == [ReplyState.REJECTED]
+    assert replies[-1].error is not None
+    assert replies[-1].error.code == "not_enabled"
+    assert not (agent.state_dir / "updates").exists()
+
+
+def test_without_a_host_updater_the_agent_says_not_supported_and_takes_it_back(
+    ready_agent: ReadyAgent, broker: Broker, key_file: Path
+) -> None:
+    env = update_env(ARETE_AGENT_UPDATE__RELEASE_KEY_FILE=str(key_file))
+    env["ARETE_AGENT_UPDATE__RELEASE_KEYS"] = "[]"  # the key comes from the file
+    agent, commander = ready_agent(env=env)
+    publish(commander, broker, build_release(KEY, NEXT, wheels(NEXT)))
+    replies = commander.run("update", {"version": NEXT}, timeout=30)
+    assert states(replies) == FAILED
+    assert replies[-1].error is not None
+    assert replies[-1].error.code == "not_supported"
+    assert "docs/updates.md" in replies[-1].error.message
+    updates = agent.state_dir / "updates"
+    assert list(updates.iterdir()) == [], "request and release taken back"
+
+
+def test_health_json_appears_once_samples_are_acked_and_replaces_an_old_one(
+    ready_agent: ReadyAgent, broker: Broker, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "a1-state"
+    state_dir.mkdir()
+    stale = {"version": "0.0.1", "pid": 1, "started_at": 1.0, "healthy_at": 2.0}
+    (state_dir / "health.json").write_text(json.dumps(stale))
+    started = time.time()
+    agent, _ = ready_agent()
+    health = state_dir / "health.json"
+
+    def fresh() -> bool:
+        return health.exists() and json.loads(health.read_text())["pid"] != 1
+
+    wait_for(fresh, 15, "a fresh health.json")
+    report = json.loads(health.read_text())
+    assert report["version"] == __version__
+    assert report["pid"] == agent.proc.popen.pid
+    assert report["started_at"] >= started - 1
+    # 3 samples at 0.5 s and a heartbeat at 1 s: healthy within seconds of starting.
+    assert report["started_at"] <= report["healthy_at"] <= report["started_at"] + 10
+
+
+def test_an_updater_state_present_at_start_is_in_the_first_online_status(
+    ready_agent: ReadyAgent, broker: Broker, tmp_path: Path
+) -> None:
+    files = UpdateFiles(tmp_path / "a1-state")
+    state = UpdateState(
+        phase=UpdatePhase.ROLLED_BACK,
+        from_version=__version__,
+        to_version=NEXT,
+        ts=time.time(),
+        command_id="c-1",
+        reason="no healthy report in 60 s",
+    )
+    write_state(files, state)
+    _, commander = ready_agent()
+    status = wait_status(commander.probe, broker.topics, "a1", lambda s: s.update is not None)
+    assert status.update == state
