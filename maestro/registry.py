@@ -531,6 +531,8 @@ class Registry:
             if latest
             else None,
             "disk_full": status.disk_full if status else False,
+            # The host updater's progress with the last self-update (docs/updates.md).
+            "update": msgspec.to_builtins(status.update) if status and status.update else None,
             "clock_offset_s": _rounded(self.watch.offset(agent_id)),  # agent minus maestro
         }
 

@@ -5,6 +5,10 @@ finish, and stops before the next batch once more than ``max_failures`` commands
 not end ``ok``. Jobs live in memory (the last :data:`KEEP_JOBS`); their commands are
 in the command store (``job_id``) and a summary of each job goes to the audit log when
 it ends, so a restart loses only the job's progress view, never its record.
+
+A job of kind ``update`` is a fleet rollout (:mod:`web_api.rollout`): canary, batches,
+a health gate per batch, an abort threshold and a rollback of what it switched; its
+``update`` commands are recorded like any job's.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
 
+from arete.commands import CommandName
 from maestro.app import Maestro
 from maestro.commands.issue import validate_request
 from maestro.commands.lifecycle import CommandState
 from maestro.errors import CommandError
 from maestro.store.audit import add_audit
+from web_api.rollout import Plan, Rollout
+from web_api.rollout_run import drive, known_release, seen_now
 
 log = logging.getLogger("arete.web.jobs")
 
@@ -67,16 +74,25 @@ class Job:
     timeout_s: float | None
     actor: str
     created_at: float
-    state: str = "running"  # running | done | stopped
+    state: str = "running"  # running | done | stopped | failed (a rollout's threshold)
     finished_at: float | None = None
     failures: int = 0
     stopped_reason: str | None = None
     aborted_by: str | None = None
+    rollout: Rollout | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    def to_dict(self, counts: Mapping[str, int]) -> dict[str, Any]:
+    @property
+    def kind(self) -> str:
+        return "command" if self.rollout is None else "update"
+
+    def to_dict(self, counts: Mapping[str, int], *, detail: bool = True) -> dict[str, Any]:
+        """JSON-ready; ``detail`` adds a rollout's per-agent progress."""
+        rollout = None if self.rollout is None else self.rollout.to_dict(with_agents=detail)
         return {
             "id": self.id,
+            "kind": self.kind,
+            "rollout": rollout,
             "name": self.name,
             "args": self.args,
             "state": self.state,
@@ -154,12 +170,87 @@ class JobRunner:
         job.task = asyncio.create_task(self._run(job), name=f"job-{job_id}")
         return job
 
+    def create_update(
+        self,
+        *,
+        version: str,
+        labels: Mapping[str, str],
+        agent_ids: Sequence[str] | None,
+        canary: int,
+        batch_size: int,
+        health_timeout_s: float,
+        max_failures: int,
+        rollback_on_abort: bool,
+        actor: str,
+        health_deadline_s: float | None = None,
+    ) -> Job:
+        """Start a rollout of ``version`` (a job of kind ``update``).
+
+        Raises :class:`CommandError` (``no_agents``, ``too_many``, ``no_release``, or the
+        codes of bad ``update`` arguments) before anything is sent.
+        """
+        agents = select_agents(self.maestro.registry.views(), labels, agent_ids)
+        if not agents:
+            raise CommandError("no known agent matches these labels and ids", code="no_agents")
+        settings = self.maestro.commands.settings
+        if max(batch_size, canary) > settings.max_fanout:
+            raise CommandError(
+                f"batch_size and canary are at most max_fanout ({settings.max_fanout})",
+                code="too_many",
+            )
+        if known_release(self.maestro, version) is False:
+            raise CommandError(
+                f"the release store has no release {version!r} (see GET /releases)",
+                code="no_release",
+            )
+        job_id = f"job-{int(time.time())}-{secrets.token_hex(4)}"
+        args: dict[str, Any] = {"version": version}
+        if health_deadline_s is not None:
+            args["health_deadline_s"] = health_deadline_s
+        name = CommandName.UPDATE.value
+        validate_request(
+            agents[0], name, args, timeout_s=None, actor=actor, job_id=job_id, settings=settings
+        )
+        plan = Plan(
+            version=version,
+            agents=tuple(agents),
+            canary=canary,
+            batch_size=batch_size,
+            health_timeout_s=health_timeout_s,
+            max_failures=max_failures,
+            rollback_on_abort=rollback_on_abort,
+            health_deadline_s=health_deadline_s,
+        )
+        now = time.time()
+        job = Job(
+            id=job_id,
+            name=name,
+            args=args,
+            agents=agents,
+            batch_size=batch_size,
+            max_failures=max_failures,
+            timeout_s=None,
+            actor=actor,
+            created_at=now,
+            rollout=Rollout(plan, seen_now(self.maestro, agents), now),
+        )
+        self._keep(job)
+        job.task = asyncio.create_task(self._run(job), name=f"job-{job_id}")
+        return job
+
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
 
     def abort(self, job: Job, actor: str) -> bool:
         """Stop a running job: no further command is sent; those already sent finish
         or time out on their own. False if the job had already ended."""
+        if job.rollout is not None:  # it settles its batch and rolls back on its own
+            if not job.rollout.abort(actor, time.time()):
+                return False
+            job.aborted_by = actor
+            job.state = "stopped"
+            job.stopped_reason = job.rollout.stop_reason
+            return True
         if job.state != "running":
             return False
         job.state = "stopped"
@@ -190,6 +281,9 @@ class JobRunner:
     async def _run(self, job: Job) -> None:
         commands = self.maestro.commands
         try:
+            if job.rollout is not None:
+                await drive(self.maestro, job)
+                return
             for batch in batches(job.agents, job.batch_size):
                 records = await commands.fan_out(
                     batch,
@@ -235,6 +329,9 @@ class JobRunner:
                 "counts": counts,
                 "stopped_reason": job.stopped_reason,
             }
+            if job.rollout is not None:
+                detail["version"] = job.rollout.plan.version
+                detail["phases"] = job.rollout.phases()
             await self.maestro.store.write(
                 partial(
                     add_audit,

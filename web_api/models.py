@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from arete.commands import CommandName
+from arete.commands import VERSION_PATTERN, CommandName
 
 AgentId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
 LabelText = Annotated[str, Field(max_length=256)]
@@ -82,6 +82,15 @@ class TokenCreated(TokenPublic):
 
 
 # -- agents --------------------------------------------------------------------------
+class UpdateStatePublic(BaseModel):
+    phase: Literal["pending", "installing", "switched", "healthy", "rolled_back", "failed"]
+    from_version: str
+    to_version: str
+    ts: float = Field(description="When the updater last changed phase (agent's clock).")
+    command_id: str | None = None
+    reason: str | None = None
+
+
 class AgentPublic(BaseModel):
     id: str
     state: str = Field(description="online, late, critical, offline, stopped, unknown")
@@ -105,6 +114,11 @@ class AgentPublic(BaseModel):
         False, description="The agent reports its state disk full (its outbox keeps nothing)."
     )
     alerts: int = Field(description="Pending and firing alerts of this agent.")
+    update: UpdateStatePublic | None = Field(
+        None,
+        description="Its host updater's progress with the last self-update, as the agent"
+        " reports it in its status (docs/updates.md); None when it never updated itself.",
+    )
 
 
 class SeriesPublic(BaseModel):
@@ -175,11 +189,78 @@ class JobCreate(_In):
     timeout: float | None = Field(None, gt=0, le=3600)
 
 
+class UpdateJobCreate(_In):
+    """A fleet rollout of a release (docs/updates.md, "Fleet rollout")."""
+
+    # The contract's pattern, anchored for the Rust regex engine (no \Z there).
+    version: str = Field(
+        pattern=VERSION_PATTERN.removesuffix(r"\Z") + "$", max_length=27, description="e.g. 0.2.0"
+    )
+    labels: dict[Annotated[str, Field(max_length=128)], LabelText] = Field(
+        default_factory=dict, description="The selector: agents with every one of these labels."
+    )
+    agents: list[AgentId] | None = Field(None, max_length=10_000, description="Only these.")
+    canary: int = Field(1, ge=0, le=1000, description="Agents updated alone first.")
+    batch_size: int = Field(10, ge=1, le=1000)
+    health_timeout_s: float = Field(
+        180.0, ge=10, le=3600, description="Per agent, from its command to the health gate."
+    )
+    max_failures: int = Field(0, ge=0, le=100_000, description="More halts the rollout.")
+    rollback_on_abort: bool = Field(
+        True, description="On a halt or abort, send the agents it switched back."
+    )
+    health_deadline_s: float | None = Field(
+        None, ge=10, le=3600, description="The agents' updaters' own deadline (default 120)."
+    )
+
+
+class RolloutAgentPublic(BaseModel):
+    id: str
+    batch: int | None = Field(description="0 is the canary; None: needed no command.")
+    phase: Literal[
+        "waiting",
+        "sent",
+        "installing",
+        "switched",
+        "healthy",
+        "failed",
+        "rolling_back",
+        "rolled_back",
+    ]
+    reason: str | None
+    from_version: str | None
+    version: str | None = Field(description="As last seen.")
+    command_id: str | None
+
+
+class RolloutPublic(BaseModel):
+    version: str
+    stage: Literal["canary", "batches", "settling", "rolling_back", "ended"]
+    batch: int = Field(description="The batch under way (0 is the canary).")
+    batches: int
+    canary: int
+    health_timeout_s: float
+    rollback_on_abort: bool
+    phases: dict[str, int] = Field(description="How many agents are in each phase.")
+    failures: int
+    stop_reason: str | None
+    agents: list[RolloutAgentPublic] | None = Field(
+        None, description="Per agent (GET /jobs/{id} only)."
+    )
+
+
 class JobPublic(BaseModel):
     id: str
+    kind: Literal["command", "update"] = Field(
+        "command", description="update: a fleet rollout, see rollout."
+    )
+    rollout: RolloutPublic | None = None
     name: str
     args: dict[str, Any]
-    state: Literal["running", "done", "stopped"]
+    state: Literal["running", "done", "stopped", "failed"] = Field(
+        description="failed: a rollout halted by its abort threshold. A halted rollout may"
+        " still be rolling back (rollout.stage) until finished_at is set."
+    )
     total: int
     agents: list[str]
     counts: dict[str, int] = Field(description="How many of its commands are in each state.")

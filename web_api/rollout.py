@@ -194,6 +194,17 @@ class Rollout:
     def ended(self) -> bool:
         return self.stage is Stage.ENDED
 
+    def watching(self) -> list[str]:
+        """The agents :meth:`step` judges now (the shell reads only these)."""
+        if self.stage is Stage.ROLLING_BACK:
+            return [a for a, p in self.agents.items() if p.phase is Phase.ROLLING_BACK]
+        if self.ended:
+            return []
+        following = self.current + 1  # may start in this step, from what its agents show
+        if self.state == "running" and following < len(self.batches):
+            return self._batch() + self.batches[following]
+        return self._batch()
+
     def phases(self) -> dict[str, int]:
         return dict(Counter(p.phase.value for p in self.agents.values()))
 

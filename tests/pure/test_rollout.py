@@ -269,3 +269,15 @@ def test_seen_reads_a_registry_view() -> None:
     assert seen.sample_at == 2.5
     assert seen.update == UpdateSeen("healthy", NEW, 2.0)
     assert Seen.from_view({"state": "unknown", "version": None, "metrics": None}).update is None
+
+
+def test_the_agents_watched_are_the_batch_under_way_and_the_next_one() -> None:
+    fleet = Fleet(["a0", "a1", "a2", "a3"])
+    rollout = make(["a0", "a1", "a2", "a3"], fleet, canary=1, batch_size=2)
+    assert rollout.watching() == ["a0"]
+    fleet.tick(rollout)
+    assert rollout.watching() == ["a0", "a1", "a2"]
+    fleet.switch(rollout, "a0")
+    rollout.abort("user:op", fleet.now)
+    fleet.tick(rollout)
+    assert rollout.watching() == ["a0"]  # rolling back

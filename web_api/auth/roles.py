@@ -29,6 +29,7 @@ COMMAND_ROLES: Final[dict[str, Role]] = {
     "docker_ps": Role.OPERATOR,
     "docker_restart": Role.OPERATOR,
     "metrics": Role.OPERATOR,
+    "update": Role.OPERATOR,  # only to a signed release (docs/updates.md)
     "shell": Role.ADMIN,
 }
 

@@ -1,0 +1,103 @@
+"""The I/O shell of a rollout job: feeds :class:`~web_api.rollout.Rollout` what the
+registry shows and the commands' outcomes, sends the ``update`` commands it asks for.
+
+Every :data:`TICK_S` the agents under way are read from the registry (their status:
+state, version, ``update``; their newest sample's receive time); each command's final
+record comes back through its own small task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from arete.commands import CommandName
+from maestro.commands.lifecycle import CommandState
+from maestro.errors import CommandError, StoreError
+from web_api.rollout import Rollout, Seen, Send
+
+if TYPE_CHECKING:
+    from maestro.app import Maestro
+    from web_api.jobs import Job
+
+log = logging.getLogger("arete.web.rollout")
+
+TICK_S: Final = 0.5
+
+
+def seen_now(maestro: Maestro, agents: Iterable[str]) -> dict[str, Seen]:
+    registry = maestro.registry
+    return {agent: Seen.from_view(registry.view(agent)) for agent in agents}
+
+
+def known_release(maestro: Maestro, version: str) -> bool | None:
+    """Whether the maestro's release store holds ``version``; None without a store.
+
+    The store (``maestro.releases``, docs/updates.md) is optional: a maestro without one
+    sends what it is asked and each agent refuses a release it cannot fetch."""
+    store = getattr(maestro, "releases", None)
+    listing: Callable[[], Iterable[Any]] | None = getattr(store, "releases", None)
+    if listing is None:
+        return None
+    versions = {str(getattr(r, "version", r)) for r in listing()}
+    return version in versions
+
+
+async def drive(maestro: Maestro, job: Job, tick_s: float = TICK_S) -> None:
+    """Run ``job.rollout`` to its end (rollback included); the job mirrors its state."""
+    rollout = job.rollout
+    assert rollout is not None  # noqa: S101 - only update jobs come here
+    waiting: set[asyncio.Task[None]] = set()
+    try:
+        while not rollout.ended:
+            now = time.time()
+            for send in rollout.step(seen_now(maestro, rollout.watching()), now):
+                task = await _send(maestro, job, rollout, send, now=now)
+                if task is not None:
+                    waiting.add(task)
+                    task.add_done_callback(waiting.discard)
+            _mirror(job, rollout)
+            if rollout.ended:
+                break
+            await asyncio.sleep(tick_s)
+    finally:
+        for task in list(waiting):
+            task.cancel()
+        _mirror(job, rollout)
+
+
+async def _send(
+    maestro: Maestro, job: Job, rollout: Rollout, send: Send, *, now: float
+) -> asyncio.Task[None] | None:
+    agent, args = send.agent, send.args
+    try:
+        record = await maestro.commands.send(
+            agent, CommandName.UPDATE.value, args, actor=job.actor, job_id=job.id
+        )
+    except CommandError as exc:
+        rollout.command_done(agent, False, f"{exc.code or 'refused'}: {exc}", now)
+        return None
+    except StoreError as exc:
+        rollout.command_done(agent, False, f"store: {exc}", now)
+        return None
+    rollout.sent(agent, record.id, now)
+
+    async def outcome() -> None:
+        final = await maestro.commands.wait(record.id)
+        if not final.is_final:
+            return  # the health gate's own deadline decides
+        ok = final.state is CommandState.OK
+        reason = None if ok else f"{final.error_code or final.state.value}: {final.error_message}"
+        rollout.command_done(agent, ok, reason, time.time())
+
+    return asyncio.create_task(outcome(), name=f"{job.id}-{agent}")
+
+
+def _mirror(job: Job, rollout: Rollout) -> None:
+    if job.state == "running" or rollout.state != "running":
+        job.state = rollout.state
+    job.failures = rollout.failures
+    job.stopped_reason = rollout.stop_reason or job.stopped_reason
