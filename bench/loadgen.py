@@ -51,9 +51,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from update_sim import UpdateSim
 
-from arete.payloads import AgentState, Heartbeat, Metrics, Mount, Sample, Status, encode
-from arete.topics import Topics
+from arete.payloads import Heartbeat, Metrics, Mount, Sample, encode
+from arete.topics import Kind, Topics
 
 REPO = Path(__file__).resolve().parents[1]
 ARETE = [sys.executable, "-m", "arete_cli"]
@@ -135,6 +136,11 @@ class WorkerSpec:
     status: bool
     heartbeat_s: float
     protocol: int  # 5 or 4 (3.1.1)
+    version: str = "loadgen"  # in each status
+    labels: tuple[tuple[str, str], ...] = ()
+    answer_updates: bool = False  # bench/update_sim.py answers `update` commands
+    install_s: float = 2.0  # handed over -> switched, simulated
+    broken: tuple[str, ...] = ()  # agents whose new version "never proves healthy"
 
 
 @dataclass
@@ -267,6 +273,36 @@ class _Worker:
         self.conns = [_Conn(spec, c) for c in range(spec.connections)]
         self.conn_of = [self.conns[k % len(self.conns)] for k in range(len(mine))]
         result.sent = [0] * len(mine)
+        self.sim = UpdateSim(
+            self.topics,
+            self.names,
+            version=spec.version,
+            heartbeat_s=spec.heartbeat_s,
+            labels=dict(spec.labels),
+            install_s=spec.install_s,
+            broken=spec.broken,
+        )
+        self.index_of = {name: k for k, name in enumerate(self.names)}
+        self.sim_sent = 0  # status and reply messages (QoS 1) of the update simulation
+        if spec.answer_updates:
+            client = self.conns[0].client
+            client.on_message = self._on_command
+            client.subscribe(self.topics.all_of(Kind.CMD), qos=1)
+
+    def _on_command(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._send_sim(self.sim.on_message(message.topic, bytes(message.payload), time.time()))
+
+    def _send_sim(self, outs: list[Any]) -> None:
+        for out in outs:
+            name = self.topics.parse(out.topic).agent_id
+            conn = self.conn_of[self.index_of[name]]
+            conn.client.publish(out.topic, out.payload, qos=1, retain=out.retain)
+            self.sim_sent += 1
+
+    def sim_tick(self) -> None:
+        """Publish the simulated updaters' status changes that are due."""
+        if self.spec.answer_updates:
+            self._send_sim(self.sim.due(time.time()))
 
     def acked(self) -> int:
         return sum(c.acked for c in self.conns)
@@ -275,17 +311,8 @@ class _Worker:
         """Each agent's retained ``online`` status, QoS 1, all acknowledged before going on."""
         for k, name in enumerate(self.names):
             now = time.time()
-            status = Status(
-                state=AgentState.ONLINE,
-                epoch=EPOCH,
-                ts=now,
-                version="loadgen",
-                host=name,
-                heartbeat_s=self.spec.heartbeat_s,
-            )
-            self.conn_of[k].client.publish(
-                self.topics.status(name), encode(status), qos=1, retain=True
-            )
+            status = self.sim.status(name, now)
+            self.conn_of[k].client.publish(status.topic, status.payload, qos=1, retain=True)
             self.result.status_times.append(now)
             if k % 200 == 199:
                 _pump(self.conns, 0)
@@ -313,6 +340,7 @@ class _Worker:
                 # Sleep at least a tick: messages go out in small bursts (at most TICK_S
                 # late), which costs the generator far fewer wake-ups than one per message.
                 _pump(self.conns, min(max(due - now, TICK_S), 0.02))
+                self.sim_tick()
                 continue
             behind = now - due
             result.behind_max_s = max(result.behind_max_s, behind)
@@ -334,6 +362,7 @@ class _Worker:
                 rounds += 1
             if k % 64 == 0:
                 _pump(self.conns, 0)
+                self.sim_tick()
             if now >= next_progress:
                 next_progress += PROGRESS_EVERY_S
                 print(
@@ -350,9 +379,13 @@ class _Worker:
             self.result.acked = sent
             return
         deadline = time.monotonic() + ACK_DRAIN_S
-        while self.acked() < sent and time.monotonic() < deadline and not _Stop.requested:
+        while (
+            self.acked() < sent + self.sim_sent
+            and time.monotonic() < deadline
+            and not _Stop.requested
+        ):
             _pump(self.conns, 0.05)
-        self.result.acked = self.acked()
+        self.result.acked = self.acked() - self.sim_sent
         self.result.unacked = max(0, sent - self.result.acked)
 
 
@@ -546,7 +579,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seconds between the statuses and the first message",
     )
     parser.add_argument("--report", type=Path, help="write the JSON report here")
+    parser.add_argument("--version", default="loadgen", help="the version each status shows")
+    parser.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    parser.add_argument(
+        "--answer-updates",
+        action="store_true",
+        help="agents answer `update` and move their status as a host updater would"
+        " (bench/update_sim.py)",
+    )
+    parser.add_argument("--install-s", type=float, default=2.0, help="simulated install time")
+    parser.add_argument(
+        "--broken",
+        default="",
+        help="comma-separated agent ids whose new version rolls back by itself",
+    )
     args = parser.parse_args(argv)
+    if any("=" not in pair for pair in args.label):
+        parser.error("--label reads KEY=VALUE")
     if args.agents < 1 or args.duration <= 0 or args.rate_hz <= 0 or args.heartbeat_s <= 0:
         parser.error("--agents, --duration, --rate-hz and --heartbeat-s must be positive")
     return args
@@ -577,6 +628,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status=args.status,
         heartbeat_s=args.heartbeat_s,
         protocol=args.protocol,
+        version=args.version,
+        labels=tuple((key, value) for key, _, value in (p.partition("=") for p in args.label)),
+        answer_updates=args.answer_updates,
+        install_s=args.install_s,
+        broken=tuple(name for name in args.broken.split(",") if name),
     )
     signal.signal(signal.SIGTERM, _Stop.on_signal)
     signal.signal(signal.SIGINT, _Stop.on_signal)
