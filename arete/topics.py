@@ -184,6 +184,10 @@ class Topics:
         """Every topic of one release: ``<root>/release/<version>/#``."""
         return f"{self._release(version)}/#"
 
+    def all_release_manifests(self) -> str:
+        """Every release's manifest, ``<root>/release/+/manifest`` (not the chunks)."""
+        return f"{self.root}/{Kind.RELEASE}/+/{RELEASE_MANIFEST}"
+
     def all_releases(self) -> str:
         """Every release topic, ``<root>/release/#`` (ACL lines, the store's cleanup)."""
         return f"{self.root}/{Kind.RELEASE}/#"

@@ -14,6 +14,7 @@ import typer
 from arete.version import __version__
 from arete_cli.agents import agents_app
 from arete_cli.backup.cli import backup_app
+from arete_cli.release import release_app
 from arete_cli.up import up
 from edge_agent.cli import agent_app
 from maestro.cli import maestro_app
@@ -37,6 +38,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(web_app, name="web")
 app.add_typer(backup_app, name="backup")
+app.add_typer(release_app, name="release")
 app.command("up")(up)
 # Plain help everywhere: Click's layout wraps at the terminal's width and shows no
 # metavar for flags (Rich's tables showed `<bool>` beside every one).

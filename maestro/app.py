@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from maestro.homeassistant import Discovery
     from maestro.influx import InfluxSink
     from maestro.notify.service import Notifiers
+    from maestro.release_publisher import ReleasePublisher
+    from maestro.releases import ReleaseStore
     from maestro.store.core import Store
     from maestro.terminal import TerminalHub
 
@@ -63,6 +65,8 @@ class Maestro:
         self.disk: DiskMonitor
         self.broker_drops = BrokerDrops()
         self.stored_acks: StoredAcks
+        self.releases: ReleaseStore  # signed releases for agents (docs/updates.md)
+        self.release_publisher: ReleasePublisher | None = None
         # Set by ``retire``: leave the broker for good (no session kept for a restart).
         self.end_session_on_stop = False
 
@@ -147,6 +151,9 @@ class Maestro:
         await self.alerts.start()
         await self.commands.start()
         self.link.start()
+        self.releases, self.release_publisher = wiring.release_service(self)
+        if self.release_publisher is not None:
+            self.release_publisher.start()  # its own connection and thread: never blocks ingest
         self._spawn("registry", self.registry.run())
         self._spawn("alerts", self.alerts.run(self.registry.latest_values))
         self._spawn("notifier", self.notifier.run(actions=self.alerts))
@@ -197,6 +204,7 @@ class Maestro:
             await asyncio.to_thread(self.store.close)  # flushes; acks go out on the link
         if "stored_acks" in built:
             self.stored_acks.flush(all_of_them=True)  # agents need not send them again
+        await self._stop_release_publisher()
         if "link" in built:
             await self.link.stop(end_session=self.end_session_on_stop)
         if self.influx is not None:
@@ -206,6 +214,11 @@ class Maestro:
             server, thread = self._metrics_server
             server.shutdown()
             thread.join(5)
+
+    async def _stop_release_publisher(self) -> None:
+        if self.release_publisher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.release_publisher.stop)
 
     async def wait_stopped(self, stop: asyncio.Event) -> None:
         """Wait for ``stop``; a crashed long-lived task stops the process too."""

@@ -45,3 +45,7 @@ class NotifierError(MaestroError):
 
 class SinkError(MaestroError):
     """The long-term store (InfluxDB API) could not take a batch; it will be retried."""
+
+
+class ReleaseError(MaestroError):
+    """The release store cannot take a release (it exists already, the disk refused)."""

@@ -42,6 +42,7 @@ from maestro.errors import ConfigError
 from maestro.homeassistant import HomeAssistantSettings
 from maestro.influx.settings import InfluxSettings
 from maestro.notify.settings import NotifySettings
+from maestro.releases import ReleaseSettings
 from maestro.secretrefs import SecretsSettings, SecretWatcher, resolve
 from maestro.secrets import SecretPath, is_placeholder, read_secret_file
 from maestro.store.settings import StoreSettings
@@ -127,6 +128,7 @@ class MaestroSettings(BaseSettings):
     disk: DiskSettings = DiskSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     secrets: SecretsSettings = SecretsSettings()
+    releases: ReleaseSettings = ReleaseSettings()
 
     # Set by load_settings when secrets come from Infisical: re-reads them (rotation).
     _secret_watcher: SecretWatcher | None = PrivateAttr(default=None)

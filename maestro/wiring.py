@@ -41,6 +41,8 @@ from maestro.store.registry import (
 
 if TYPE_CHECKING:
     from maestro.app import Maestro
+    from maestro.release_publisher import ReleasePublisher
+    from maestro.releases import ReleaseStore
 
 log = logging.getLogger("arete.maestro")
 
@@ -308,6 +310,35 @@ def service_metrics(maestro: Maestro) -> Iterator[Metric]:
             },
             gauge=True,
         )
+
+
+def release_service(maestro: Maestro) -> tuple[ReleaseStore, ReleasePublisher | None]:
+    """The release store, and its publisher when release public keys are configured
+    (docs/updates.md). The publisher has its own broker connection and thread."""
+    from arete import clientids
+    from maestro.release_publisher import Connection, ReleasePublisher
+    from maestro.releases import ReleaseStore, store_directory
+
+    s, b = maestro.settings, maestro.broker
+    keys = s.releases.keys()
+    store = ReleaseStore(store_directory(s.data_dir, s.releases), keys)
+    if not keys:
+        log.info("releases: no release public key configured; the release store is not published")
+        return store, None
+    connection = Connection(
+        host=b.host,
+        port=b.port,
+        username=b.username,
+        password=b.password,
+        client_id=clientids.client_id(b.username, s.replica, "releases"),
+        tls=b.tls,
+        ca_file=str(b.ca_file) if b.ca_file else None,
+        keepalive_s=s.mqtt.keepalive_s,
+    )
+    publisher = ReleasePublisher(
+        store, maestro.topics, connection, scan_interval_s=s.releases.scan_interval_s
+    )
+    return store, publisher
 
 
 async def to_thread_open(settings: MaestroSettings) -> tuple[Store, InfluxSink | None]:

@@ -406,6 +406,7 @@ def test_release_topics_are_built_and_parsed_under_the_root() -> None:
     assert topics.release_chunk("0.2.0", 3, 17) == "acme/eu/release/0.2.0/chunk/3/17"
     assert topics.release_filter("0.2.0") == "acme/eu/release/0.2.0/#"
     assert topics.all_releases() == "acme/eu/release/#"
+    assert topics.all_release_manifests() == "acme/eu/release/+/manifest"
     assert topics.parse_release("acme/eu/release/0.2.0/manifest") == ReleaseTopic("0.2.0")
     assert topics.parse_release("acme/eu/release/1/chunk/3/17") == ReleaseTopic("1", 3, 17)
 
