@@ -6,8 +6,6 @@ appears). Also ``health.json`` and the status's ``update`` field."""
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from pathlib import Path
 
@@ -16,86 +14,27 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from arete.payloads import ReplyState, UpdatePhase, UpdateState
-from arete.release import RELEASE_CHUNK_BYTES
 from arete.version import __version__
 from edge_agent.update_files import UpdateFiles
-from tests.fixtures.agent import Commander, ReadyAgent, states, wait_status
+from tests.fixtures.agent import ReadyAgent, states, wait_status
 from tests.fixtures.broker import Broker
 from tests.fixtures.procs import wait_for
-from tests.fixtures.releases import BuiltRelease, build_release, public_text, wheel_name
+from tests.fixtures.releases import (
+    KEY,
+    NEXT,
+    FakeUpdater,
+    build_release,
+    public_text,
+    publish,
+    update_env,
+    wheels,
+    write_state,
+)
 
 pytestmark = pytest.mark.real
 
 OK = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.OK]
 FAILED = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.FAILED]
-KEY = Ed25519PrivateKey.generate()
-MAJOR, MINOR = (int(part) for part in __version__.split(".")[:2])
-NEXT = f"{MAJOR}.{MINOR + 1}.0"  # newer than the running version
-
-
-def update_env(**extra: str) -> dict[str, str]:
-    return {
-        "ARETE_AGENT_UPDATE__ENABLED": "true",
-        "ARETE_AGENT_UPDATE__RELEASE_KEYS": json.dumps([public_text(KEY)]),
-        "ARETE_AGENT_UPDATE__FETCH_TIMEOUT_S": "6",
-        "ARETE_AGENT_UPDATE__PICKUP_TIMEOUT_S": "3",
-        **extra,
-    }
-
-
-def wheels(version: str) -> dict[str, bytes]:
-    return {
-        wheel_name("arete", version): os.urandom(RELEASE_CHUNK_BYTES + 1000),
-        wheel_name("paho_mqtt", "2.1.0"): os.urandom(5000),
-    }
-
-
-def publish(commander: Commander, broker: Broker, release: BuiltRelease) -> None:
-    """Retained, QoS 1, as the maestro publishes a release."""
-    for topic, payload in release.messages(broker.topics):
-        reason = commander.probe.publish(topic, payload, qos=1, retain=True)
-        assert reason in (0, 16), reason  # 16: accepted, no subscriber yet
-
-
-class FakeUpdater:
-    """Plays the host's updater: answers each request.json with a state.json."""
-
-    def __init__(self, state_dir: Path, phase: UpdatePhase = UpdatePhase.PENDING) -> None:
-        self.files = UpdateFiles(state_dir)
-        self.phase = phase
-        self.requests: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            try:
-                raw = self.files.request.read_bytes()
-            except FileNotFoundError:
-                continue
-            self.requests.append(raw)
-            request = json.loads(raw)
-            state = UpdateState(
-                phase=self.phase,
-                from_version=request["from_version"],
-                to_version=request["version"] or "",
-                ts=time.time(),
-                command_id=request["command_id"],
-            )
-            write_state(self.files, state)
-            self.files.request.unlink()  # as the real one does once it took it
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-
-
-def write_state(files: UpdateFiles, state: UpdateState) -> None:
-    files.root.mkdir(parents=True, exist_ok=True)
-    tmp = files.state.with_suffix(".tmp")
-    tmp.write_bytes(msgspec.json.encode(state))
-    tmp.replace(files.state)
 
 
 @pytest.fixture
@@ -159,7 +98,7 @@ def test_every_bad_release_is_refused_with_its_own_code_and_nothing_written(
     ready_agent: ReadyAgent, broker: Broker
 ) -> None:
     agent, commander = ready_agent(env=update_env())
-    base = f"{MAJOR}.{MINOR + 1}"
+    base = NEXT.rsplit(".", 1)[0]  # NEXT is <major>.<minor + 1>.0
     cases = {
         "unsigned": build_release(KEY, f"{base}.1", wheels("1"), unsigned=True),
         "bad_signature": build_release(KEY, f"{base}.2", wheels("2"), bad_signature=True),
