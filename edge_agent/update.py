@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from arete.commands import UpdateArgs, UpdateResult
 from arete.errors import KeyFormatError, ReleaseRefused, TopicError
-from arete.payloads import Command, UpdatePhase
+from arete.payloads import Command, UpdatePhase, UpdateState
 from arete.release import (
     ReleaseAssembly,
     ReleaseManifest,
@@ -40,7 +40,7 @@ from arete.topics import Topics
 from arete.version import __version__
 from edge_agent.errors import CommandFailed, ConfigError
 from edge_agent.settings import UpdateSettings
-from edge_agent.update_files import RELEASE_FILE, UpdateFiles, UpdateRequest
+from edge_agent.update_files import RELEASE_FILE, UpdateFileError, UpdateFiles, UpdateRequest
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -109,6 +109,7 @@ class SelfUpdate:
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
         self._fetch: _Fetch | None = None
+        self._watches: set[asyncio.Task[None]] = set()
         self._release_prefix = topics.all_releases().removesuffix("#")
 
     # -- before ``accepted`` ------------------------------------------------------------
@@ -158,7 +159,10 @@ class SelfUpdate:
         return UpdateResult(state="handed_over", from_version=running, to_version=version)
 
     async def _rollback(self, args: UpdateArgs, command: Command) -> UpdateResult:
-        state = self.files.read_state()
+        try:
+            state = self.files.read_state()
+        except UpdateFileError:
+            state = None
         previous = ""
         if state is not None and compare_versions(state.to_version, self.running_version) == 0:
             previous = state.from_version  # the version the last update replaced
@@ -172,6 +176,11 @@ class SelfUpdate:
         )
         await asyncio.to_thread(self.files.write_request, request)
         log.info("rollback requested", extra={"kv": {"command_id": command.id}})
+        # Answered at once (the updater restarts this agent right away), but a request
+        # nobody takes must not leave the agent ``busy`` for good.
+        watch = asyncio.create_task(self._withdraw_unpicked(command.id))
+        self._watches.add(watch)
+        watch.add_done_callback(self._watches.discard)
         return UpdateResult(
             state="rollback_requested", from_version=self.running_version, to_version=previous
         )
@@ -233,15 +242,34 @@ class SelfUpdate:
         except OSError as exc:
             raise CommandFailed("install_failed", f"cannot write the release: {exc}") from None
 
-    async def _wait_pickup(self, command_id: str, version: str) -> None:
-        """Until the updater's state names this command; else take the request back."""
+    async def _picked_up(self, command_id: str) -> UpdateState | None:
+        """The updater's state once it names this command, or None after the timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.pickup_timeout_s
         while loop.time() < deadline:
             await asyncio.sleep(PICKUP_POLL_S)
-            state = self.files.read_state()
-            if state is None or state.command_id != command_id:
-                continue
+            try:
+                state = self.files.read_state()
+            except UpdateFileError:
+                continue  # being rewritten, or broken: the updater's to fix
+            if state is not None and state.command_id == command_id:
+                return state
+        return None
+
+    async def _withdraw_unpicked(self, command_id: str) -> None:
+        if await self._picked_up(command_id) is not None:
+            return
+        if self.files.request_id() == command_id:
+            self.files.withdraw(None)
+            log.warning(
+                "rollback request taken back: no host updater picked it up",
+                extra={"kv": {"command_id": command_id}},
+            )
+
+    async def _wait_pickup(self, command_id: str, version: str) -> None:
+        """Until the updater's state names this command; else take the request back."""
+        state = await self._picked_up(command_id)
+        if state is not None:
             if state.phase is UpdatePhase.FAILED:
                 raise CommandFailed("install_failed", state.reason or "the host updater failed")
             return

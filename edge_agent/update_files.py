@@ -130,6 +130,14 @@ class UpdateFiles:
         self.root.mkdir(mode=0o755, exist_ok=True)
         write_atomic(self.request, msgspec.json.encode(request) + b"\n")
 
+    def request_id(self) -> str | None:
+        """The command id of the waiting request, if there is a readable one."""
+        try:
+            request = msgspec.json.decode(self.request.read_bytes(), type=UpdateRequest)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return request.command_id
+
     def withdraw(self, version: str | None) -> None:
         """No updater took the request: take it back, with its spooled release."""
         with contextlib.suppress(FileNotFoundError):

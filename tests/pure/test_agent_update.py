@@ -380,3 +380,19 @@ def test_rollback_writes_a_request_naming_the_previous_version(tmp_path: Path) -
     )
     request = msgspec.json.decode(handler.files.request.read_bytes(), type=UpdateRequest)
     assert (request.version, request.rollback, request.command_id) == (None, True, "c-42")
+
+
+def test_a_rollback_request_nobody_takes_is_withdrawn_after_the_pickup_timeout(
+    tmp_path: Path,
+) -> None:
+    handler, _ = make_handler(tmp_path, running="0.2.0")
+    args = UpdateArgs(rollback=True)
+
+    async def scenario() -> tuple[bool, bool]:
+        await handler.run(args, command(args))
+        waiting = handler.files.request.exists()
+        await asyncio.sleep(1.0)  # pickup_timeout_s is 0.6 here
+        return waiting, handler.files.request.exists()
+
+    assert asyncio.run(scenario()) == (True, False)
+    handler.precheck(UpdateArgs(version="0.3.0"))  # not left busy
