@@ -201,3 +201,38 @@ def test_an_updater_state_present_at_start_is_in_the_first_online_status(
     _, commander = ready_agent()
     status = wait_status(commander.probe, broker.topics, "a1", lambda s: s.update is not None)
     assert status.update == state
+
+
+def test_busy_while_the_updater_installs_then_a_rollback_is_requested(
+    ready_agent: ReadyAgent, broker: Broker, tmp_path: Path
+) -> None:
+    files = UpdateFiles(tmp_path / "a1-state")
+    installing = UpdateState(
+        phase=UpdatePhase.INSTALLING,
+        from_version="0.0.9",
+        to_version=__version__,
+        ts=time.time(),
+        command_id="c-0",
+    )
+    write_state(files, installing)
+    agent, commander = ready_agent(env=update_env())
+    busy = commander.run("update", {"version": NEXT})
+    assert states(busy) == [ReplyState.REJECTED]
+    assert busy[-1].error is not None
+    assert busy[-1].error.code == "busy"
+    write_state(files, msgspec.structs.replace(installing, phase=UpdatePhase.HEALTHY))
+    updater = FakeUpdater(agent.state_dir)
+    try:
+        replies = commander.run("update", {"rollback": True, "health_deadline_s": 30})
+        wait_for(lambda: bool(updater.requests), 5, "the rollback request")
+    finally:
+        updater.close()
+    assert states(replies) == OK, replies[-1].error
+    assert replies[-1].result == {
+        "state": "rollback_requested",
+        "from_version": __version__,
+        "to_version": "0.0.9",
+    }
+    request = json.loads(updater.requests[0])
+    assert (request["version"], request["rollback"]) == (None, True)
+    assert (request["command_id"], request["health_deadline_s"]) == (replies[-1].id, 30.0)
