@@ -14,6 +14,7 @@ import typer
 from arete.version import __version__
 from arete_cli.agents import agents_app
 from arete_cli.backup.cli import backup_app
+from arete_cli.fleet import fleet_app
 from arete_cli.release import release_app
 from arete_cli.up import up
 from edge_agent.cli import agent_app
@@ -38,6 +39,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(web_app, name="web")
 app.add_typer(backup_app, name="backup")
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(release_app, name="release")
 app.command("up")(up)
 # Plain help everywhere: Click's layout wraps at the terminal's width and shows no
