@@ -6,7 +6,10 @@ appears). Also ``health.json`` and the status's ``update`` field."""
 from __future__ import annotations
 
 import json
+import os
 import time
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -17,7 +20,8 @@ from arete.payloads import ReplyState, UpdatePhase, UpdateState
 from arete.version import __version__
 from edge_agent.update_files import UpdateFiles
 from tests.fixtures.agent import ReadyAgent, states, wait_status
-from tests.fixtures.broker import Broker
+from tests.fixtures.broker import Broker, run_cli
+from tests.fixtures.maestro import MaestroThread
 from tests.fixtures.procs import wait_for
 from tests.fixtures.releases import (
     KEY,
@@ -27,6 +31,7 @@ from tests.fixtures.releases import (
     public_text,
     publish,
     update_env,
+    wheel_name,
     wheels,
     write_state,
 )
@@ -236,3 +241,46 @@ def test_busy_while_the_updater_installs_then_a_rollback_is_requested(
     request = json.loads(updater.requests[0])
     assert (request["version"], request["rollback"]) == (None, True)
     assert (request["command_id"], request["health_deadline_s"]) == (replies[-1].id, 30.0)
+
+
+def test_a_release_made_with_the_cli_and_published_by_the_maestro_is_handed_over(
+    ready_agent: ReadyAgent,
+    broker: Broker,
+    maestro_thread: Callable[..., MaestroThread],
+    tmp_path: Path,
+) -> None:
+    key = tmp_path / "release.key"
+    run_cli("release", "key", "generate", "--out", str(key))
+    public = run_cli("release", "key", "public", str(key)).stdout.split()[0]
+    wheels_dir = tmp_path / "wheels"
+    wheels_dir.mkdir()
+    with zipfile.ZipFile(wheels_dir / wheel_name("arete", NEXT), "w") as archive:
+        archive.writestr(
+            f"arete-{NEXT}.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: arete\nVersion: {NEXT}\n\n",
+        )
+    (wheels_dir / wheel_name("msgspec", "0.18.6")).write_bytes(os.urandom(300_000))
+    out = tmp_path / "out"
+    run_cli(
+        "release", "create", "--wheels", str(wheels_dir), "--version", NEXT,
+        "--key", str(key), "--min-from", "0.1", "--expires-in", "1d", "--out", str(out),
+    )  # fmt: skip
+    run_cli(
+        "release", "add", str(out / NEXT), "--data-dir", str(broker.data_dir),
+        "--public-key", public,
+    )  # fmt: skip
+    maestro_thread(releases={"public_keys": [public], "scan_interval_s": 1})
+    env = update_env(ARETE_AGENT_UPDATE__RELEASE_KEYS=json.dumps([public]))
+    agent, commander = ready_agent(env=env)
+    updater = FakeUpdater(agent.state_dir)
+    try:
+        replies = commander.run("update", {"version": NEXT}, timeout=30)
+    finally:
+        updater.close()
+    assert states(replies) == OK, replies[-1].error
+    assert replies[-1].result["state"] == "handed_over"
+    spooled = agent.state_dir / "updates" / NEXT
+    made = out / NEXT
+    assert sorted(p.name for p in spooled.iterdir()) == sorted(p.name for p in made.iterdir())
+    for path in made.iterdir():
+        assert (spooled / path.name).read_bytes() == path.read_bytes(), path.name
