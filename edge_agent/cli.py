@@ -42,3 +42,19 @@ def run(
         typer.echo(f"error: {config_problem(exc, config)}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(run_agent(settings))
+
+
+@agent_app.command(
+    "updater", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def updater(ctx: typer.Context) -> None:
+    """The root host updater of self-updates (docs/updates.md), run by systemd's
+    arete-agent-update.service: installs a release the agent verified beside the current
+    version, switches /opt/arete/current, restarts the agent and switches back unless the
+    new version reports healthy in time. 'arete agent updater --help' lists its options.
+
+    Example: arete agent updater --config /etc/arete/agent.toml
+    """
+    from edge_agent.updater import main as updater_main
+
+    raise typer.Exit(updater_main(ctx.args))
