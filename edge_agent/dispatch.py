@@ -19,12 +19,14 @@ from arete.commands import (
     CommandName,
     DockerPsArgs,
     DockerRestartArgs,
+    DockerUpdateArgs,
     MessageResult,
     ScreenshotArgs,
     ShellArgs,
 )
 from arete.payloads import Sample
 from edge_agent.errors import CommandFailed
+from edge_agent.handlers.docker_recreate import worst_case_s
 from edge_agent.handlers.shell import OVERRUN_S
 from edge_agent.settings import AgentSettings, DockerSettings
 
@@ -70,6 +72,7 @@ def build_table(
 ) -> dict[CommandName, Entry]:
     # Handlers import their heavy libraries (mss, docker) only when first called.
     from edge_agent.handlers.docker import docker_ps, docker_restart
+    from edge_agent.handlers.docker_update import docker_update
     from edge_agent.handlers.screenshot import take_screenshot
     from edge_agent.handlers.shell import checked_argv, run_shell
 
@@ -90,6 +93,9 @@ def build_table(
 
     async def restart_container(args: DockerRestartArgs) -> Any:
         return await docker_restart(args, settings.docker)
+
+    async def update_container(args: DockerUpdateArgs) -> Any:
+        return await docker_update(args, settings.docker)
 
     async def metrics(_: CommandArgs) -> Sample:
         return await fresh_sample()
@@ -114,24 +120,18 @@ def build_table(
         CommandName.METRICS: Entry(metrics),
         # terminal: ``ok`` once the shell runs; the session then lives in ``terminals``.
         CommandName.TERMINAL: Entry(terminals.open, precheck=terminals.precheck),
-        # Being built (issue 13): refused with a clear code until their handlers land.
         # update: ``ok`` once the host's updater has the verified release (edge_agent/update.py)
         CommandName.UPDATE: Entry(
             updates.run, precheck=updates.precheck, limit=1, with_command=True
         ),
-        CommandName.DOCKER_UPDATE: Entry(_not_yet, precheck=_not_yet_check("docker_update")),
+        # docker_update: one at a time (each may restore what an interrupted one left).
+        CommandName.DOCKER_UPDATE: Entry(
+            update_container,
+            precheck=_enabled(settings.docker.enabled, "docker"),
+            slot=True,
+            limit=1,
+        ),
     }
-
-
-async def _not_yet(_: CommandArgs) -> MessageResult:
-    raise CommandFailed("not_supported", "this agent version cannot run this command")
-
-
-def _not_yet_check(what: str) -> Precheck:
-    def check(_: object) -> None:
-        raise CommandFailed("not_supported", f"this agent version cannot run '{what}'")
-
-    return check
 
 
 def _enabled(enabled: bool, what: str) -> Precheck:
@@ -156,4 +156,8 @@ def deadline_s(name: CommandName, args: CommandArgs, docker: DockerSettings | No
         stop_timeout_s = args.timeout_s if isinstance(args, DockerRestartArgs) else 0
         worst_s = 2 * (_DOCKER_REQUESTS[name] * client_timeout_s + stop_timeout_s)
         return max(DEFAULT_TIMEOUT_S[name], worst_s + DOCKER_GRACE_S)
+    if isinstance(args, DockerUpdateArgs):
+        # pull budget + every request's client timeout + two stops + the trial + grace
+        client_s = (docker or DockerSettings()).timeout_s
+        return max(DEFAULT_TIMEOUT_S[name], worst_case_s(args, client_s))
     return DEFAULT_TIMEOUT_S[name]

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.display",
     "tests.fixtures.podman",
+    "tests.fixtures.registry",
     "tests.fixtures.agent",
     "tests.fixtures.maestro",
     "tests.fixtures.victoria",
