@@ -18,7 +18,9 @@ import httpx
 
 from tests.fixtures.agent import AgentProc
 from tests.fixtures.api import ApiServer
+from tests.fixtures.broker import Broker
 from tests.fixtures.procs import wait_for
+from tests.fixtures.releases import KEY, NEXT, store_release
 from tests.pure.test_api_roles import ROUTES
 from web_api.auth.roles import Role
 
@@ -82,10 +84,12 @@ def test_every_route_does_its_work_for_the_lowest_role_it_documents(
     api_server: Callable[..., ApiServer],
     start_agent: Callable[..., AgentProc],
     xvfb_display: str,
+    broker: Broker,
 ) -> None:
     start_agent("a1", env={"DISPLAY": xvfb_display})
     a2 = start_agent("a2")
-    api = api_server()
+    # A release in the store, so that a rollout of it may start.
+    api = api_server(maestro_options=store_release(broker.data_dir, KEY, NEXT))
     wait_state(api, "a1", "online")
     wait_state(api, "a2", "online")
     run = Calls(api)
@@ -132,6 +136,10 @@ def test_every_route_does_its_work_for_the_lowest_role_it_documents(
     assert (done["state"], done["counts"]) == ("done", {"ok": 1})
     finished = run.call(OP, "POST", "/jobs/a1/abort", 409, path=f"/jobs/{job['id']}/abort")
     assert "already ended" in finished.json()["detail"], "the operator got the real answer"
+    rollout = run.call(
+        OP, "POST", "/jobs/update", 201, json={"version": NEXT, "agents": ["a1"], "canary": 0}
+    ).json()
+    assert (rollout["kind"], rollout["rollout"]["version"]) == ("update", NEXT)
 
     # -- alert rules and notifier health ----------------------------------------------------
     rules = {r["name"]: r for r in run.call(V, "GET", "/alerts/rules", 200).json()}

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.fixtures.api import ApiServer
 from tests.fixtures.broker import Broker
 from tests.fixtures.procs import REPO, Proc, wait_for
-from tests.fixtures.releases import build_release, public_text, wheel_name
+from tests.fixtures.releases import store_release
 from web_api.auth.roles import Role
 
 OLD, NEW = "0.1.0", "0.2.0"
@@ -26,15 +26,8 @@ OLD, NEW = "0.1.0", "0.2.0"
 
 def with_release(api_server: Callable[..., ApiServer], broker: Broker) -> ApiServer:
     """The web API over a maestro whose release store holds a signed release NEW."""
-    key = Ed25519PrivateKey.generate()
-    name = wheel_name("arete", NEW)
-    built = build_release(key, NEW, {name: b"not really a wheel"})
-    directory = broker.data_dir / "releases" / NEW
-    directory.mkdir(parents=True)
-    (directory / "release.json").write_bytes(built.raw)
-    (directory / name).write_bytes(built.artifacts[name])
-    releases = {"public_keys": [public_text(key)]}
-    return api_server(maestro_options={"releases": releases})
+    options = store_release(broker.data_dir, Ed25519PrivateKey.generate(), NEW)
+    return api_server(maestro_options=options)
 
 
 def simulated_fleet(
