@@ -34,6 +34,7 @@ from web_api.routers import (
     health,
     jobs,
     notifiers,
+    releases,
     users,
     ws,
 )
@@ -100,7 +101,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(GuardMiddleware)
     app.add_middleware(HeadAsGetMiddleware)
-    for module in (health, auth, agents, commands, jobs, alerts, notifiers, audit, users, ws):
+    routers = (health, auth, agents, commands, jobs, alerts, notifiers, audit, users, releases, ws)
+    for module in routers:
         app.include_router(module.router)
     terminal = _terminal_router()
     if terminal is not None:

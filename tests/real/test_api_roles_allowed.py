@@ -228,6 +228,10 @@ def test_every_route_does_its_work_for_the_lowest_role_it_documents(
     assert stopped["state"] == "ok", stopped
     a2.proc.wait(15)
 
+    # -- releases: the store's verified releases and whether they are on the broker -------
+    listed = run.call(V, "GET", "/releases", 200).json()
+    assert [(r["version"], r["published"]) for r in listed["items"]] == [(NEXT, True)]
+
     run.call(V, "POST", "/auth/logout", 204)
 
     assert not run.wrong, "\n".join(run.wrong)
