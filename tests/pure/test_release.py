@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -451,3 +453,29 @@ def test_release_topic_builders_refuse_bad_versions_and_indexes() -> None:
         topics.all_of(Kind.RELEASE)  # not per agent: <root>/release/+ would be wrong
     with pytest.raises(TopicError, match="parse_release"):
         topics.parse("arete/release/0.2.0/manifest")
+
+
+# -- docs -----------------------------------------------------------------------------
+
+
+def test_updates_doc_lists_exactly_the_manifest_fields() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "updates.md").read_text("utf-8")
+    marker = "<!-- release fields: arete.release.ReleaseManifest -->\n"
+    rows = text[text.index(marker) + len(marker) :].split("\n\n")[0].splitlines()[2:]
+    documented = {row.split("`")[1] for row in rows}
+    assert documented == set(ReleaseManifest.__struct_fields__)
+
+
+def test_updates_doc_lists_every_refusal_code_of_verification_in_order() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "updates.md").read_text("utf-8")
+    codes = re.findall(r"^\| `([a-z_]+)` \| (?:is|has|cannot)", text, flags=re.MULTILINE)
+    assert codes == [
+        "bad_manifest",
+        "unsigned",
+        "unknown_key",
+        "bad_signature",
+        "expired",
+        "downgrade",
+        "too_old",
+        "tampered",
+    ]
