@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from arete.commands import UpdateArgs, UpdateResult
-from arete.errors import KeyFormatError, ReleaseRefused, TopicError
+from arete.errors import KeyFormatError, PayloadError, ReleaseRefused, TopicError
 from arete.payloads import Command, UpdatePhase, UpdateState
 from arete.release import (
     ReleaseAssembly,
@@ -153,7 +153,7 @@ class SelfUpdate:
             health_deadline_s=args.health_deadline_s,
             requested_at=time.time(),
         )
-        await asyncio.to_thread(self.files.write_request, request)
+        await self._write_request(request)
         log.info("release verified and handed to the host updater", extra={"kv": kv})
         await self._wait_pickup(command.id, version)
         return UpdateResult(state="handed_over", from_version=running, to_version=version)
@@ -164,7 +164,7 @@ class SelfUpdate:
         except UpdateFileError:
             state = None
         previous = ""
-        if state is not None and compare_versions(state.to_version, self.running_version) == 0:
+        if state is not None and _same_version(state.to_version, self.running_version):
             previous = state.from_version  # the version the last update replaced
         request = UpdateRequest(
             version=None,
@@ -174,7 +174,7 @@ class SelfUpdate:
             health_deadline_s=args.health_deadline_s,
             requested_at=time.time(),
         )
-        await asyncio.to_thread(self.files.write_request, request)
+        await self._write_request(request)
         log.info("rollback requested", extra={"kv": {"command_id": command.id}})
         # Answered at once (the updater restarts this agent right away), but a request
         # nobody takes must not leave the agent ``busy`` for good.
@@ -184,6 +184,13 @@ class SelfUpdate:
         return UpdateResult(
             state="rollback_requested", from_version=self.running_version, to_version=previous
         )
+
+    async def _write_request(self, request: UpdateRequest) -> None:
+        try:
+            await asyncio.to_thread(self.files.write_request, request)
+        except OSError as exc:
+            self.files.withdraw(request.version)
+            raise CommandFailed("install_failed", f"cannot write the request: {exc}") from None
 
     async def _fetch_release(self, version: str) -> tuple[ReleaseManifest, bytes, ReleaseAssembly]:
         loop = asyncio.get_running_loop()
@@ -304,6 +311,13 @@ class SelfUpdate:
             fetch.bad_chunks += 1
         elif assembly.complete():
             fetch.arrived.set()
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return compare_versions(a, b) == 0
+    except PayloadError:  # the updater wrote something that is not a version
+        return False
 
 
 def _checked(assembly: ReleaseAssembly, index: int) -> bytes:
