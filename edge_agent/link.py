@@ -87,6 +87,10 @@ class Retained:
     payload: bytes
 
 
+def _written_by_the_network_thread(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho's write-wanted hook: nothing to do, client.loop() writes what is queued."""
+
+
 def _properties(packet_type: int) -> Properties:
     return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho leaves it untyped
 
@@ -263,6 +267,13 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        # Only the network thread may write the socket. Without a callback here paho
+        # writes a message at once from whichever thread publishes it (the agent's loop,
+        # for replies and samples) while the network thread writes acknowledgements: two
+        # threads writing one TLS connection corrupt it and the broker drops it (issue
+        # 12: lost replies to restart/stop). With it, publish() only queues the message
+        # and wakes client.loop(), which writes it (tests/faults/test_agent_tls_writes.py).
+        client.on_socket_register_write = _written_by_the_network_thread
         return client
 
     def _make_on_connect(self, epoch: int) -> Callable[..., None]:

@@ -24,10 +24,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from tests.deploy import updates
 from tests.deploy.fleet import AGENTS, SERVER_NAME, Fleet
 from tests.deploy.scan import scan_hosts
 from tests.deploy.uptime import run_scenario
+from tests.fixtures.builds import build_version, signed_release
 from tests.fixtures.procs import wait_for
+from tests.fixtures.releases import build_release
 
 # The first test also boots the hosts and deploys twice: minutes on a loaded 2-core machine.
 pytestmark = pytest.mark.timeout(1800)
@@ -85,6 +88,21 @@ def command(fleet: Fleet, agent: str, path: str, body: dict[str, Any] | None = N
 def agent_log(fleet: Fleet, agent: str) -> str:
     """The agent's last journal lines, for an assertion message."""
     return fleet.hosts[agent].sh(f"journalctl -u {AGENT_UNIT} -n 25 --no-pager", check=False)
+
+
+def command_logs(fleet: Fleet, agent: str) -> str:
+    """The last minute of the agent's, the broker's and both replicas' journals (precise
+    times), for the message of a command that did not end as expected."""
+    since = "journalctl --no-pager -o short-precise --since=-90s"
+    parts = [
+        f"--- {agent}: {AGENT_UNIT}\n"
+        + fleet.hosts[agent].sh(f"{since} -u {AGENT_UNIT} | tail -n 40", check=False),
+        "--- central: broker and replicas\n"
+        + fleet.hosts["central"].sh(
+            f"{since} -u arete-broker -u 'arete-control@*' | tail -n 80", check=False
+        ),
+    ]
+    return "\n".join(parts)
 
 
 def show(record: Any) -> str:
@@ -290,11 +308,118 @@ def test_control_plane_stays_up_through_a_kill_and_a_rolling_restart(fleet: Flee
         Path(out).write_text(json.dumps(figures.as_dict(), indent=1))
 
 
+# -- self-updates (docs/updates.md; helpers in updates.py) ----------------------------------
+def _update_both(fleet: Fleet, versions: dict[str, str], deadline: float) -> dict[str, Any]:
+    """Send ``update`` to each agent (agent -> version) at once; the replies by agent."""
+    replies: dict[str, Any] = {}
+
+    def one(agent: str, version: str) -> None:
+        args = {"version": version, "health_deadline_s": deadline}
+        replies[agent] = updates.send_update(fleet, agent, args)
+
+    threads = [threading.Thread(target=one, args=item) for item in versions.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(320)
+    return replies
+
+
+def test_a_release_enters_the_store_only_signed_whole_and_unexpired(fleet: Fleet) -> None:
+    made = updates.build_releases(fleet)
+    for version in (updates.B, updates.EXITS, updates.SILENT, updates.DOWNGRADE):
+        code, output = updates.add_release(fleet, made[version])
+        assert code == 0, output
+    # a wheel changed after signing, a stripped signature, an expired release: refused
+    key, wheels = updates.release_key(), [build_version(updates.B)]
+    bad = fleet.workdir / "bad-releases"
+    tampered = signed_release(key, "0.2.1", wheels, bad / "tampered")
+    with (tampered / wheels[0].name).open("r+b") as wheel:
+        wheel.seek(1000)
+        wheel.write(b"X")
+    unsigned = signed_release(key, "0.2.2", wheels, bad / "unsigned")
+    document = json.loads((unsigned / "release.json").read_text())
+    document["sig"] = ""
+    (unsigned / "release.json").write_text(json.dumps(document))
+    expired = signed_release(key, "0.2.3", wheels, bad / "expired", expires_in_s=-30)
+    for directory, reason in ((tampered, "tampered"), (unsigned, "unsigned"), (expired, "expired")):
+        code, output = updates.add_release(fleet, directory)
+        assert code != 0, output
+        assert f"refused: {reason}" in output, output
+
+
+def test_agents_refuse_tampered_unsigned_expired_and_older_releases_with_their_codes(
+    fleet: Fleet,
+) -> None:
+    """Published past the store (the maestro's broker account), bad releases still stop at
+    the agent, each with its own reply code, and nothing is installed."""
+    key = updates.release_key()
+    wheel = {"arete-0.3.0-py3-none-any.whl": secrets.token_bytes(3000)}
+    cases = {
+        "tampered": build_release(key, "0.3.1", wheel, tamper_chunk=(0, 0)),
+        "unsigned": build_release(key, "0.3.2", wheel, unsigned=True),
+        "bad_signature": build_release(key, "0.3.3", wheel, bad_signature=True),
+        "expired": build_release(key, "0.3.4", wheel, expires_in_s=-30),
+    }
+    for code, built in cases.items():
+        for attempt in range(2):  # a replica may clear it first (not in its store): again
+            updates.publish_directly(fleet, built)
+            done = updates.send_update(fleet, "agent1", {"version": built.version})
+            if done.get("error_code") != "no_release" or attempt:
+                break
+        assert done["state"] == "failed", show(done)
+        assert done.get("error_code") == code, show(done)
+    older = updates.send_update(fleet, "agent2", {"version": updates.DOWNGRADE})
+    assert older["state"] == "failed", show(older)
+    assert older.get("error_code") == "downgrade", show(older)
+    for agent in AGENTS:
+        assert updates.layout(fleet, agent)[0] == f"versions/{updates.A}"
+        listed = fleet.hosts[agent].sh("ls /opt/arete/versions").split()
+        assert listed == [updates.A], listed
+
+
+def test_broken_versions_are_rolled_back_by_their_hosts_and_the_fleet_stays_on_a(
+    fleet: Fleet,
+) -> None:
+    """agent1 gets a version that exits at start, agent2 one that never takes a sample:
+    each host's updater switches back by itself, and says why."""
+    replies = _update_both(fleet, {"agent1": updates.EXITS, "agent2": updates.SILENT}, 45)
+    for agent, done in replies.items():
+        assert done["state"] == "ok", f"{agent}: {show(done)}\n{updates.updater_log(fleet, agent)}"
+    first = updates.wait_update(fleet, "agent1", "rolled_back", updates.A)
+    assert first["update"]["reason"] == "the new version did not start", first
+    assert first["update"]["to_version"] == updates.EXITS, first
+    second = updates.wait_update(fleet, "agent2", "rolled_back", updates.A)
+    assert second["update"]["reason"] == "no healthy report in 45 s", second
+    for agent in AGENTS:
+        assert updates.layout(fleet, agent)[0] == f"versions/{updates.A}"
+        assert fleet.hosts[agent].is_active(AGENT_UNIT) == "active"
+
+
+def test_both_agents_update_from_a_to_b_even_when_killed_mid_update(fleet: Fleet) -> None:
+    """While the updaters install B, agent1's updater and agent2's agent are killed -9:
+    systemd starts them again, the update resumes, and both agents run B."""
+    replies = _update_both(fleet, {"agent1": updates.B, "agent2": updates.B}, 120)
+    for agent, done in replies.items():
+        assert done["state"] == "ok", f"{agent}: {show(done)}\n{updates.updater_log(fleet, agent)}"
+        assert done["result"]["to_version"] == updates.B, show(done)
+    for agent, unit in (("agent1", "arete-agent-update.service"), ("agent2", AGENT_UNIT)):
+        updates.wait_installing(fleet, agent, updates.B)
+        updates.kill9(fleet, agent, unit)
+    for agent in AGENTS:
+        record = updates.wait_update(fleet, agent, "healthy", updates.B)
+        assert record["update"]["from_version"] == updates.A, record
+        assert updates.layout(fleet, agent) == (f"versions/{updates.B}", f"versions/{updates.A}")
+        assert fleet.hosts[agent].is_active("arete-agent-update.service") == "inactive"
+        request = "/var/lib/arete-agent/updates/request.json"
+        assert fleet.hosts[agent].exec("test", "-e", request, check=False).returncode != 0
+
+
 def test_restart_command_brings_the_agent_back_under_systemd(fleet: Fleet) -> None:
     host = fleet.hosts["agent1"]
     before = int(host.unit(AGENT_UNIT, "MainPID"))
     done = command(fleet, "agent1", "command", {"name": "restart", "args": {}, "timeout": 30})
-    assert done["state"] == "ok", f"{show(done)}\n{agent_log(fleet, 'agent1')}"
+    assert done["state"] == "ok", f"{show(done)}\n{command_logs(fleet, 'agent1')}"
     wait_for(
         lambda: int(host.unit(AGENT_UNIT, "MainPID")) not in (0, before),
         60,
@@ -316,7 +441,7 @@ def test_stop_command_keeps_the_agent_stopped(fleet: Fleet) -> None:
     host = fleet.hosts["agent2"]
     restarts = host.unit(AGENT_UNIT, "NRestarts")
     done = command(fleet, "agent2", "command", {"name": "stop", "args": {}, "timeout": 30})
-    assert done["state"] == "ok", show(done)
+    assert done["state"] == "ok", f"{show(done)}\n{command_logs(fleet, 'agent2')}"
     wait_for(
         lambda: host.is_active(AGENT_UNIT) in ("inactive", "failed"),
         60,
