@@ -295,6 +295,7 @@ def service_metrics(maestro: Maestro) -> Iterator[Metric]:
         dispatcher.pending,
         gauge=True,
     )
+    yield from _release_metrics(maestro)
     sink = maestro.influx
     if sink is not None:
         stats = sink.stats
@@ -310,6 +311,26 @@ def service_metrics(maestro: Maestro) -> Iterator[Metric]:
             },
             gauge=True,
         )
+
+
+def _release_metrics(maestro: Maestro) -> Iterator[Metric]:
+    store = getattr(maestro, "releases", None)
+    if store is None:
+        return
+    infos = store.releases()
+    yield labelled(
+        "arete_maestro_releases",
+        "Verified releases in the release store, by whether they are on the broker",
+        "published",
+        {"true": sum(i.published for i in infos), "false": sum(not i.published for i in infos)},
+        gauge=True,
+    )
+    yield labelled(
+        "arete_maestro_releases_refused",
+        "Releases of the store refused (not published), counted when found or changed",
+        "code",
+        dict(store.refused_total),
+    )
 
 
 def release_service(maestro: Maestro) -> tuple[ReleaseStore, ReleasePublisher | None]:
