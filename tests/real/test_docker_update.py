@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -21,10 +21,12 @@ from edge_agent.dispatch import deadline_s
 from edge_agent.errors import CommandFailed
 from edge_agent.handlers.docker_update import docker_update
 from edge_agent.settings import DockerSettings
-from tests.fixtures.agent import ReadyAgent, states
+from tests.fixtures.agent import AgentProc, ReadyAgent, states
+from tests.fixtures.api import ApiServer
 from tests.fixtures.broker import Broker
 from tests.fixtures.procs import free_port, wait_for
 from tests.fixtures.registry import LocalRegistry
+from web_api.auth.roles import Role
 
 OK = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.OK]
 FAILED = [ReplyState.ACCEPTED, ReplyState.RUNNING, ReplyState.FAILED]
@@ -276,3 +278,46 @@ def test_the_agents_deadline_outlasts_the_slowest_legitimate_update(
     )
     # pull budget, two stops, the longest trial, and each request's timeout twice
     assert deadline > 300 + 2 * 600 + 1800 + 2 * 20 * client_timeout_s
+
+
+def test_a_docker_update_job_over_two_agents_succeeds(
+    api_server: Callable[..., ApiServer],
+    start_agent: Callable[..., AgentProc],
+    registry: LocalRegistry,
+) -> None:
+    # Both agents drive the same engine: the first updates the container, the second
+    # finds it up to date; the job ends done with both ok.
+    env = {"ARETE_AGENT_DOCKER__URL": registry.engine.url}
+    start_agent("a1", env=env)
+    start_agent("a2", env=env)
+    api = api_server()
+    admin = api.client(Role.ADMIN)  # docker_update is not among the operator's commands
+
+    def online() -> bool:
+        listed = admin.get("/agents", params={"state": "online"}).json()
+        return sorted(a["id"] for a in listed) == ["a1", "a2"]
+
+    wait_for(online, 30, "both agents online", step=0.2)
+    with app(registry) as (name, tag, _):
+        v2 = registry.push(tag, version="2")
+        created = admin.post(
+            "/jobs",
+            json={
+                "name": "docker_update",
+                "args": {"container": name, "stable_s": 1},
+                "agents": ["a1", "a2"],
+                "batch_size": 1,
+            },
+        )
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        wait_for(
+            lambda: admin.get(f"/jobs/{job_id}").json()["state"] != "running",
+            90,
+            "the job to end",
+            step=0.5,
+        )
+        job = admin.get(f"/jobs/{job_id}").json()
+        assert job["state"] == "done", job
+        assert job["counts"] == {"ok": 2}
+        assert inspect(registry, name)["Image"] == v2
