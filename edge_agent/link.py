@@ -180,6 +180,10 @@ class MqttLink:
         with self._lock:
             client = self._client
             if client is not None:
+                # Run-time subscriptions (a release being fetched) must not outlive this
+                # process in the broker's copy of the session.
+                for topic_filter in self._extra:
+                    client.unsubscribe(topic_filter)
                 client.disconnect()
         self._thread.join(timeout)
 

@@ -291,7 +291,10 @@ class SelfUpdate:
 
     def on_message(self, topic: str, payload: bytes) -> None:
         fetch = self._fetch
-        if fetch is None or not payload:  # too late, or a cleared (removed) release
+        if fetch is None:
+            log.debug("release message with no update fetching", extra={"kv": {"topic": topic}})
+            return
+        if not payload:  # a cleared (removed) release
             return
         try:
             route = self.topics.parse_release(topic)

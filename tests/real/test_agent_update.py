@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import zipfile
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from arete.payloads import ReplyState, UpdatePhase, UpdateState
 from arete.version import __version__
 from edge_agent.update_files import UpdateFiles
-from tests.fixtures.agent import ReadyAgent, states, wait_status
+from tests.fixtures.agent import AgentProc, ReadyAgent, states, wait_status
 from tests.fixtures.broker import Broker, run_cli
 from tests.fixtures.maestro import MaestroThread
 from tests.fixtures.procs import wait_for
@@ -284,3 +285,24 @@ def test_a_release_made_with_the_cli_and_published_by_the_maestro_is_handed_over
     assert sorted(p.name for p in spooled.iterdir()) == sorted(p.name for p in made.iterdir())
     for path in made.iterdir():
         assert (spooled / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_an_agent_stopped_mid_fetch_leaves_no_release_subscription_behind(
+    ready_agent: ReadyAgent, broker: Broker, start_agent: Callable[..., AgentProc]
+) -> None:
+    agent, commander = ready_agent(env=update_env(ARETE_AGENT_UPDATE__FETCH_TIMEOUT_S="60"))
+    cmd = commander.command("update", {"version": NEXT})
+    commander.send(cmd)
+    topic = broker.topics.reply(agent.agent_id)
+    commander.probe.wait_for_message(lambda m: m.topic == topic and b'"running"' in m.payload, 10)
+    time.sleep(0.5)  # subscribed to the manifest, waiting for it
+    agent.signal(signal.SIGTERM)
+    agent.proc.wait(10)
+    # The same agent again: same client id, the broker's persistent session.
+    again = start_agent(
+        agent.agent_id, env=update_env(), config=agent.config, state_dir=agent.state_dir
+    )
+    wait_status(commander.probe, broker.topics, agent.agent_id, lambda s: s.ts > time.time() - 5)
+    publish(commander, broker, build_release(KEY, NEXT, wheels(NEXT)))
+    time.sleep(2.0)
+    assert "release message with no update fetching" not in again.output()
