@@ -160,6 +160,31 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         ) from None
 
 
+def key_file_entries(where: str, text: str) -> list[tuple[str, str]]:
+    """The keys of a key file as ``(where, text)`` pairs: a PEM file is one key; otherwise
+    one base64 key a line, ``#`` starting a comment."""
+    if "-----BEGIN" in text:
+        return [(where, text)]
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        key = line.split("#", 1)[0].strip()
+        if key:
+            entries.append((f"{where} line {number}", key))
+    return entries
+
+
+def load_keyring(sources: Iterable[tuple[str, str]]) -> dict[str, Ed25519PublicKey]:
+    """Public keys from ``(where, text)`` pairs, by key id (:func:`keyring`); a bad one
+    raises :class:`KeyFormatError` starting with its ``where``."""
+    keys = []
+    for where, text in sources:
+        try:
+            keys.append(load_public_key(text))
+        except KeyFormatError as exc:
+            raise KeyFormatError(f"{where}: {exc}") from None
+    return keyring(keys)
+
+
 def public_key_text(public_key: Ed25519PublicKey) -> str:
     """The one-line form of a public key: base64 of its raw 32 bytes."""
     return base64.b64encode(public_key.public_bytes_raw()).decode("ascii")

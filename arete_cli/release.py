@@ -106,20 +106,22 @@ def _private_key(path: Path) -> Ed25519PrivateKey:
 
 def _trusted_keys(values: list[str]) -> dict[str, Ed25519PublicKey]:
     from arete.errors import KeyFormatError
-    from arete.release import keyring, load_public_key
+    from arete.release import key_file_entries, load_keyring
 
-    keys = []
+    sources: list[tuple[str, str]] = []
     for value in values:
-        text = value
+        where = f"--public-key {value[:40]!r}"
         if not value.strip().startswith("-----BEGIN") and Path(value).is_file():
-            text = Path(value).read_text(encoding="utf-8")
-        try:
-            keys.append(load_public_key(text))
-        except KeyFormatError as exc:
-            _fail(f"--public-key {value[:40]!r}: {exc}")
+            sources += key_file_entries(where, Path(value).read_text(encoding="utf-8"))
+        else:
+            sources.append((where, value))
+    try:
+        keys = load_keyring(sources)
+    except KeyFormatError as exc:
+        _fail(str(exc))
     if not keys:
         _fail("give at least one --public-key")
-    return keyring(keys)
+    return keys
 
 
 def _store_keys(

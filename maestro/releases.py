@@ -31,8 +31,8 @@ from arete.release import (
     ReleaseManifest,
     compare_versions,
     decode_release,
-    keyring,
-    load_public_key,
+    key_file_entries,
+    load_keyring,
     parse_version,
     verify_release,
 )
@@ -72,14 +72,11 @@ class ReleaseSettings(BaseModel):
                 text = self.public_key_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"releases.public_key_file: {exc}") from None
-            texts.append((f"releases.public_key_file {self.public_key_file}", text))
-        keys = []
-        for where, text in texts:
-            try:
-                keys.append(load_public_key(text))
-            except KeyFormatError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-        return keyring(keys)
+            texts += key_file_entries(f"releases.public_key_file {self.public_key_file}", text)
+        try:
+            return load_keyring(texts)
+        except KeyFormatError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

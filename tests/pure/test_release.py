@@ -31,8 +31,10 @@ from arete.release import (
     compare_versions,
     decode_release,
     encode_release,
+    key_file_entries,
     key_id,
     keyring,
+    load_keyring,
     load_public_key,
     public_key_text,
     release_signing_bytes,
@@ -479,3 +481,15 @@ def test_updates_doc_lists_every_refusal_code_of_verification_in_order() -> None
         "too_old",
         "tampered",
     ]
+
+
+def test_key_files_hold_one_pem_key_or_base64_keys_a_line() -> None:
+    first, second = (Ed25519PrivateKey.generate().public_key() for _ in range(2))
+    lines = f"# release keys\n{public_key_text(first)}\n\n{public_key_text(second)}  # new\n"
+    entries = key_file_entries("keys.txt", lines)
+    assert [where for where, _ in entries] == ["keys.txt line 2", "keys.txt line 4"]
+    assert set(load_keyring(entries)) == {key_id(first), key_id(second)}
+    pem = first.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    assert set(load_keyring(key_file_entries("k.pem", pem))) == {key_id(first)}
+    with pytest.raises(KeyFormatError, match=r"^keys\.txt line 1: "):
+        load_keyring(key_file_entries("keys.txt", "garbage"))
