@@ -114,3 +114,19 @@ describe("a job's title", () => {
     expect(jobTitle({ name: "metrics", args: {} })).toBe("metrics");
   });
 });
+
+describe("rollout jobs", () => {
+  const rollout = {
+    version: "0.2.0", stage: "batches" as const, batch: 1, batches: 3, canary: 1, health_timeout_s: 180, rollback_on_abort: true,
+    phases: { healthy: 2, waiting: 2 }, failures: 0, stop_reason: null,
+  };
+
+  it("are titled by their version and summed up by healthy agents", () => {
+    const running = job({ kind: "update", name: "update", rollout });
+    expect(jobTitle(running)).toBe("update to 0.2.0");
+    expect(jobSummary(running)).toBe("running: 2 of 4 healthy");
+    const failed = job({ kind: "update", name: "update", state: "failed", stopped_reason: "1 failed, more than max_failures=0", rollout: { ...rollout, stage: "rolling_back" } });
+    expect(jobSummary(failed)).toBe("failed: 1 failed, more than max_failures=0 (rolling back)");
+    expect(jobSummary({ ...failed, finished_at: 2 })).toBe("failed: 1 failed, more than max_failures=0");
+  });
+});

@@ -1,14 +1,19 @@
 // Jobs: a command fanned out by label selector, in batches. Pure helpers for the Jobs page.
 
 import { roleAllows } from "./commands";
+import type { Rollout } from "./rollout";
 import { shellRequest } from "./shell";
 import type { Agent } from "./types";
 
 export interface Job {
   id: string;
+  /** "update": a fleet rollout (POST /jobs/update), its progress in `rollout`. */
+  kind?: "command" | "update";
+  rollout?: Rollout | null;
   name: string;
   args: Record<string, unknown>;
-  state: "running" | "done" | "stopped";
+  /** failed: a rollout halted by its abort threshold (it may still be rolling back). */
+  state: "running" | "done" | "stopped" | "failed";
   total: number;
   agents: string[];
   counts: Record<string, number>;
@@ -68,6 +73,14 @@ export function jobProgress(job: Pick<Job, "counts" | "total">): { finished: num
 
 /** One line for a job's state: "running: 3 of 10 done", "done: 10 ok", "stopped: aborted by user:ann". */
 export function jobSummary(job: Job): string {
+  if (job.rollout) {
+    const r = job.rollout;
+    const healthy = r.phases.healthy ?? 0;
+    const over = job.finished_at !== null ? "" : r.stage === "rolling_back" ? " (rolling back)" : "";
+    if (job.state === "running") return `running: ${healthy} of ${job.total} healthy${r.failures ? `, ${r.failures} failed` : ""}`;
+    if (job.state === "done") return `done: ${healthy} of ${job.total} healthy`;
+    return `${job.state}: ${job.stopped_reason ?? job.state}${over}`;
+  }
   const { finished, failed } = jobProgress(job);
   if (job.state === "running") return `running: ${finished} of ${job.total} done${failed ? `, ${failed} failed` : ""}`;
   if (job.state === "done") return `done: ${finished - failed} ok${failed ? `, ${failed} failed` : ""}`;
@@ -99,7 +112,8 @@ export function jobNeeds(name: string): JobCommand["needs"] {
 }
 
 /** A job's name with the argument that tells it apart: `shell "uptime"`, `docker_restart web-1`. */
-export function jobTitle(job: Pick<Job, "name" | "args" | "redacted">): string {
+export function jobTitle(job: Pick<Job, "name" | "args" | "redacted" | "rollout">): string {
+  if (job.rollout) return `update to ${job.rollout.version}`;
   if (job.redacted) return job.name;
   if (job.name === "shell" && typeof job.args.command === "string") return `shell "${job.args.command}"`;
   if (job.name === "shell" && Array.isArray(job.args.argv)) return `shell ${job.args.argv.map(String).join(" ")}`;

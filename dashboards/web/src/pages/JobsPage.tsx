@@ -1,6 +1,8 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
 import { ConfirmDialog, type ConfirmRequest } from "../components/ConfirmDialog";
 import { JobResults } from "../components/JobResults";
+import { RolloutForm } from "../components/RolloutForm";
+import { RolloutProgress } from "../components/RolloutProgress";
 import { useApp, useNow } from "../context";
 import { errorText, get, post } from "../lib/api";
 import { roleAllows } from "../lib/commands";
@@ -34,7 +36,8 @@ export function JobsPage() {
       .catch((exc: unknown) => setError(errorText(exc)));
   }, []);
 
-  const running = jobs?.some((j) => j.state === "running") ?? false;
+  // A halted rollout still rolls back until finished_at: keep it live until then.
+  const running = jobs?.some((j) => j.state === "running" || j.finished_at === null) ?? false;
   useEffect(() => {
     load();
     const every = setInterval(load, running ? 1000 : 5000); // live progress while one runs
@@ -147,6 +150,7 @@ export function JobsPage() {
           </div>
         </form>
       )}
+      {canRun && <RolloutForm onStarted={load} />}
       {error && <p className="text-sm text-red-400" data-testid="jobs-error">{error}</p>}
       {jobs === null ? (
         <p className="text-slate-400">Loading…</p>
@@ -160,7 +164,7 @@ export function JobsPage() {
               <li key={job.id} className="rounded border border-slate-800 p-3" data-testid={`job-${job.id}`} data-state={job.state}>
                 <div className="flex flex-wrap items-center gap-x-3 gap-y-1 text-sm">
                   <span className="break-all font-medium text-slate-100" data-testid="job-title">{jobTitle(job)}</span>
-                  <span className={job.state === "running" ? "text-sky-300" : job.state === "done" ? "text-emerald-400" : "text-amber-300"} data-testid="job-summary">
+                  <span className={job.state === "running" ? "text-sky-300" : job.state === "done" ? "text-emerald-400" : job.state === "failed" ? "text-red-400" : "text-amber-300"} data-testid="job-summary">
                     {jobSummary(job)}
                   </span>
                   <span className="text-xs text-slate-500" title={formatTime(job.created_at)}>
@@ -177,9 +181,13 @@ export function JobsPage() {
                     </button>
                   )}
                 </div>
-                <div className="mt-2 h-2 overflow-hidden rounded bg-slate-800" role="progressbar" aria-valuemin={0} aria-valuemax={job.total} aria-valuenow={p.finished}>
-                  <div className={`h-full ${p.failed ? "bg-amber-500" : "bg-emerald-500"}`} style={{ width: `${Math.round(p.share * 100)}%` }} />
-                </div>
+                {job.rollout ? (
+                  <RolloutProgress job={job} />
+                ) : (
+                  <div className="mt-2 h-2 overflow-hidden rounded bg-slate-800" role="progressbar" aria-valuemin={0} aria-valuemax={job.total} aria-valuenow={p.finished}>
+                    <div className={`h-full ${p.failed ? "bg-amber-500" : "bg-emerald-500"}`} style={{ width: `${Math.round(p.share * 100)}%` }} />
+                  </div>
+                )}
                 <div className="mt-1 flex flex-wrap items-center gap-x-3 text-xs text-slate-500">
                   <span data-testid="job-counts">
                     {p.finished} of {job.total} finished{p.failed ? `, ${p.failed} failed` : ""} · {job.agents.slice(0, 10).join(", ")}{job.agents.length > 10 ? "…" : ""}
