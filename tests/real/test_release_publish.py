@@ -210,3 +210,25 @@ def test_tampered_and_foreign_releases_are_not_published(
     assert [r.version for r in maestro.app.releases.releases()] == ["0.3"]
     versions = {broker.topics.parse_release(m.topic).version for m in probe.messages}
     assert versions == {"0.3"}
+
+
+def test_a_second_replica_finds_the_release_on_the_broker_and_publishes_nothing(
+    broker: Broker, mqtt: Mqtt, maestro_thread: StartMaestro, releases: Releases
+) -> None:
+    releases.add(releases.make("0.2.0"))
+    first = start(maestro_thread, releases)
+    first_publisher = first.app.release_publisher
+    assert first_publisher is not None
+    wait_for(lambda: first_publisher.published_total == 1, 20, "the first replica's publish")
+
+    watcher = agent_probe(broker, mqtt)
+    watcher.subscribe(broker.topics.release_filter("0.2.0"))
+    watcher.wait_for_messages(lambda m: m.retain, 5)  # what is retained: 4 chunks + manifest
+    second = maestro_thread("r2", releases={"public_keys": [releases.public]})
+    second_publisher = second.app.release_publisher
+    assert second_publisher is not None
+    wait_for(lambda: second_publisher.rounds >= 1, 20, "the second replica's first round")
+
+    assert second_publisher.published_total == 0
+    assert [(r.version, r.published) for r in second.app.releases.releases()] == [("0.2.0", True)]
+    watcher.expect_no_message(lambda m: not m.retain, within=0.5)  # nothing sent again
