@@ -188,6 +188,10 @@ class ReleasePublisher:
 
     # -- the worker thread -----------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self.store.scan()  # the API lists the releases before the broker link is up
+        except Exception:  # a bug must not end the publisher
+            log.exception("release publisher: first scan failed")
         while not self._stopping.is_set():
             self._wake.clear()
             if self._ready():
