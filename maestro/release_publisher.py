@@ -21,10 +21,11 @@ import collections
 import contextlib
 import hashlib
 import logging
+import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
@@ -123,9 +124,23 @@ class ReleasePublisher:
             self._client.disconnect()
         self._client.loop_stop()
 
+    def set_password(self, password: str) -> None:
+        """Use a rotated broker password: the connection is cut and paho reconnects at once
+        with it (the next round publishes what the cut interrupted)."""
+        self.connection = replace(self.connection, password=password)
+        self._client.username_pw_set(self.connection.username, password)
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def wake(self) -> None:
         """Scan the store now rather than at the next interval."""
         self._wake.set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
 
     def broker_versions(self) -> set[str]:
         """The versions whose manifest the broker holds (as last heard)."""

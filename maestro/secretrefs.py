@@ -218,6 +218,8 @@ def rotation_listener(maestro: Maestro) -> Listener:
     def apply(ref: Ref, value: str) -> None:
         if ref == ("mqtt", "password"):
             maestro.link.set_password(value)
+            if maestro.release_publisher is not None:  # its own connection, same account
+                maestro.release_publisher.set_password(value)
         elif ref == ("notify", "telegram", "token") and maestro.notifier.telegram is not None:
             maestro.notifier.telegram.set_token(value)
         elif ref == ("notify", "discord", "webhook_url"):

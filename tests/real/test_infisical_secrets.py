@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from arete.payloads import AlertSeverity
@@ -252,6 +253,10 @@ def test_a_rotated_mqtt_password_reconnects_the_running_maestro_with_it(
                 "reconnect_max_s": 1,
             },
             "secrets": table,
+            # The release publisher's own connection uses the same account.
+            "releases": {
+                "public_keys": [public_key_text(Ed25519PrivateKey.generate().public_key())]
+            },
         },
     ).start()
     try:
@@ -273,6 +278,10 @@ def test_a_rotated_mqtt_password_reconnects_the_running_maestro_with_it(
         wait_for(lambda: runner.sync(lambda m: m.link.connects) >= 2, 15, "a reconnect")
         wait_for(lambda: runner.sync(lambda m: m.link.connected), 15, "connected again")
         assert runner.sync(lambda m: m.link.config.password) == NEW_PASSWORD
+        publisher = runner.app.release_publisher
+        assert publisher is not None
+        assert publisher.connection.password == NEW_PASSWORD
+        wait_for(lambda: publisher.connected, 15, "the release connection back")
     finally:
         runner.stop()
 
