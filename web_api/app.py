@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from maestro.app import Maestro
 from maestro.settings import MaestroSettings
+from web_api.auto_update import AutoUpdater
 from web_api.errors import install_error_handlers
 from web_api.head import HeadAsGetMiddleware
 from web_api.jobs import JobRunner
@@ -80,6 +81,10 @@ def create_app(
                 state.maestro = running
                 state.jobs = JobRunner(running)
                 stack.push_async_callback(state.jobs.close)
+                if settings.auto_update:  # rollouts per label group (docs/updates.md)
+                    watcher = AutoUpdater(state.jobs, settings.auto_update)
+                    watcher.start()
+                    stack.push_async_callback(watcher.close)
             log.info(
                 "web api ready data_dir=%s dashboard=%s", settings.data_dir, settings.dashboard()
             )

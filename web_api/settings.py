@@ -12,7 +12,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,21 @@ from maestro.errors import ConfigError
 from maestro.settings import MaestroSettings, describe_errors, read_toml, settings_from
 
 PACKAGE_DASHBOARD = Path(__file__).resolve().parents[1] / "dashboards" / "web" / "dist"
+
+
+class AutoUpdateGroup(BaseModel):
+    """One group of ``auto_update`` (web_api.auto_update, docs/updates.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    selector: dict[str, str] = Field(
+        default_factory=dict, description="The group: agents with every one of these labels."
+    )
+    every_s: float = Field(300.0, ge=1, le=7 * 86400, description="How often to look.")
+    canary: int = Field(1, ge=0, le=1000)
+    batch_size: int = Field(10, ge=1, le=1000)
+    max_failures: int = Field(0, ge=0, le=100_000)
+    health_timeout_s: float = Field(180.0, ge=10, le=3600)
 
 
 class WebSettings(BaseSettings):
@@ -67,6 +82,11 @@ class WebSettings(BaseSettings):
         None, description="The built dashboard (default: dashboards/web/dist or DATA/dashboard)."
     )
     cookie_secure: Literal["auto", "always", "never"] = "auto"
+    auto_update: tuple[AutoUpdateGroup, ...] = Field(
+        (),
+        description="Label groups rolled out to the newest published release when one of"
+        " their agents is behind (web_api.auto_update).",
+    )
     metric_stream_s: float = Field(
         0.1, gt=0, le=60, description="How often subscribed metric streams look for new samples."
     )

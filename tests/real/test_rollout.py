@@ -220,3 +220,29 @@ def test_arete_fleet_update_follows_the_rollout_and_exits_by_its_outcome(
     refused = fleet_update("--selector", "fleet=nobody")
     assert refused.returncode == 2
     assert "no_agents" in refused.stderr
+
+
+def test_auto_update_rolls_a_label_group_out_to_the_newest_published_release_once(
+    api_server: Callable[..., ApiServer], broker: Broker, procs: Callable[..., Proc]
+) -> None:
+    options = store_release(broker.data_dir, Ed25519PrivateKey.generate(), NEW)
+    group = {"selector": {"fleet": "au"}, "every_s": 1, "canary": 1, "batch_size": 5}
+    api = api_server(maestro_options=options, auto_update=[group])
+    viewer = api.client(Role.VIEWER)
+    simulated_fleet(procs, broker, "au", 3)
+    simulated_fleet(procs, broker, "ot", 2)  # another group: left alone
+    wait_fleet_online(viewer, "au", 3)
+
+    def auto_jobs() -> list[dict[str, Any]]:
+        return [j for j in viewer.get("/jobs").json() if j["actor"] == "auto-update"]
+
+    wait_for(lambda: len(auto_jobs()) == 1, 30, "an automatic rollout", step=0.5)
+    job = wait_finished(viewer, auto_jobs()[0]["id"], 60)
+    assert job["state"] == "done", job
+    assert sorted(job["agents"]) == ["au000000", "au000001", "au000002"]
+    assert {v["version"] for v in fleet_views(viewer, "au").values()} == {NEW}
+    assert {v["version"] for v in fleet_views(viewer, "ot").values()} == {OLD}
+    time.sleep(3)  # three more looks: the group is current, nothing more starts
+    assert len(auto_jobs()) == 1
+    audit = viewer.get("/audit", params={"actor": "auto-update"}).json()
+    assert [e["action"] for e in audit] == ["job.finish", "job.start"]
