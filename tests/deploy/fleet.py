@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from tests.deploy.updates import release_public_key
 from tests.fixtures.hosts import Host, ansible_collections, wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +123,8 @@ def write_inventory(
         "arete_proxy_server_name": SERVER_NAME,
         "arete_proxy_tls": "internal",
         "arete_agent_shell_allow": [],
+        # Self-update (tests/deploy/updates.py signs this session's releases).
+        "arete_release_public_key": release_public_key(),
         # A copy too: the checkout's dist is rebuilt when the dashboard's sources change.
         "arete_dashboard_dist": str(_snapshot(DIST, workdir / "dashboard", hard_links=False))
         if DIST.is_dir()
