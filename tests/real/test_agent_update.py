@@ -182,13 +182,13 @@ def test_health_json_appears_once_samples_are_acked_and_replaces_an_old_one(
     def fresh() -> bool:
         return health.exists() and json.loads(health.read_text())["pid"] != 1
 
-    wait_for(fresh, 15, "a fresh health.json")
+    wait_for(fresh, 30, "a fresh health.json")
     report = json.loads(health.read_text())
     assert report["version"] == __version__
     assert report["pid"] == agent.proc.popen.pid
     assert report["started_at"] >= started - 1
-    # 3 samples at 0.5 s and a heartbeat at 1 s: healthy within seconds of starting.
-    assert report["started_at"] <= report["healthy_at"] <= report["started_at"] + 10
+    # 3 samples at 0.5 s and a heartbeat at 1 s: seconds after start (generous: a busy box).
+    assert report["started_at"] <= report["healthy_at"] <= report["started_at"] + 30
 
 
 def test_an_updater_state_present_at_start_is_in_the_first_online_status(
