@@ -54,8 +54,8 @@ async def drive(maestro: Maestro, job: Job, tick_s: float = TICK_S) -> None:
     try:
         while not rollout.ended:
             now = time.time()
-            for send in rollout.step(seen_now(maestro, rollout.watching()), now):
-                task = await _send(maestro, job, rollout, send, now=now)
+            sends = rollout.step(seen_now(maestro, rollout.watching()), now)
+            for task in await _send_all(maestro, job, rollout, sends, now=now):
                 if task is not None:
                     waiting.add(task)
                     task.add_done_callback(waiting.discard)
@@ -67,6 +67,20 @@ async def drive(maestro: Maestro, job: Job, tick_s: float = TICK_S) -> None:
         for task in list(waiting):
             task.cancel()
         _mirror(job, rollout)
+
+
+async def _send_all(
+    maestro: Maestro, job: Job, rollout: Rollout, sends: list[Send], *, now: float
+) -> list[asyncio.Task[None] | None]:
+    """A batch's commands, recorded concurrently as a fan-out's are (one by one, each
+    waiting for its store write, a batch of 100 took seconds on a busy machine)."""
+    slots = asyncio.Semaphore(maestro.commands.settings.fanout_concurrency)
+
+    async def one(send: Send) -> asyncio.Task[None] | None:
+        async with slots:
+            return await _send(maestro, job, rollout, send, now=now)
+
+    return list(await asyncio.gather(*(one(send) for send in sends)))
 
 
 async def _send(
