@@ -183,17 +183,19 @@ class _Update:
     def _roll_back(
         self, old_id: str, name: str, new_id: str | None, renamed: bool, why: str
     ) -> None:
+        where = f"it is kept as {old_name(name)}; docker_update {name} again restores it"
         try:
             if new_id is not None:
                 self.api.remove_container(new_id, force=True)
             if renamed:
                 self.api.rename(old_id, name)
+            where = f"it is back as {name} but stopped: start it (docker_restart)"
             self.api.start(old_id)
         except self.errors.APIError as exc:
             raise CommandFailed(
                 "rollback_failed",
-                f"{why}; putting the previous container back failed too: {_explanation(exc)}. "
-                f"It is kept as {old_name(name)}; docker_update {name} again restores it",
+                f"{why}; putting the previous container back failed too: "
+                f"{_explanation(exc)}; {where}",
             ) from None
 
     def _inspect(self, container: str) -> dict[str, Any] | None:

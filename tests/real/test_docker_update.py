@@ -96,6 +96,25 @@ def test_an_image_that_exits_at_start_is_rolled_back(registry: LocalRegistry) ->
         assert not registry.exists(f"{name}.arete-old")
 
 
+def test_an_image_whose_command_cannot_start_is_rolled_back(registry: LocalRegistry) -> None:
+    # No published port: podman 4.3's API service keeps the port of a container that
+    # failed to start bound until it restarts, so the old one could not have it back
+    # (docs/updates.md).
+    with registry.app(publish=False) as (name, tag, v1):
+        before = registry.info(name)
+        registry.push(tag, version="2", cmd=["/bin/no-such-program"])
+        failure = refused(registry, name, stable_s=5)
+        assert failure.code == "update_failed", failure.message
+        assert failure.message.startswith("the new container could not be started: ")
+        assert isinstance(failure.result, DockerUpdateResult)
+        assert failure.result.state == "rolled_back"
+        after = registry.info(name)
+        assert after["Id"] == before["Id"]
+        assert after["Image"] == v1
+        assert after["State"]["Running"] is True
+        assert not registry.exists(f"{name}.arete-old")
+
+
 def test_a_failing_health_check_rolls_back_and_a_passing_one_updates(
     registry: LocalRegistry,
 ) -> None:
