@@ -12,6 +12,16 @@ import sys
 
 def main() -> None:
     args = sys.argv[1:]
+    if args[:2] == ["broker", "run"]:
+        # SIGHUP means "reload the accounts" (systemctl reload arete-broker). Until the
+        # broker runs and forwards it (mosquitto/runner.py), its default action would
+        # end this process; the imports before that take seconds on a busy host, and a
+        # reload sent right after a start then left the broker down for good (systemd
+        # counts SIGHUP as a clean exit). Ignored, and inherited as ignored by Mosquitto
+        # until it sets its own handler: it reads the accounts as it starts anyway.
+        import signal
+
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if args[:2] == ["agent", "run"]:
         from edge_agent.entry import main as agent_main
 

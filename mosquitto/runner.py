@@ -18,8 +18,10 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,7 @@ DEFAULT_MOSQUITTO: Final = "/usr/sbin/mosquitto"
 MOSQUITTO_ENV: Final = "ARETE_MOSQUITTO"  # path of another Mosquitto build, if wanted
 FORWARDED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG: Final = 1
+READY_TIMEOUT_S: Final = 60.0  # how long to wait for Mosquitto's listener before READY=1
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,32 @@ def _forwarding(child: subprocess.Popen[bytes]) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _wait_listening(child: subprocess.Popen[bytes], info: BrokerInfo) -> bool:
+    """Wait until Mosquitto accepts connections on its plain listener (False if it
+    exited first, or did not within :data:`READY_TIMEOUT_S`: then systemd is told it is
+    ready anyway rather than left to kill a broker that may only be slow)."""
+    host = "127.0.0.1" if info.host in ("0.0.0.0", "") else info.host  # noqa: S104
+    host = "::1" if host == "::" else host
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while child.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, info.port), 0.5):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def notify_ready() -> None:
+    """Tell systemd (``Type=notify``) that the broker is up: until then a reload
+    (``systemctl reload``) waits instead of signalling a process still starting, and
+    units ordered after the broker wait for it to accept connections."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    target = "\0" + address[1:] if address.startswith("@") else address
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"READY=1", target)
+
+
 def run_broker(
     layout: Layout,
     options: BrokerOptions,
@@ -221,6 +250,9 @@ def run_broker(
         try:
             with _forwarding(child):
                 save_info(layout, prepared.info.with_pid(child.pid))
+                _wait_listening(child, prepared.info)
+                if child.poll() is None:  # listening, or still trying after a minute
+                    notify_ready()
                 returncode = child.wait()
         finally:
             if child.poll() is None:
