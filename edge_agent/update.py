@@ -32,8 +32,8 @@ from arete.release import (
     ReleaseAssembly,
     ReleaseManifest,
     compare_versions,
-    keyring,
-    load_public_key,
+    key_file_entries,
+    load_keyring,
     verify_release,
 )
 from arete.topics import Topics
@@ -57,24 +57,18 @@ NO_UPDATER: Final = (
 def load_release_keys(settings: UpdateSettings) -> dict[str, Ed25519PublicKey]:
     """The trusted release keys by key id; a bad key or unreadable key file is a
     :class:`ConfigError` (the agent does not start)."""
-    texts = [(f"update.release_keys[{i}]", key) for i, key in enumerate(settings.release_keys)]
+    sources = [(f"update.release_keys[{i}]", key) for i, key in enumerate(settings.release_keys)]
     if settings.release_key_file is not None:
         path = Path(settings.release_key_file)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"update.release_key_file: {exc}") from None
-        for number, line in enumerate(lines, start=1):
-            text = line.split("#", 1)[0].strip()
-            if text:
-                texts.append((f"update.release_key_file {path} line {number}", text))
-    keys = []
-    for where, text in texts:
-        try:
-            keys.append(load_public_key(text))
-        except KeyFormatError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    return keyring(keys)
+        sources += key_file_entries(f"update.release_key_file {path}", text)
+    try:
+        return load_keyring(sources)
+    except KeyFormatError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(slots=True)
