@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import typer
 
-from arete_cli.fleet import final_lines, parse_selector, progress_line
+from arete_cli.fleet import final_lines, follow, parse_selector, progress_line
 
 
 def job(state: str, stage: str, phases: dict[str, int], **more: Any) -> dict[str, Any]:
@@ -55,3 +55,37 @@ def test_a_selector_takes_repeated_and_comma_separated_pairs() -> None:
     }
     with pytest.raises(typer.BadParameter, match="key=value"):
         parse_selector(["role"])
+
+
+class FakeApi:
+    """GET /jobs/{id} answers these jobs in turn (the last one again and again)."""
+
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        self.jobs = jobs
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.jobs.pop(0) if len(self.jobs) > 1 else self.jobs[0]
+
+
+def test_on_a_terminal_the_bar_is_redrawn_in_place_and_plain_output_prints_each_change(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    steps = [
+        job("running", "canary", {"sent": 1, "waiting": 3}),
+        job("running", "canary", {"sent": 1, "waiting": 3}),
+        job("running", "batches", {"healthy": 1, "installing": 3}),
+        job("done", "ended", {"healthy": 4}) | {"finished_at": 9.0},
+    ]
+    for step in steps[:3]:
+        step["finished_at"] = None
+    final = follow(FakeApi(list(steps)), "job-1", interval_s=0, tty=True)  # type: ignore[arg-type]
+    assert final["state"] == "done"
+    shown = capsys.readouterr().out
+    assert shown.startswith("\r[")
+    assert shown.count("\r") == 4
+    assert shown.endswith("\n")
+    assert "\n" not in shown[:-1]
+    follow(FakeApi(list(steps)), "job-1", interval_s=0, tty=False)  # type: ignore[arg-type]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3  # the repeated canary line is printed once
+    assert lines[-1].startswith("[##############################] 4/4 healthy  done ended")

@@ -126,6 +126,10 @@ async def abort_job(
         raise ApiError(404, f"no job {job_id!r} (jobs are kept in memory until a restart)")
     require_command_role(user, job.name)
     if not runner.abort(job, user.actor):
+        if job.finished_at is None:  # a halted rollout, still settling or rolling back
+            raise ApiError(
+                409, f"job {job_id!r} is already halted ({job.state}): {job.stopped_reason}"
+            )
         raise ApiError(409, f"job {job_id!r} already ended ({job.state})")
     await audit(m, user.actor, "job.abort", job.id, {"name": job.name})
     return await _public(runner, job, user.role)
