@@ -53,7 +53,12 @@ def test_release_keys_come_from_toml_and_env(tmp_path: Path) -> None:
     assert load_settings(None, env=env).update.release_keys == [key]
 
 
-@pytest.mark.parametrize("bad", ["not base64!", "AAAA", public_text(KEY) + "AAAA"])
+# Ids fixed: KEY is random per process, and pytest-xdist workers must collect the same ids.
+@pytest.mark.parametrize(
+    "bad",
+    ["not base64!", "AAAA", public_text(KEY) + "AAAA"],
+    ids=["not-base64", "too-short", "too-long"],
+)
 def test_a_bad_release_key_stops_the_agent_at_start(bad: str) -> None:
     env = {"ARETE_AGENT_ID": "a1", "ARETE_AGENT_UPDATE__RELEASE_KEYS": f'["{bad}"]'}
     with pytest.raises(ConfigError, match=r"update\.release_keys\[0\]"):
