@@ -149,7 +149,10 @@ def judge(
     """
     state: Mapping[str, Any] = info.get("State") or {}
     if state.get("Restarting") or int(info.get("RestartCount") or 0) > restarts:
-        return Verdict(False, "it crashed and was restarted by its restart policy")
+        # Once running again, some engines (podman) show exit code 0: the code is lost then.
+        code = state.get("ExitCode")
+        exited = f"it exited with code {code}" if code else "it exited"
+        return Verdict(False, f"{exited} and its restart policy restarted it")
     if not state.get("Running"):
         return Verdict(False, f"it exited with code {state.get('ExitCode')}")
     if has_health:

@@ -144,6 +144,7 @@ def test_the_trial_without_a_health_check_wants_it_running_stable_s() -> None:
     restarted = judge(crashed, has_health=False, restarts=0, waited_s=9, args=ARGS)
     assert restarted is not None
     assert not restarted.ok
+    assert restarted.reason == "it exited with code 3 and its restart policy restarted it"
 
 
 def test_the_trial_with_a_health_check_wants_healthy_in_time() -> None:
