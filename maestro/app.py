@@ -21,6 +21,7 @@ from maestro.broker_drops import BrokerDrops
 from maestro.events import EventBus
 from maestro.ingest import BrokerCounterIn, Inbound, Ingest, LoopInbox, ReplyIn
 from maestro.link import LinkConfig, MaestroLink
+from maestro.live_feed import LiveFeed
 from maestro.liveness import Policy
 from maestro.observe import Exposition, serve
 from maestro.registry import Registry
@@ -62,6 +63,7 @@ class Maestro:
         self.influx: InfluxSink | None = None
         self.homeassistant: Discovery | None = None  # opt-in (settings.homeassistant)
         self.terminals: TerminalHub
+        self.live: LiveFeed
         self.disk: DiskMonitor
         self.broker_drops = BrokerDrops()
         self.stored_acks: StoredAcks
@@ -108,6 +110,11 @@ class Maestro:
             details=self.store.details,
         )
         self.link = MaestroLink(self._link_config(), self.ingest.handle)
+        # Every live sample of the agents this replica's websockets follow (live_feed).
+        self.live = LiveFeed(self.topics, self.link, max_agents=s.mqtt.live_max_agents)
+        self.live.start()
+        self.link.on_live = self.live.from_plain
+        self.ingest.on_live = self.live.from_share
         self.registry = Registry(
             self.topics,
             s.replica,

@@ -207,6 +207,9 @@ class Ingest:
         self.paused = False
         # -- terminal hook: (agent_id, session, payload) of ``term/+/+/out``, on this thread
         self.on_term: Callable[[str, str, bytes], None] | None = None
+        # (agent_id, epoch, samples, receive time) of each live (not replayed) message,
+        # on this thread: the websockets' live feed (maestro.live_feed)
+        self.on_live: Callable[[str, int, list[Sample], float], None] | None = None
 
     # -- entry point (network thread) ----------------------------------------------------
     def handle(self, message: mqtt.MQTTMessage, generation: int) -> None:
@@ -286,6 +289,8 @@ class Ingest:
             self._contact(agent_id, epoch)
             self.latest[agent_id] = (now, newest)
             self.latest_sample[agent_id] = samples[-1]
+            if self.on_live is not None:
+                self.on_live(agent_id, epoch, samples, now)
         if metrics.dropped:
             self.agent_dropped[agent_id] = metrics.dropped
         # Once committed (on the store's writer thread): the broker's ack, then the

@@ -17,6 +17,10 @@
   :data:`RECENT_BROKER_S` ago. A restarted broker drops what agents publish until the
   maestro subscribes again, so the maestro must be back within a second or two.
 - :meth:`publish_nowait` (QoS 0, from any thread) sends the stored acknowledgements.
+- Live subscriptions (:meth:`follow_live`): plain QoS 0 subscriptions tagged with
+  :data:`LIVE_SUBSCRIPTION_ID`, for the websockets (:mod:`maestro.live_feed`). A message
+  carrying that identifier goes to ``on_live`` only, never to the ingest: the shared
+  subscription stays the only way into the store.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -54,6 +58,11 @@ RECENT_BROKER_S = 300.0
 
 MessageHandler = Callable[[mqtt.MQTTMessage, int], None]
 """Called on the network thread with each message and the connection generation."""
+
+# MQTT 5 subscription identifier of the live (plain, per-agent metrics) subscriptions;
+# the broker keeps it with the subscription, in the session too. No other subscription
+# of the maestro has one.
+LIVE_SUBSCRIPTION_ID: Final = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +102,12 @@ class MaestroLink:
         on_message: MessageHandler,
         *,
         on_connection: Callable[[bool], None] | None = None,
+        on_live: Callable[[mqtt.MQTTMessage], None] | None = None,
     ) -> None:
         self.config = config
         self._on_message_cb = on_message
+        self.on_live = on_live  # messages of the live subscriptions (never the ingest's)
+        self.live_topics: set[str] = set()  # plain live subscriptions held now
         self._on_connection = on_connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
@@ -384,7 +396,36 @@ class MaestroLink:
                 return  # the broker redelivers it on the new connection
             self._client.ack(mid, 1)
 
+    # -- live subscriptions (event loop) ------------------------------------------------
+    def follow_live(self, topic: str) -> None:
+        """Hold a plain QoS 0 subscription to ``topic`` (again after every reconnect)."""
+        with self._lock:
+            self.live_topics.add(topic)
+        if self.connected:
+            self._subscribe_live(self._client, [topic])
+
+    def unfollow_live(self, topic: str) -> None:
+        """Drop a live subscription (no wait for the broker's UNSUBACK)."""
+        with self._lock:
+            self.live_topics.discard(topic)
+        if self.connected:
+            self._client.unsubscribe(topic)
+
+    def _subscribe_live(self, client: mqtt.Client, topics: list[str]) -> None:
+        props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]  # paho leaves it untyped
+        props.SubscriptionIdentifier = LIVE_SUBSCRIPTION_ID
+        client.subscribe([(topic, 0) for topic in topics], properties=props)
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        props = message.properties
+        ids = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
+        if ids and LIVE_SUBSCRIPTION_ID in ids:
+            try:
+                if self.on_live is not None:
+                    self.on_live(message)
+            except Exception:
+                log.exception("live handler failed on %s", message.topic)
+            return  # QoS 0, nothing to acknowledge; never the ingest's
         try:
             self._on_message_cb(message, self._generation)
         except Exception:  # one bad message must never stop the network thread
@@ -421,6 +462,10 @@ class MaestroLink:
         # see this "online" (and re-send what was not confirmed) the subscriptions exist.
         left = set(self._shared()) if self._shares_left else set()
         client.subscribe([(topic, qos) for topic, qos in cfg.subscriptions if topic not in left])
+        with self._lock:
+            live = sorted(self.live_topics)
+        if live:
+            self._subscribe_live(client, live)
         client.publish(
             cfg.topics.maestro(cfg.replica),
             self._state_payload(MaestroState.ONLINE),

@@ -73,6 +73,13 @@ class MqttSettings(BaseModel):
         description="Unacknowledged messages the broker may send at once (back-pressure).",
     )
     share_group: str = Field("maestro", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    live_max_agents: int = Field(
+        200,
+        ge=0,
+        le=10_000,
+        description="Agents followed by this replica's websockets that get a plain (non-shared)"
+        " subscription, so every sample reaches them; beyond it only this replica's share.",
+    )
     reconnect_min_s: float = Field(1.0, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=600)
 

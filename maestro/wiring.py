@@ -229,6 +229,7 @@ def disk_monitor(maestro: Maestro) -> DiskMonitor:
 
 
 def service_metrics(maestro: Maestro) -> Iterator[Metric]:
+    yield from maestro.live.metrics()  # the websockets' live feed (maestro.live_feed)
     disk = maestro.disk.report
     yield GaugeMetricFamily(
         "arete_maestro_disk_full",

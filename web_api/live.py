@@ -31,39 +31,58 @@ def parse_client_message(message: Any) -> tuple[str, list[str]]:
 
 @dataclass
 class MetricStreams:
-    """Which agents a client follows, and the sample time it last got of each."""
+    """Which agents a client follows, and the ``(epoch, seq)`` it last got of each.
+
+    Every live sample of a followed agent comes from the maestro's live feed
+    (:mod:`maestro.live_feed`, once each, in order); right after a subscribe, the
+    latest known sample comes first so that the page shows values at once.
+    """
 
     agents: set[str] = field(default_factory=set)
-    last_ts: dict[str, float] = field(default_factory=dict)
+    last: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-    def apply(self, verb: str, ids: list[str]) -> None:
+    def apply(self, verb: str, ids: list[str]) -> list[str]:
+        """Follow or unfollow; return the agents whose state changed."""
         if verb == "subscribe":
             if len(self.agents | set(ids)) > MAX_STREAMS:
                 raise ClientMessageError(f"at most {MAX_STREAMS} metric streams per connection")
-            self.agents.update(ids)
-        else:
-            for agent in ids:
-                self.agents.discard(agent)
-                self.last_ts.pop(agent, None)
+            fresh = [agent for agent in dict.fromkeys(ids) if agent not in self.agents]
+            self.agents.update(fresh)
+            return fresh
+        gone = [agent for agent in dict.fromkeys(ids) if agent in self.agents]
+        for agent in gone:
+            self.agents.discard(agent)
+            self.last.pop(agent, None)
+        return gone
 
-    def due(
-        self, latest: Callable[[str], Mapping[str, Any] | None], now: float
+    def first(
+        self,
+        agents: list[str],
+        latest: Callable[[str], Mapping[str, Any] | None],
+        now: float,
     ) -> list[dict[str, Any]]:
-        """Frames for every followed agent whose latest sample is new since the last one."""
+        """Frames of the latest known sample of newly followed ``agents``."""
         frames = []
-        for agent in sorted(self.agents):
+        for agent in agents:
             sample = latest(agent)
-            if not sample:
-                continue
-            ts = sample.get("ts")
-            if not isinstance(ts, int | float) or self.last_ts.get(agent) == ts:
-                continue
-            self.last_ts[agent] = ts
-            values = {k: v for k, v in sample.items() if k != "ts"}
-            frames.append(
-                {"kind": "metrics", "ts": now, "data": {"agent": agent, "ts": ts, "values": values}}
-            )
+            if sample:
+                frame = self.live(dict(sample) | {"agent": agent}, now)
+                if frame is not None:
+                    frames.append(frame)
         return frames
+
+    def live(self, data: Mapping[str, Any], now: float) -> dict[str, Any] | None:
+        """The frame of one sample (``agent``, ``ts``, ``epoch``, ``seq``, ``values``), or
+        None if the client does not follow the agent or got it (or a newer one)."""
+        agent = data.get("agent")
+        epoch, seq = data.get("epoch"), data.get("seq")
+        if agent not in self.agents or not isinstance(epoch, int) or not isinstance(seq, int):
+            return None
+        last = self.last.get(agent)
+        if last is not None and epoch <= last[0] and seq <= last[1]:
+            return None
+        self.last[agent] = (epoch, seq)
+        return {"kind": "metrics", "ts": now, "data": dict(data)}
 
 
 def event_frame(event: Event, role: Role) -> dict[str, Any]:

@@ -122,20 +122,25 @@ def test_origins(origin: str | None, host: str, allowed: tuple[str, ...], ok: bo
     assert origin_allowed(origin, host, allowed, missing_ok=True) is ok
 
 
-def test_metric_streams_send_only_new_samples() -> None:
+def test_metric_streams_send_each_sample_once_and_in_order() -> None:
     streams = MetricStreams()
-    streams.apply(*parse_client_message({"subscribe": ["a1", "a2"]}))
-    samples = {"a1": {"ts": 1.0, "cpu": 5.0}}
-    frames = streams.due(samples.get, now=10.0)
-    assert frames == [
-        {"kind": "metrics", "ts": 10.0, "data": {"agent": "a1", "ts": 1.0, "values": {"cpu": 5.0}}}
+    fresh = streams.apply(*parse_client_message({"subscribe": ["a1", "a2"]}))
+    assert fresh == ["a1", "a2"]
+    latest = {"a1": {"ts": 1.0, "epoch": 1, "seq": 10, "values": {"cpu": 5.0}}}
+    assert streams.first(fresh, latest.get, now=10.0) == [
+        {
+            "kind": "metrics",
+            "ts": 10.0,
+            "data": {"agent": "a1", "ts": 1.0, "epoch": 1, "seq": 10, "values": {"cpu": 5.0}},
+        }
     ]
-    assert streams.due(samples.get, now=11.0) == []
-    samples["a1"] = {"ts": 2.0, "cpu": 6.0}
-    assert len(streams.due(samples.get, now=12.0)) == 1
-    streams.apply(*parse_client_message({"unsubscribe": ["a1"]}))
-    samples["a1"] = {"ts": 3.0, "cpu": 7.0}
-    assert streams.due(samples.get, now=13.0) == []
+    sample = {"agent": "a1", "ts": 2.0, "epoch": 1, "seq": 11, "values": {"cpu": 6.0}}
+    assert streams.live(sample, now=11.0) is not None
+    assert streams.live(sample, now=11.1) is None  # the same sample again
+    assert streams.live(sample | {"seq": 9}, now=11.2) is None  # older
+    assert streams.live(sample | {"agent": "zz", "seq": 12}, now=11.3) is None  # not followed
+    assert streams.apply(*parse_client_message({"unsubscribe": ["a1", "nope"]})) == ["a1"]
+    assert streams.live(sample | {"seq": 12}, now=12.0) is None
     bad_messages: list[object] = [{"subscribe": "a1"}, {"hello": []}, [], {"subscribe": [1]}]
     for bad in bad_messages:
         with pytest.raises(ClientMessageError):

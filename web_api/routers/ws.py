@@ -12,16 +12,20 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from maestro.live_feed import Watcher
 from web_api.auth.roles import Role
 from web_api.auth.users import Principal
 from web_api.deps import SESSION_COOKIE
 from web_api.live import ClientMessageError, MetricStreams, event_frame, parse_client_message
 from web_api.origin import origin_allowed
 from web_api.state import AppState
+
+if TYPE_CHECKING:
+    from maestro.app import Maestro
 
 router = APIRouter(tags=["live"])
 
@@ -100,6 +104,32 @@ async def live(ws: WebSocket) -> None:
         await ws.close(code=CLOSE_UNAVAILABLE, reason="the maestro is not running")
         return
     await ws.accept()
+    with m.live.watching() as watcher:
+        await _serve(ws, m, principal, watcher)
+
+
+def _client_message(text: str) -> tuple[str, list[str]]:
+    if len(text) > MAX_CLIENT_MESSAGE:
+        raise ClientMessageError("message too large")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise ClientMessageError("messages are JSON") from None
+    return parse_client_message(message)
+
+
+def _latest(m: Maestro, agent: str) -> dict[str, Any] | None:
+    """The latest sample this replica received of ``agent`` (from its share)."""
+    held = m.ingest.latest.get(agent)
+    if agent not in m.registry.states or held is None:
+        return None
+    metrics = m.registry.view(agent).get("metrics") or {}
+    row = held[1]  # maestro.store.rows.to_row: (agent, seq, ts, epoch, ...)
+    values = {k: v for k, v in metrics.items() if k != "ts"}
+    return {"ts": row[2], "epoch": row[3], "seq": row[1], "values": values}
+
+
+async def _serve(ws: WebSocket, m: Maestro, principal: Principal, watcher: Watcher) -> None:
     streams = MetricStreams()
     lock = asyncio.Lock()
 
@@ -114,30 +144,26 @@ async def live(ws: WebSocket) -> None:
                 await send(event_frame(await sub.get(), principal.role))
 
     async def stream_metrics() -> None:
-        def latest(agent: str) -> Any:
-            if agent not in m.registry.states:
-                return None
-            return m.registry.view(agent).get("metrics")
-
-        while True:
-            for frame in streams.due(latest, time.time()):
+        while True:  # every live sample of the followed agents, once, in order
+            frame = streams.live((await watcher.get()).data(), time.time())
+            if frame is not None:
                 await send(frame)
-            await asyncio.sleep(state.settings.metric_stream_s)
 
     async def receive() -> None:
         while True:
             text = await ws.receive_text()
             try:
-                if len(text) > MAX_CLIENT_MESSAGE:
-                    raise ClientMessageError("message too large")
-                try:
-                    message = json.loads(text)
-                except ValueError:
-                    raise ClientMessageError("messages are JSON") from None
-                verb, ids = parse_client_message(message)
-                streams.apply(verb, ids)
+                verb, ids = _client_message(text)
+                changed = streams.apply(verb, ids)
             except ClientMessageError as exc:
                 await send({"kind": "error", "ts": time.time(), "data": {"detail": str(exc)}})
+                continue
+            if verb == "unsubscribe":
+                watcher.unfollow(changed)
+                continue
+            watcher.follow(changed)
+            for frame in streams.first(changed, lambda a: _latest(m, a), time.time()):
+                await send(frame)
 
     tasks = [
         asyncio.create_task(forward_events()),
