@@ -88,7 +88,11 @@ class WebSettings(BaseSettings):
         " their agents is behind (web_api.auto_update).",
     )
     metric_stream_s: float = Field(
-        0.1, gt=0, le=60, description="How often subscribed metric streams look for new samples."
+        0.1,
+        gt=0,
+        le=60,
+        description="No effect any more: each live sample is pushed as it arrives"
+        " (maestro.live_feed); kept so that configs naming it still load.",
     )
     ws_recheck_s: float = Field(
         5.0,
