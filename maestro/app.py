@@ -111,7 +111,12 @@ class Maestro:
         )
         self.link = MaestroLink(self._link_config(), self.ingest.handle)
         # Every live sample of the agents this replica's websockets follow (live_feed).
-        self.live = LiveFeed(self.topics, self.link, max_agents=s.mqtt.live_max_agents)
+        self.live = LiveFeed(
+            self.topics,
+            self.link,
+            max_agents=s.mqtt.live_max_agents,
+            known=lambda agent_id: agent_id in self.registry.states,  # built below
+        )
         self.live.start()
         self.link.on_live = self.live.from_plain
         self.ingest.on_live = self.live.from_share

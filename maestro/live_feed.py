@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -134,9 +134,19 @@ class Watcher:
 class LiveFeed:
     """Start with :meth:`start` on the event loop; websockets use :meth:`watching`."""
 
-    def __init__(self, topics: Topics, link: LiveLink, *, max_agents: int = MAX_AGENTS) -> None:
+    def __init__(
+        self,
+        topics: Topics,
+        link: LiveLink,
+        *,
+        max_agents: int = MAX_AGENTS,
+        known: Callable[[str], bool] = lambda agent_id: True,
+    ) -> None:
+        """``known``: whether an agent exists (only those get a plain subscription, so
+        that made-up ids cannot use up the limit)."""
         self._topics = topics
         self._link = link
+        self._known = known
         self.max_agents = max_agents
         self._loop: asyncio.AbstractEventLoop | None = None
         # Loop-owned; the network thread only tests membership (atomic in CPython).
@@ -174,6 +184,8 @@ class LiveFeed:
             topic = self._topics.metrics(agent_id)
         except TopicError:
             return  # not an agent id: nothing will ever come
+        if not self._known(agent_id):
+            return  # no such agent (yet): whatever the share brings
         if len(self.plain) >= self.max_agents:
             self.share_only.add(agent_id)
             log.warning(

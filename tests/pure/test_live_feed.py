@@ -126,3 +126,16 @@ def test_a_plain_message_on_another_topic_is_ignored(topic: str) -> None:
     message = mqtt.MQTTMessage(topic=topic.encode())
     feed.from_plain(message)  # no loop needed: nothing scheduled
     assert feed.plain_messages == 0
+
+
+def test_an_unknown_agent_gets_no_plain_subscription() -> None:
+    async def main() -> None:
+        link = FakeLink()
+        feed = LiveFeed(TOPICS, link, max_agents=1, known=lambda agent_id: agent_id == "real")
+        feed.start()
+        with feed.watching() as watcher:
+            watcher.follow(["made-up", "not/an/id", "real"])
+            assert link.live == [TOPICS.metrics("real")]  # the made-up ids used no slot
+            assert feed.share_only == set()
+
+    asyncio.run(main())
