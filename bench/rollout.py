@@ -20,6 +20,11 @@ Usage::
 
     python bench/rollout.py                # 1,000 agents, batches of 100
     python bench/rollout.py --write        # puts the table in BENCHMARKS.md (section rollout)
+    python bench/rollout.py --deploy-from FIGURES.json --write   # section rollout-deploy
+
+``--deploy-from`` takes the figures a deploy-tier run left in ``ARETE_ROLLOUT_OUT``
+(tests/deploy/test_fleet.py, the A -> B rollout on real systemd hosts; written only when
+its assertions held) and writes them next to the simulated rollout's figures.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -35,12 +41,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from api_bench import add_user, start_web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from loadgen import Procs, start_broker
-from sections import git_commit, replace_section
+from sections import BENCHMARKS, git_commit, replace_section
 
 from arete.release import (
     ReleaseArtifact,
@@ -202,11 +209,87 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--install-s", type=float, default=5.0)
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument(
+        "--deploy-from",
+        type=Path,
+        help="figures of a deploy-tier rollout (ARETE_ROLLOUT_OUT): write them, run nothing",
+    )
     return parser.parse_args(argv)
+
+
+DEPLOY_TEST = (
+    "tests/deploy/test_fleet.py::"
+    "test_both_agents_update_from_a_to_b_in_a_rollout_even_when_killed_mid_update"
+)
+_SIMULATED_ROWS = {
+    "total": r"\| rollout, POST -> all healthy \(job `\w+`\) \| ([\d.]+) s \|",
+    "per_agent": r"\| per-agent update time [^|]*\| ([\d.]+) / [\d.]+ / [\d.]+ s \|",
+    "agents": r"Commit `\w+`\. ([\d,]+) simulated agents",
+}
+
+
+def simulated_figures(text: str) -> dict[str, str]:
+    """The simulated rollout's figures from BENCHMARKS.md's ``rollout`` section (each
+    one absent when that section lacks it)."""
+    section = text.split("<!-- rollout:start -->", 1)[-1].split("<!-- rollout:end -->", 1)[0]
+    found = {name: re.search(pattern, section) for name, pattern in _SIMULATED_ROWS.items()}
+    return {name: match.group(1) for name, match in found.items() if match}
+
+
+def deploy_table(figures: dict[str, Any], simulated: dict[str, str], commit: str) -> str:
+    """BENCHMARKS.md's ``rollout-deploy`` section from a deploy-tier run's figures."""
+    per_agent: dict[str, float] = figures["per_agent_s"]
+    total = float(figures["post_to_done_s"])
+    verdict = "meets" if total <= GOAL_S and figures["state"] == "done" else "MISSES"
+    lines = [
+        "## Fleet rollout on systemd hosts (bench/rollout.py --deploy-from)",
+        "",
+        f"Commit `{commit}`. The deploy tier's fleet (`ansible/site.yml` on real systemd "
+        "hosts in podman, this machine): `POST /jobs/update` through Caddy to "
+        f"{figures['agents']} agent hosts, {figures['version_from']} -> "
+        f"{figures['version_to']} (a release of this checkout with a bumped version: "
+        "fetched over the broker, verified, installed by each host's updater into its own "
+        "venv with pip --no-index, switched, agent restarted, health-gated), canary "
+        f"{figures['canary']}, {figures['batches']} batch(es). {figures['notes']}.",
+        "",
+        "| | value |",
+        "|---|---|",
+        f"| rollout, POST -> job `{figures['state']}` (all healthy) | {total:.1f} s |",
+    ]
+    for agent, seconds in sorted(per_agent.items()):
+        lines.append(f"| {agent}: update command -> seen healthy in the job | {seconds:.1f} s |")
+    lines += [
+        f"| job overhead (total - slowest agent) | {float(figures['overhead_s']):.1f} s |",
+        f"| goal: the fleet in <= 5 min | {verdict} |",
+    ]
+    if simulated:
+        lines += [
+            "",
+            "Simulated rollout (section above, same script): "
+            f"{simulated.get('agents', '?')} agents POST -> all healthy in "
+            f"{simulated.get('total', '?')} s, per-agent update time median "
+            f"{simulated.get('per_agent', '?')} s (a simulated 5 s install). A real host "
+            "spends its per-agent time installing the wheels and restarting the agent, "
+            "which is the part the simulation stands in for.",
+        ]
+    lines += ["", f"The scenario and its assertions: `{DEPLOY_TEST}`."]
+    return "\n".join(lines) + "\n"
+
+
+def write_deploy(source: Path, *, write: bool) -> int:
+    figures = json.loads(source.read_text())
+    simulated = simulated_figures(BENCHMARKS.read_text() if BENCHMARKS.exists() else "")
+    text = deploy_table(figures, simulated, git_commit())
+    print(text)
+    if write:
+        print(f"wrote {replace_section('rollout-deploy', text)}", file=sys.stderr)
+    return 0 if figures["state"] == "done" else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.deploy_from is not None:
+        return write_deploy(args.deploy_from, write=args.write)
     results = Results(agents=args.agents, batch=args.batch, install_s=args.install_s)
     with tempfile.TemporaryDirectory(prefix="arete-rollout-") as tmp:
         work = Path(tmp)
