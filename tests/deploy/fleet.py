@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from arete_cli.backup.crypto import key_text, new_key
 from tests.deploy.updates import release_public_key
 from tests.fixtures.hosts import Host, ansible_collections, wheelhouse
 
@@ -68,6 +69,8 @@ def make_secrets() -> dict[str, str]:
         "vault_arete_mqtt_viewer_password": secrets.token_urlsafe(24),
         "vault_arete_admin_password": secrets.token_urlsafe(18),
         "vault_arete_influx_token": secrets.token_urlsafe(32),
+        # arete-backup.timer on central (tests/deploy/restore.py restores its archive)
+        "vault_arete_backup_key": key_text(new_key()),
         "vault_arete_discord_webhook": (
             f"https://discord.com/api/webhooks/{secrets.randbelow(10**18)}/"
             f"{secrets.token_urlsafe(40)}"

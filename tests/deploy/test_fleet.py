@@ -24,11 +24,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.deploy import updates
+from tests.deploy import restore, updates
 from tests.deploy.fleet import AGENTS, SERVER_NAME, Fleet
 from tests.deploy.scan import scan_hosts
 from tests.deploy.uptime import run_scenario
 from tests.fixtures.builds import build_version, signed_release
+from tests.fixtures.hosts import boot_one_more
 from tests.fixtures.procs import wait_for
 from tests.fixtures.releases import build_release
 
@@ -413,6 +414,90 @@ def test_both_agents_update_from_a_to_b_even_when_killed_mid_update(fleet: Fleet
         assert fleet.hosts[agent].is_active("arete-agent-update.service") == "inactive"
         request = "/var/lib/arete-agent/updates/request.json"
         assert fleet.hosts[agent].exec("test", "-e", request, check=False).returncode != 0
+
+
+def _cpu_seconds(client: httpx.Client, agent: str, start: float, end: float) -> set[float]:
+    """The seconds of ``agent``'s stored cpu samples in ``[start, end)``."""
+    answer = client.get(
+        f"/agents/{agent}/metrics", params={"from": start, "to": end, "step": 1, "fields": "cpu"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    return {
+        t for t, v in zip(body["ts"], body["series"]["cpu"]["avg"], strict=True) if v is not None
+    }
+
+
+def test_a_backup_under_load_restores_the_fleet_on_a_fresh_host(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """central's arete-backup.service runs while the agents send samples; a fresh host
+    restores the archive (docs/backup.md, "Disaster recovery"): the admin logs in, both
+    agents, agent1's history and the audit log from before are there, and agent1's MQTT
+    password opens the restored broker."""
+    with fleet.https(fleet.admin_token()) as client:  # the token is in the backup too
+        wait_for(lambda: len(_cpu_seconds(client, "agent1", time.time() - 60, time.time())) >= 5,
+                 60, "agent1's samples stored")  # fmt: skip
+        history = _cpu_seconds(client, "agent1", time.time() - 600, time.time())
+        audit = client.get("/audit", params={"limit": 1000}).json()
+    assert audit, "no audit entry to carry over"
+    archive, key_file = restore.back_up(fleet, tmp_path)
+    ports = (restore.REPLICA_PORT, 8883)
+    with boot_one_more(fleet.central, "restored", ports) as fresh:
+        restore.install(fleet, fresh)
+        restore.restore(fresh, archive, key_file)
+        restore.put_secrets_back(fleet, fresh)
+        restore.start_services(fresh)
+        base = f"http://127.0.0.1:{fresh.port(restore.REPLICA_PORT)}"
+        with httpx.Client(base_url=base, timeout=15) as user:
+            wait_for(lambda: _healthy(user), 90, "the restored replica to answer", step=0.5)
+            login = user.post(
+                "/auth/login", json={"username": "admin", "password": fleet.admin_password}
+            )
+            assert login.status_code == 200, f"{login.text}\n{restore.journal(fresh)}"
+            session = {"Cookie": f"arete_session={login.cookies['arete_session']}"}
+            assert user.get("/auth/me", headers=session).json()["user"] == "admin"
+            user.headers["Authorization"] = f"Bearer {fleet.admin_token()}"
+            assert set(AGENTS) <= set(agents(user)), restore.journal(fresh)
+            after = _cpu_seconds(user, "agent1", min(history) - 1, max(history) + 1)
+            assert history <= after, f"lost: {sorted(history - after)[:20]}"
+            restored = {json.dumps(e, sort_keys=True) for e in user.get(
+                "/audit", params={"limit": 1000}).json()}  # fmt: skip
+            missing = [e for e in audit if json.dumps(e, sort_keys=True) not in restored]
+            assert not missing, missing[:5]
+        password = fleet.secrets["agent1:vault_arete_agent_mqtt_password"]
+        ca = fleet.fetched("broker-ca.crt")
+        assert _mqtt_accepts(fresh.port(8883), "agent1", password, ca), restore.journal(fresh)
+        assert not _mqtt_accepts(fresh.port(8883), "agent1", "not-the-password-1", ca)
+
+
+def _healthy(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _mqtt_accepts(port: int, username: str, password: str, ca: Path) -> bool:
+    """Whether the broker on 127.0.0.1:``port`` (TLS, ``ca``) accepts these credentials."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username)
+    client.username_pw_set(username, password)
+    client.tls_set(ca_certs=str(ca))
+    connected, codes = threading.Event(), []
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+        codes.append(code)
+        connected.set()
+
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    try:
+        assert connected.wait(15), "no CONNACK from the restored broker"
+        return not codes[0].is_failure
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 def test_restart_command_brings_the_agent_back_under_systemd(fleet: Fleet) -> None:
