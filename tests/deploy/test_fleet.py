@@ -15,6 +15,7 @@ import secrets
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.deploy import restore, updates
+from tests.deploy import restore, rollouts, updates
 from tests.deploy.fleet import AGENTS, SERVER_NAME, Fleet
 from tests.deploy.scan import scan_hosts
 from tests.deploy.uptime import run_scenario
@@ -309,7 +310,7 @@ def test_control_plane_stays_up_through_a_kill_and_a_rolling_restart(fleet: Flee
         Path(out).write_text(json.dumps(figures.as_dict(), indent=1))
 
 
-# -- self-updates (docs/updates.md; helpers in updates.py) ----------------------------------
+# -- self-updates (docs/updates.md; helpers in updates.py and rollouts.py) ------------------
 def _update_both(fleet: Fleet, versions: dict[str, str], deadline: float) -> dict[str, Any]:
     """Send ``update`` to each agent (agent -> version) at once; the replies by agent."""
     replies: dict[str, Any] = {}
@@ -379,19 +380,44 @@ def test_agents_refuse_tampered_unsigned_expired_and_older_releases_with_their_c
         assert listed == [updates.A], listed
 
 
-def test_broken_versions_are_rolled_back_by_their_hosts_and_the_fleet_stays_on_a(
+def test_a_broken_release_fails_its_rollout_at_the_canary_and_the_fleet_stays_on_a(
     fleet: Fleet,
 ) -> None:
-    """agent1 gets a version that exits at start, agent2 one that never takes a sample:
-    each host's updater switches back by itself, and says why."""
-    replies = _update_both(fleet, {"agent1": updates.EXITS, "agent2": updates.SILENT}, 45)
-    for agent, done in replies.items():
-        assert done["state"] == "ok", f"{agent}: {show(done)}\n{updates.updater_log(fleet, agent)}"
+    """A release that runs but never takes a sample goes out as a rollout job (canary 1,
+    max_failures 0): the canary's host (agent1) switches back by itself, the job ends
+    ``failed`` and never sends it to agent2. Meanwhile agent2 gets, as a direct command,
+    a release that exits at start: its host switches back too. Both report A."""
+    body = {
+        "version": updates.SILENT,
+        "agents": list(AGENTS),
+        "canary": 1,
+        "batch_size": 1,
+        "max_failures": 0,
+        "health_timeout_s": 300,
+        "health_deadline_s": 45,
+    }
+    exits_args = {"version": updates.EXITS, "health_deadline_s": 45}
+    with ThreadPoolExecutor(1) as pool:
+        direct = pool.submit(updates.send_update, fleet, "agent2", exits_args)
+        followed = rollouts.run_rollout(fleet, body)
+        replied = direct.result(320)
+    logs = "\n".join(updates.updater_log(fleet, agent) for agent in AGENTS)
+    assert replied["state"] == "ok", f"{show(replied)}\n{logs}"
+    job, canary, other = followed.job, followed.agent("agent1"), followed.agent("agent2")
+    assert job["state"] == "failed", f"{followed.phases_seen}\n{job}\n{logs}"
+    assert "max_failures=0" in (job["rollout"]["stop_reason"] or ""), job
+    assert canary["batch"] == 0, job
+    assert canary["phase"] == "rolled_back", job
+    assert "no healthy report in 45 s" in (canary["reason"] or ""), job
+    assert other["phase"] == "waiting", job
+    assert other["command_id"] is None, job
+    assert "agent2" not in followed.issued_at, followed.issued_at
     first = updates.wait_update(fleet, "agent1", "rolled_back", updates.A)
-    assert first["update"]["reason"] == "the new version did not start", first
-    assert first["update"]["to_version"] == updates.EXITS, first
+    assert first["update"]["reason"] == "no healthy report in 45 s", first
+    assert first["update"]["to_version"] == updates.SILENT, first
     second = updates.wait_update(fleet, "agent2", "rolled_back", updates.A)
-    assert second["update"]["reason"] == "no healthy report in 45 s", second
+    assert second["update"]["reason"] == "the new version did not start", second
+    assert second["update"]["to_version"] == updates.EXITS, second
     for agent in AGENTS:
         assert updates.layout(fleet, agent)[0] == f"versions/{updates.A}"
         assert fleet.hosts[agent].is_active(AGENT_UNIT) == "active"
