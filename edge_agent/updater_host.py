@@ -39,9 +39,7 @@ from edge_agent.errors import AgentError
 from edge_agent.health import HEALTH_FILE, HealthReport
 from edge_agent.update_files import (
     RELEASE_FILE,
-    REQUEST_FILE,
-    STATE_FILE,
-    UPDATES_DIR,
+    UpdateFiles,
     UpdateRequest,
 )
 from edge_agent.updater_core import is_version
@@ -79,19 +77,18 @@ def read_limited(path: Path, limit: int) -> bytes:
     return data
 
 
-@dataclass(frozen=True)
-class AgentFiles:
-    """The agent's state directory S, as the updater reads and writes it."""
-
-    state_dir: Path
+@dataclass(frozen=True, slots=True)
+class AgentFiles(UpdateFiles):
+    """The agent's state directory S, as the updater reads and writes it (the paths are
+    the agent's own, :class:`edge_agent.update_files.UpdateFiles`)."""
 
     @property
     def updates(self) -> Path:
-        return self.state_dir / UPDATES_DIR
+        return self.root
 
     @property
     def request_path(self) -> Path:
-        return self.updates / REQUEST_FILE
+        return self.request
 
     def read_request(self) -> tuple[UpdateRequest | None, str | None]:
         """(request, None), (None, why it cannot be read), or (None, None) when absent."""
@@ -109,7 +106,7 @@ class AgentFiles:
 
     def read_state(self) -> UpdateState | None:
         try:
-            data = read_limited(self.updates / STATE_FILE, MAX_SMALL_FILE)
+            data = read_limited(self.state, MAX_SMALL_FILE)
             return msgspec.json.decode(data, type=UpdateState)
         except (OSError, UpdaterError, msgspec.DecodeError, msgspec.ValidationError):
             return None  # none, or unreadable: the updater starts afresh and rewrites it
@@ -135,7 +132,7 @@ class AgentFiles:
                 os.fchmod(file.fileno(), 0o644)
                 os.fchown(file.fileno(), owner.st_uid, owner.st_gid)
                 os.fsync(file.fileno())
-            os.replace(tmp, self.updates / STATE_FILE)  # replaces a symlink, never follows it
+            os.replace(tmp, self.state)  # replaces a symlink, never follows it
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -153,7 +150,7 @@ class AgentFiles:
         """Copy ``updates/<version>/`` into ``staging`` (fresh, root-owned) and verify the
         copy: signature with ``keys``, expiry, version order, every artifact's size and
         sha256. Raises ReleaseRefused (its code) or UpdaterError."""
-        source = self.updates / version
+        source = self.release_dir(version)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o755, parents=True)
         try:
