@@ -42,8 +42,19 @@ def known_release(maestro: Maestro, version: str) -> bool | None:
     listing: Callable[[], Iterable[Any]] | None = getattr(store, "releases", None)
     if listing is None:
         return None
-    versions = {str(getattr(r, "version", r)) for r in listing()}
-    return version in versions
+    if version in {str(getattr(r, "version", r)) for r in listing()}:
+        return True
+    # Not in the last scan (every [releases] scan_interval_s): a release added a moment
+    # ago (`arete release add`, then `arete fleet update`) must not be refused. Read the
+    # store now, and have the publisher put a new release on the broker at once rather
+    # than at its next scan, so the agents find it when the job's commands reach them.
+    scan: Callable[[], Iterable[str]] | None = getattr(store, "scan", None)
+    if scan is None or version not in set(scan()):
+        return False
+    publisher = getattr(maestro, "release_publisher", None)
+    if publisher is not None:
+        publisher.wake()
+    return True
 
 
 async def drive(maestro: Maestro, job: Job, tick_s: float = TICK_S) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from web_api.rollout import Phase, Plan, Rollout, Seen, Send, UpdateSeen
+from web_api.rollout_run import known_release
 
 OLD, NEW = "0.1.0", "0.2.0"
 
@@ -281,3 +282,40 @@ def test_the_agents_watched_are_the_batch_under_way_and_the_next_one() -> None:
     rollout.abort("user:op", fleet.now)
     fleet.tick(rollout)
     assert rollout.watching() == ["a0"]  # rolling back
+
+
+class _Store:
+    """A release store whose last scan predates a release just added."""
+
+    def __init__(self, scanned: list[str], on_disk: list[str]) -> None:
+        self.scanned, self.on_disk, self.scans = scanned, on_disk, 0
+
+    def releases(self) -> list[str]:
+        return list(self.scanned)
+
+    def scan(self) -> dict[str, object]:
+        self.scans += 1
+        self.scanned = list(self.on_disk)
+        return dict.fromkeys(self.on_disk)
+
+
+class _Publisher:
+    woken = 0
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+class _Maestro:
+    def __init__(self, store: _Store) -> None:
+        self.releases, self.release_publisher = store, _Publisher()
+
+
+def test_a_release_added_since_the_last_scan_is_found_and_published_at_once() -> None:
+    maestro = _Maestro(_Store(scanned=["0.1.0"], on_disk=["0.1.0", "0.2.0"]))
+    assert known_release(maestro, "0.1.0") is True  # type: ignore[arg-type]
+    assert maestro.releases.scans == 0  # what the last scan holds needs no new one
+    assert known_release(maestro, "0.2.0") is True  # type: ignore[arg-type]
+    assert maestro.release_publisher.woken == 1
+    assert known_release(maestro, "0.3.0") is False  # type: ignore[arg-type]
+    assert maestro.release_publisher.woken == 1
