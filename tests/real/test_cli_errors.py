@@ -162,7 +162,7 @@ def test_web_run_on_a_broker_dir_without_the_maestro_password_makes_no_admin(
 
 def test_agent_run_without_config_says_how_to_give_one() -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("ARETE_AGENT_")}
-    typer_command = "from edge_agent.cli import agent_app; agent_app([\"run\"])"
+    typer_command = 'from edge_agent.cli import agent_app; agent_app(["run"])'
     for argv in ([*ARETE, "agent", "run"], [ARETE[0], "-c", typer_command]):
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=60, cwd=REPO, check=False, env=env
