@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from arete.errors import KeyFormatError, ReleaseRefused
+from arete.errors import ReleaseRefused
 from arete.logs import setup_logging
-from arete.release import keyring, load_public_key
 from edge_agent.errors import ConfigError
 from edge_agent.settings import AgentSettings, load_settings
+from edge_agent.update import load_release_keys
 from edge_agent.updater_core import (
     Commit,
     Done,
@@ -81,20 +81,11 @@ class Options:
 
 def load_keys(settings: AgentSettings) -> dict[str, Ed25519PublicKey]:
     """The release keys of the root-owned agent config ([update] release_keys and
-    release_key_file); empty when self-update is not enabled."""
+    release_key_file, read as the agent reads them); empty when self-update is not
+    enabled."""
     if not settings.update.enabled:
         return {}
-    texts = list(settings.update.release_keys)
-    if settings.update.release_key_file:
-        try:
-            lines = Path(settings.update.release_key_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"update.release_key_file: {exc}") from None
-        texts += [line.split("#")[0].strip() for line in lines.splitlines()]
-    try:
-        return keyring(load_public_key(text) for text in texts if text)
-    except KeyFormatError as exc:
-        raise ConfigError(f"update release key: {exc}") from None
+    return load_release_keys(settings.update)
 
 
 class Updater:
