@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 import msgspec
@@ -183,6 +184,23 @@ def load_keyring(sources: Iterable[tuple[str, str]]) -> dict[str, Ed25519PublicK
         except KeyFormatError as exc:
             raise KeyFormatError(f"{where}: {exc}") from None
     return keyring(keys)
+
+
+def configured_keyring(
+    keys: Iterable[str], key_file: str | Path | None, *, keys_name: str, file_name: str
+) -> dict[str, Ed25519PublicKey]:
+    """The release keys a service's settings name: ``keys`` (one key each) plus the keys
+    of ``key_file``; :class:`KeyFormatError` names the setting (and line) of a bad one, or
+    says why the file cannot be read."""
+    sources = [(f"{keys_name}[{i}]", text) for i, text in enumerate(keys)]
+    if key_file is not None:
+        path = Path(key_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFormatError(f"{file_name}: {exc}") from None
+        sources += key_file_entries(f"{file_name} {path}", text)
+    return load_keyring(sources)
 
 
 def public_key_text(public_key: Ed25519PublicKey) -> str:

@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from arete.commands import UpdateArgs, UpdateResult
@@ -32,8 +31,7 @@ from arete.release import (
     ReleaseAssembly,
     ReleaseManifest,
     compare_versions,
-    key_file_entries,
-    load_keyring,
+    configured_keyring,
     verify_release,
 )
 from arete.topics import Topics
@@ -57,16 +55,13 @@ NO_UPDATER: Final = (
 def load_release_keys(settings: UpdateSettings) -> dict[str, Ed25519PublicKey]:
     """The trusted release keys by key id; a bad key or unreadable key file is a
     :class:`ConfigError` (the agent does not start)."""
-    sources = [(f"update.release_keys[{i}]", key) for i, key in enumerate(settings.release_keys)]
-    if settings.release_key_file is not None:
-        path = Path(settings.release_key_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"update.release_key_file: {exc}") from None
-        sources += key_file_entries(f"update.release_key_file {path}", text)
     try:
-        return load_keyring(sources)
+        return configured_keyring(
+            settings.release_keys,
+            settings.release_key_file,
+            keys_name="update.release_keys",
+            file_name="update.release_key_file",
+        )
     except KeyFormatError as exc:
         raise ConfigError(str(exc)) from None
 

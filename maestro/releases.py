@@ -30,9 +30,8 @@ from arete.release import (
     MAX_RELEASE_BYTES,
     ReleaseManifest,
     compare_versions,
+    configured_keyring,
     decode_release,
-    key_file_entries,
-    load_keyring,
     parse_version,
     verify_release,
 )
@@ -66,15 +65,13 @@ class ReleaseSettings(BaseModel):
 
     def keys(self) -> dict[str, Ed25519PublicKey]:
         """The configured keys by key id; :class:`ConfigError` names a bad one."""
-        texts = [(f"releases.public_keys[{i}]", text) for i, text in enumerate(self.public_keys)]
-        if self.public_key_file is not None:
-            try:
-                text = self.public_key_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"releases.public_key_file: {exc}") from None
-            texts += key_file_entries(f"releases.public_key_file {self.public_key_file}", text)
         try:
-            return load_keyring(texts)
+            return configured_keyring(
+                self.public_keys,
+                self.public_key_file,
+                keys_name="releases.public_keys",
+                file_name="releases.public_key_file",
+            )
         except KeyFormatError as exc:
             raise ConfigError(str(exc)) from None
 
