@@ -42,7 +42,7 @@ npm --prefix "$ROOT/dashboards/web" test || failed+=("vitest")
 # a whole test file per worker (files share session fixtures such as one Xvfb screen).
 workers=${ARETE_TEST_WORKERS:-4}
 banner "pytest${*:+ $*} (workers: $workers)"
-pytest=("$BIN/python" -m pytest)
+pytest=("$BIN/python" -m pytest --durations=25)
 if [ "$workers" != 0 ]; then pytest+=(-n "$workers" --dist loadfile); fi
 pytest+=("$@")
 if command -v timeout >/dev/null 2>&1; then

@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.faults",
     "tests.fixtures.browser",
+    "tests.fixtures.stale_ports",  # port forwards left by killed sessions, removed first
     "tests.fixtures.ci",  # in CI (CI=true) a skip fails: no tier hides behind a missing tool
 ]
 

@@ -32,7 +32,7 @@ from tests.fixtures.victoria import Victoria
 
 SEQS = "SELECT s.seq FROM samples s JOIN agents a ON a.id = s.agent_id WHERE a.name = ?"
 AGENTS = ("a0", "a1")
-CATCH_UP_S = 30.0
+CATCH_UP_S = 60.0  # a bound for a loaded CI machine; the time taken is what is recorded
 
 
 @dataclass

@@ -534,7 +534,7 @@ def test_a_silent_cut_of_the_maestros_own_link_is_one_broker_incident(  # noqa: 
             return dict(rows)
         return {}
 
-    wait_for(lambda: states() == dict.fromkeys(AGENTS, "online"), 30, "three agents online")
+    wait_for(lambda: states() == dict.fromkeys(AGENTS, "online"), 60, "three agents online")
     time.sleep(3)
     ns.blackhole()
     cut = time.time()

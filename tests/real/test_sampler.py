@@ -261,14 +261,20 @@ def test_one_sample_costs_under_four_tenths_of_a_millisecond_of_cpu() -> None:
     # and 60 s included); the limit leaves 3x for a loaded or slower machine. A regression
     # such as walking every process or re-listing mounts each second crosses it.
     # bench/agent_overhead.py measures the whole agent.
+    # The best of three runs of 300 samples: CPU time still grows when other processes
+    # share the cores (caches, frequency); one run in CI read 447 us beside the fault tier.
     clock = FakeClock()
     sampler = Sampler(monotonic=clock)
     rounds = 300
-    spent = 0.0
-    for seq in range(rounds):
-        clock.now += 1.0  # a full window every call, as at 1 Hz
-        start = time.thread_time()
-        sampler.sample(seq)
-        spent += time.thread_time() - start
-    per_sample = spent / rounds
-    assert per_sample < 0.0004, f"{per_sample * 1e6:.0f} us of CPU per sample"
+    runs = []
+    for run in range(3):
+        spent = 0.0
+        for seq in range(run * rounds, (run + 1) * rounds):
+            clock.now += 1.0  # a full window every call, as at 1 Hz
+            start = time.thread_time()
+            sampler.sample(seq)
+            spent += time.thread_time() - start
+        runs.append(spent / rounds)
+    per_sample = min(runs)
+    readings = ", ".join(f"{run * 1e6:.0f}" for run in runs)
+    assert per_sample < 0.0004, f"{per_sample * 1e6:.0f} us of CPU per sample ({readings})"
