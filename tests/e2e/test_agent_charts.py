@@ -196,6 +196,9 @@ def test_a_killed_agent_is_shown_stale_and_its_commands_are_off_with_the_reason(
     )
     page.goto(api.base_url + "/#/agents/a1")
     cpu = page.get_by_test_id("metric-cpu")
+    # A value first: with no sample yet there is nothing to mark stale ("—", stale false),
+    # and under load the first sample can reach the page after the agent is killed.
+    expect(cpu).to_have_text(re.compile(r"\d"), timeout=20_000)
     expect(cpu).to_have_attribute("data-stale", "false", timeout=15_000)
     expect(page.get_by_test_id("cmd-restart")).to_be_enabled()
     expect(page.get_by_test_id("cmd-blocked")).to_have_count(0)
