@@ -4,11 +4,19 @@ registry shows and the commands' outcomes, sends the ``update`` commands it asks
 Every :data:`TICK_S` the agents under way are read from the registry (their status:
 state, version, ``update``; their newest sample's receive time); each command's final
 record comes back through its own small task.
+
+The gate needs a sample received after the switch, and the registry of this replica
+knows only the samples of its share: with two replicas, Mosquitto's round robin over
+the shared subscription can hand every sample of one agent to the other replica (two
+agents at the same pace alternate). So the job follows the agents it judges through
+the live feed (:mod:`maestro.live_feed`: a plain subscription per agent, up to its
+``max_agents``) and takes the newest receive time of either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +29,7 @@ from web_api.rollout import Rollout, Seen, Send
 
 if TYPE_CHECKING:
     from maestro.app import Maestro
+    from maestro.live_feed import Watcher
     from web_api.jobs import Job
 
 log = logging.getLogger("arete.web.rollout")
@@ -28,9 +37,25 @@ log = logging.getLogger("arete.web.rollout")
 TICK_S: Final = 0.5
 
 
-def seen_now(maestro: Maestro, agents: Iterable[str]) -> dict[str, Seen]:
+def seen_now(
+    maestro: Maestro, agents: Iterable[str], live: dict[str, float] | None = None
+) -> dict[str, Seen]:
+    """What the registry shows of ``agents``; ``live``: the newest receive time of each
+    agent's samples seen through the live feed, where newer than the registry's."""
     registry = maestro.registry
-    return {agent: Seen.from_view(registry.view(agent)) for agent in agents}
+    seen = {agent: Seen.from_view(registry.view(agent)) for agent in agents}
+    for agent, rx in (live or {}).items():
+        current = seen.get(agent)
+        if current is not None and (current.sample_at is None or rx > current.sample_at):
+            seen[agent] = dataclasses.replace(current, sample_at=rx)
+    return seen
+
+
+def _drain(watcher: Watcher, newest: dict[str, float]) -> None:
+    """The receive time of the newest live sample of each followed agent, so far."""
+    while not watcher.queue.empty():
+        sample = watcher.queue.get_nowait()
+        newest[sample.agent_id] = max(newest.get(sample.agent_id, 0.0), sample.rx_ts)
 
 
 def known_release(maestro: Maestro, version: str) -> bool | None:
@@ -62,22 +87,29 @@ async def drive(maestro: Maestro, job: Job, tick_s: float = TICK_S) -> None:
     rollout = job.rollout
     assert rollout is not None  # noqa: S101 - only update jobs come here
     waiting: set[asyncio.Task[None]] = set()
-    try:
-        while not rollout.ended:
-            now = time.time()
-            sends = rollout.step(seen_now(maestro, rollout.watching()), now)
-            for task in await _send_all(maestro, job, rollout, sends, now=now):
-                if task is not None:
-                    waiting.add(task)
-                    task.add_done_callback(waiting.discard)
+    newest: dict[str, float] = {}  # agent -> receive time of its newest live sample
+    with maestro.live.watching() as watcher:
+        try:
+            while not rollout.ended:
+                watched = rollout.watching()
+                watcher.unfollow([a for a in watcher.agents if a not in watched])
+                watcher.follow(watched)
+                _drain(watcher, newest)
+                live = {agent: newest[agent] for agent in watched if agent in newest}
+                now = time.time()
+                sends = rollout.step(seen_now(maestro, watched, live), now)
+                for task in await _send_all(maestro, job, rollout, sends, now=now):
+                    if task is not None:
+                        waiting.add(task)
+                        task.add_done_callback(waiting.discard)
+                _mirror(job, rollout)
+                if rollout.ended:
+                    break
+                await asyncio.sleep(tick_s)
+        finally:
+            for task in list(waiting):
+                task.cancel()
             _mirror(job, rollout)
-            if rollout.ended:
-                break
-            await asyncio.sleep(tick_s)
-    finally:
-        for task in list(waiting):
-            task.cancel()
-        _mirror(job, rollout)
 
 
 async def _send_all(

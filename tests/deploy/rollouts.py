@@ -75,7 +75,8 @@ def note(followed: Followed, job: dict[str, Any], now: float) -> None:
 
 def figures(followed: Followed, *, version_from: str, notes: str) -> dict[str, Any]:
     """POST -> done, per agent (its command -> first seen healthy) and the job's overhead
-    (total minus the slowest agent), for bench/rollout.py --deploy-from."""
+    (total minus, per batch, its slowest agent: the batches run one after the other), for
+    bench/rollout.py --deploy-from. Times are read by polling every :data:`POLL_S`."""
     per_agent = {
         agent: round(followed.healthy_at[agent] - issued, 1)
         for agent, issued in sorted(followed.issued_at.items())
@@ -83,6 +84,10 @@ def figures(followed: Followed, *, version_from: str, notes: str) -> dict[str, A
     }
     rollout = followed.job["rollout"]
     total = round(followed.elapsed_s, 1)
+    slowest: dict[int, float] = {}
+    for agent, seconds in per_agent.items():
+        batch = int(followed.agent(agent)["batch"] or 0)
+        slowest[batch] = max(slowest.get(batch, 0.0), seconds)
     return {
         "agents": len(rollout["agents"]),
         "version_from": version_from,
@@ -93,6 +98,7 @@ def figures(followed: Followed, *, version_from: str, notes: str) -> dict[str, A
         "state": followed.job["state"],
         "post_to_done_s": total,
         "per_agent_s": per_agent,
-        "overhead_s": round(total - max(per_agent.values(), default=0.0), 1),
+        "overhead_s": round(max(0.0, total - sum(slowest.values())), 1),
+        "poll_s": POLL_S,
         "notes": notes,
     }

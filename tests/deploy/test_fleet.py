@@ -455,6 +455,42 @@ def test_both_agents_update_from_a_to_b_even_when_killed_mid_update(fleet: Fleet
         assert fleet.hosts[agent].exec("test", "-e", request, check=False).returncode != 0
 
 
+def test_a_rollout_job_takes_the_fleet_to_a_new_release_and_is_timed(fleet: Fleet) -> None:
+    """A release added to the store goes out as a job through Caddy (canary agent1, then a
+    batch of agent2); the job ends ``done`` with both agents healthy on it. Its figures
+    (POST -> done, per agent: command -> healthy) go to ARETE_ROLLOUT_OUT for
+    bench/rollout.py --deploy-from."""
+    made = updates.build_releases(fleet)
+    code, output = updates.add_release(fleet, made[updates.C])
+    assert code == 0, output
+    before = {agent: updates.agent_record(fleet, agent).get("version") for agent in AGENTS}
+    body = {
+        "version": updates.C,
+        "agents": list(AGENTS),
+        "canary": 1,
+        "batch_size": 1,
+        "max_failures": 0,
+        "health_timeout_s": 300,
+    }
+    followed = rollouts.run_rollout(fleet, body)
+    logs = "\n".join(updates.updater_log(fleet, agent) for agent in AGENTS)
+    job = followed.job
+    assert job["state"] == "done", f"{followed.phases_seen}\n{job}\n{logs}"
+    assert sorted(followed.healthy_at) == sorted(AGENTS), followed.phases_seen
+    assert [followed.agent(agent)["batch"] for agent in AGENTS] == [0, 1], job  # canary first
+    for agent in AGENTS:
+        assert followed.agent(agent)["phase"] == "healthy", job
+        record = updates.wait_update(fleet, agent, "healthy", updates.C)
+        assert record["update"]["from_version"] == before[agent], record
+        assert updates.layout(fleet, agent)[0] == f"versions/{updates.C}"
+    out = os.environ.get(rollouts.OUT_ENV)
+    if out:
+        versions = sorted({str(v) for v in before.values()})
+        notes = "the release was added to the store just before the POST; no agent was killed"
+        figures = rollouts.figures(followed, version_from="/".join(versions), notes=notes)
+        Path(out).write_text(json.dumps(figures, indent=2) + "\n")
+
+
 def _cpu_seconds(client: httpx.Client, agent: str, start: float, end: float) -> set[float]:
     """The seconds of ``agent``'s stored cpu samples in ``[start, end)``."""
     answer = client.get(

@@ -4,7 +4,8 @@ This session's release key signs every release; its public half goes into the in
 (``arete_release_public_key``), so agents, their host updaters and the control plane
 trust it. :func:`build_releases` makes the versions once per session, from this checkout
 with bumped version numbers (tests/fixtures/builds.py caches the wheels by source hash):
-B installs and works, ``EXITS`` exits at start, ``SILENT`` runs but never takes a sample.
+B and C install and work, ``EXITS`` exits at start, ``SILENT`` runs but never takes a
+sample.
 :func:`add_release` puts one into the control host's store with ``arete release add``,
 as an operator would; :func:`publish_directly` plays a broker account that bypasses the
 store (what a compromised control plane could send), so the agents' own checks show.
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 
 A: Final = __version__
 B, EXITS, SILENT = "0.1.1", "0.1.2", "0.1.3"
+C: Final = "0.1.4"  # the timed rollout's version, newer than whichever the agents run
 DOWNGRADE: Final = "0.0.9"
-VERSIONS: Final = {B: "ok", EXITS: "exits", SILENT: "silent"}
+VERSIONS: Final = {B: "ok", EXITS: "exits", SILENT: "silent", C: "ok"}
 STORE_STAGING: Final = "/var/tmp/arete-releases"  # on the control host, readable by arete
 ARETE: Final = "/opt/arete/venv/bin/arete"  # the control host's install
 _KEY = Ed25519PrivateKey.generate()  # this test session's release key
@@ -50,7 +52,7 @@ def release_public_key() -> str:
 
 
 def build_releases(fleet: Fleet) -> dict[str, Path]:
-    """Signed release dirs (release.json + every wheel) of B, EXITS, SILENT and a small
+    """Signed release dirs (release.json + every wheel) of B, EXITS, SILENT, C and a small
     DOWNGRADE, made from the fleet's own wheelhouse; once per session."""
     cached = getattr(fleet, "_releases", None)
     if cached is not None:

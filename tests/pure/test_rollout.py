@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from web_api.rollout import Phase, Plan, Rollout, Seen, Send, UpdateSeen
-from web_api.rollout_run import known_release
+from web_api.rollout_run import known_release, seen_now
 
 OLD, NEW = "0.1.0", "0.2.0"
 
@@ -270,6 +270,39 @@ def test_seen_reads_a_registry_view() -> None:
     assert seen.sample_at == 2.5
     assert seen.update == UpdateSeen("healthy", NEW, 2.0)
     assert Seen.from_view({"state": "unknown", "version": None, "metrics": None}).update is None
+
+
+class _Registry:
+    def __init__(self, views: dict[str, dict[str, object]]) -> None:
+        self.views = views
+
+    def view(self, agent: str) -> dict[str, object]:
+        return self.views[agent]
+
+
+def test_a_sample_seen_live_counts_when_the_share_gave_this_replica_none() -> None:
+    # With two replicas the share can hand every sample of an agent to the other one:
+    # this replica's registry keeps an old receive time; the job's live follow sees more.
+    views: dict[str, dict[str, object]] = {
+        a: {"state": "online", "version": NEW, "metrics": {"rx_ts": 10.0}} for a in ("a0", "a1")
+    }
+    views["a2"] = {"state": "online", "version": NEW, "metrics": None}
+    maestro = type("M", (), {"registry": _Registry(views)})()
+    seen = seen_now(maestro, ["a0", "a1", "a2"], {"a0": 50.0, "a1": 5.0, "a2": 7.0})
+    assert [seen[a].sample_at for a in ("a0", "a1", "a2")] == [50.0, 10.0, 7.0]
+    assert seen_now(maestro, ["a0"])["a0"].sample_at == 10.0
+    # In the gate: switched at 20, the registry's sample (10) is older, the live one passes.
+    fleet = Fleet(["a0"])
+    rollout = make(["a0"], fleet, canary=1)
+    fleet.tick(rollout)
+    progress = rollout.agents["a0"]
+    progress.switched_at = 20.0
+    phases = []
+    rollout._judge(progress, seen_now(maestro, ["a0"])["a0"], 21.0)
+    phases.append(progress.phase)
+    rollout._judge(progress, seen_now(maestro, ["a0"], {"a0": 50.0})["a0"], 51.0)
+    phases.append(progress.phase)
+    assert phases == [Phase.SWITCHED, Phase.HEALTHY]
 
 
 def test_the_agents_watched_are_the_batch_under_way_and_the_next_one() -> None:
