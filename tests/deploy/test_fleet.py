@@ -486,7 +486,7 @@ def test_a_rollout_job_takes_the_fleet_to_a_new_release_and_is_timed(fleet: Flee
     out = os.environ.get(rollouts.OUT_ENV)
     if out:
         versions = sorted({str(v) for v in before.values()})
-        notes = "the release was added to the store just before the POST; no agent was killed"
+        notes = "The release was added to the store just before the POST; no agent was killed"
         figures = rollouts.figures(followed, version_from="/".join(versions), notes=notes)
         Path(out).write_text(json.dumps(figures, indent=2) + "\n")
 
