@@ -109,7 +109,7 @@ class Maestro:
             acks=self.stored_acks,
             details=self.store.details,
         )
-        self.link = MaestroLink(self._link_config(), self.ingest.handle)
+        self.link = self._make_link()
         # Every live sample of the agents this replica's websockets follow (live_feed).
         self.live = LiveFeed(
             self.topics,
@@ -244,6 +244,12 @@ class Maestro:
     # -- wiring helpers -------------------------------------------------------------------
     def _spawn(self, name: str, coro: Any) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"maestro-{name}"))
+
+    def _make_link(self) -> MaestroLink:
+        link = MaestroLink(self._link_config(), self.ingest.handle)
+        # The broker acks of a store batch go out as one write (maestro.pubacks).
+        self.store.writer.around_callbacks = link.gathered_acks
+        return link
 
     def _link_config(self) -> LinkConfig:
         s, b, t = self.settings, self.broker, self.topics

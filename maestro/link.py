@@ -32,7 +32,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ from arete.payloads import MaestroState, MaestroStatus, encode
 from arete.topics import Topics
 from arete.version import __version__
 from maestro.errors import LinkError
+from maestro.pubacks import queue_pubacks
 
 log = logging.getLogger("arete.maestro.link")
 
@@ -111,6 +112,7 @@ class MaestroLink:
         self._on_connection = on_connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._gathering = threading.local()  # .acks: a store batch's acks (gathered_acks)
         self._generation = 0
         self._connected = threading.Event()
         self._async_connected: asyncio.Event | None = None
@@ -390,11 +392,31 @@ class MaestroLink:
 
     # -- receiving -------------------------------------------------------------------
     def ack(self, generation: int, mid: int) -> None:
-        """Acknowledge a QoS 1 message of connection ``generation`` (thread-safe)."""
+        """Acknowledge a QoS 1 message of connection ``generation`` (thread-safe); inside
+        :meth:`gathered_acks` on this thread, at the end of that block."""
+        gathered: list[tuple[int, int]] | None = getattr(self._gathering, "acks", None)
+        if gathered is not None:
+            gathered.append((generation, mid))
+            return
         with self._lock:
             if generation != self._generation or not self._connected.is_set():
                 return  # the broker redelivers it on the new connection
             self._client.ack(mid, 1)
+
+    @contextlib.contextmanager
+    def gathered_acks(self) -> Iterator[None]:
+        """The acks this thread makes inside the block go out as one write at its end
+        (a store batch's: :mod:`maestro.pubacks`)."""
+        self._gathering.acks = []
+        try:
+            yield
+        finally:
+            gathered: list[tuple[int, int]] = self._gathering.acks
+            self._gathering.acks = None
+            with self._lock:
+                if self._connected.is_set():
+                    current = self._generation
+                    queue_pubacks(self._client, [m for g, m in gathered if g == current])
 
     # -- live subscriptions (event loop) ------------------------------------------------
     def follow_live(self, topic: str) -> None:

@@ -99,6 +99,11 @@ class SampleWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._ready = threading.Event()
+        # Wraps the on_stored callbacks of each batch (the maestro gathers their broker
+        # acks into one write: maestro.pubacks); set before the first submit.
+        self.around_callbacks: Callable[[], contextlib.AbstractContextManager[object]] = (
+            contextlib.nullcontext
+        )
         self._pending: deque[_Submission] = deque()
         self._jobs: deque[_Job] = deque()
         self._stopping = False
@@ -326,12 +331,16 @@ class _Loop:
         w.rows_stored += inserted
         w.rows_duplicate += len(rows) - inserted - rejected
         w.batches += 1
-        for submission in taken:
-            if submission.on_stored is not None:
-                try:
-                    submission.on_stored()
-                except Exception:  # a broken callback must not stop the writer
-                    log.exception("store on_stored callback failed")
+        try:
+            with w.around_callbacks():
+                for submission in taken:
+                    if submission.on_stored is not None:
+                        try:
+                            submission.on_stored()
+                        except Exception:  # a broken callback must not stop the writer
+                            log.exception("store on_stored callback failed")
+        except Exception:  # the same for the hook around them
+            log.exception("store on_stored hook failed")
 
     def failed(self, exc: Exception, rows: int) -> None:
         self.w.write_errors += 1
