@@ -86,7 +86,7 @@ def figures(followed: Followed, *, version_from: str, notes: str) -> dict[str, A
     total = round(followed.elapsed_s, 1)
     slowest: dict[int, float] = {}
     for agent, seconds in per_agent.items():
-        batch = int(followed.agent(agent)["batch"] or 0)
+        batch = int(followed.agent(agent).get("batch") or 0)
         slowest[batch] = max(slowest.get(batch, 0.0), seconds)
     return {
         "agents": len(rollout["agents"]),

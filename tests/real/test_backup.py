@@ -121,7 +121,7 @@ def test_a_backup_made_under_load_restores_the_same_fleet(
         "loadgen",
     )
     api = web.client(token)
-    wait_for(lambda: online(api, "a1") and online(api, "a2"), 30, "a1 and a2 online")
+    wait_for(lambda: online(api, "a1") and online(api, "a2"), 30, "a1 and a2 online", step=0.5)
     # Something for the audit log, through the API as a person would.
     with web.client() as browser:
         signed_in = browser.post(
@@ -132,7 +132,10 @@ def test_a_backup_made_under_load_restores_the_same_fleet(
     assert command.status_code == 200, command.text
     assert command.json()["state"] == "ok", command.text
     t0 = time.time() - 300
-    wait_for(lambda: len(history(api, "a1", t0, time.time())) >= 4, 30, "stored samples of a1")
+    # Polled twice a second: the API limits a user to 20 requests a second.
+    wait_for(
+        lambda: len(history(api, "a1", t0, time.time())) >= 4, 30, "stored samples of a1", step=0.5
+    )
     fleet = [agent["id"] for agent in api.get("/agents").json()]
     assert len([name for name in fleet if name.startswith("lg")]) >= 50, "no load: " + str(fleet)
     audit_before = api.get("/audit").json()
