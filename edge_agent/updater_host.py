@@ -82,18 +82,10 @@ class AgentFiles(UpdateFiles):
     """The agent's state directory S, as the updater reads and writes it (the paths are
     the agent's own, :class:`edge_agent.update_files.UpdateFiles`)."""
 
-    @property
-    def updates(self) -> Path:
-        return self.root
-
-    @property
-    def request_path(self) -> Path:
-        return self.request
-
     def read_request(self) -> tuple[UpdateRequest | None, str | None]:
         """(request, None), (None, why it cannot be read), or (None, None) when absent."""
         try:
-            data = read_limited(self.request_path, MAX_SMALL_FILE)
+            data = read_limited(self.request, MAX_SMALL_FILE)
             return msgspec.json.decode(data, type=UpdateRequest), None
         except FileNotFoundError:
             return None, None
@@ -102,7 +94,7 @@ class AgentFiles(UpdateFiles):
 
     def remove_request(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self.request_path.unlink()
+            self.request.unlink()
 
     def read_state(self) -> UpdateState | None:
         try:
@@ -121,10 +113,10 @@ class AgentFiles(UpdateFiles):
     def write_state(self, state: UpdateState) -> None:
         """``updates/state.json``, atomically, owned by the state directory's owner."""
         owner = self.state_dir.stat()
-        if not self.updates.is_dir():
-            self.updates.mkdir(mode=0o755)
-            os.chown(self.updates, owner.st_uid, owner.st_gid)
-        fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=self.updates)
+        if not self.root.is_dir():
+            self.root.mkdir(mode=0o755)
+            os.chown(self.root, owner.st_uid, owner.st_gid)
+        fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=self.root)
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(msgspec.json.encode(state) + b"\n")
@@ -156,7 +148,7 @@ class AgentFiles(UpdateFiles):
         try:
             raw = read_limited(source / RELEASE_FILE, MAX_RELEASE_FILE)
         except FileNotFoundError:
-            raise UpdaterError(f"no release {version} in {self.updates}") from None
+            raise UpdaterError(f"no release {version} in {self.root}") from None
         except OSError as exc:
             raise UpdaterError(f"{source / RELEASE_FILE}: {exc}") from None
         manifest = verify_release(raw, keys, now=now, running_version=running_version)
