@@ -450,14 +450,7 @@ def test_both_agents_update_from_a_to_b_even_when_killed_mid_update(fleet: Fleet
         record = updates.wait_update(fleet, agent, "healthy", updates.B)
         assert record["update"]["from_version"] == updates.A, record
         assert updates.layout(fleet, agent) == (f"versions/{updates.B}", f"versions/{updates.A}")
-        # The updater ends once it has kept the version (it prunes first): soon, not at once.
-        host = fleet.hosts[agent]
-        wait_for(
-            lambda h=host: h.is_active("arete-agent-update.service") == "inactive",  # type: ignore[misc]
-            30,
-            f"the updater of {agent} to end",
-            step=0.5,
-        )
+        updates.wait_updater_ended(fleet, agent)
         request = "/var/lib/arete-agent/updates/request.json"
         assert fleet.hosts[agent].exec("test", "-e", request, check=False).returncode != 0
 

@@ -194,3 +194,15 @@ def wait_installing(fleet: Fleet, agent: str, version: str, timeout: float = 240
         f"the updater of {agent} to install {version}",
         step=0.5,
     )
+
+
+def wait_updater_ended(fleet: Fleet, agent: str, timeout: float = 30) -> None:
+    """Until the host updater's service is inactive: it ends once it kept the version,
+    after pruning, so soon after ``healthy`` is reported but not at once."""
+    host = fleet.hosts[agent]
+    wait_for(
+        lambda: host.is_active("arete-agent-update.service") == "inactive",
+        timeout,
+        f"the updater of {agent} to end",
+        step=0.5,
+    )
